@@ -1,0 +1,245 @@
+"""The CLI end to end, through typer's CliRunner: exit codes, stdout and stderr apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TINY_MAX_LEN, make_pairs, write_pairs
+from transducer.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_clean_error(result, *fragments, code=None):
+    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code != 0, result.stdout
+    if code is not None:
+        assert result.exit_code == code
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert any("error" in l for l in lines), result.stderr
+    for f in fragments:
+        assert f in " ".join(result.stderr.split()), result.stderr
+
+
+# --- startup ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["train", "--help"], ["predict", "--help"], ["predict"], ["predict", "m", "--format", "xml"]],
+)
+def test_help_and_argument_errors_do_not_import_tensorflow(argv):
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from transducer.cli import app\n"
+        f"r = CliRunner().invoke(app, {argv!r})\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'\n"
+        "print(r.exit_code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("0" if "--help" in argv else "2")
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "transducer", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert "predict" in out.stdout
+
+
+# --- train -------------------------------------------------------------------------------
+
+
+def test_train_cli_writes_the_model_directory_contract(tmp_path, pairs_file):
+    model_dir = tmp_path / "m"
+    r = invoke("train", pairs_file, "--model-dir", model_dir, "--hidden", 8, "--epochs", 1, "--max-len", TINY_MAX_LEN)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""  # data only on stdout, and training produces none
+    assert "exact match" in r.stderr
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "metrics.json", "model.keras", "weights.npz"]
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["schema_version"] == 1 and cfg["model"]["max_len"] == TINY_MAX_LEN
+    assert cfg["input_vocab"][:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert {"loss", "char_acc", "exact_match", "val_loss", "val_char_acc", "val_exact_match"} <= set(metrics["history"])
+    assert not (tmp_path / "m.partial").exists()
+
+    again = invoke("train", pairs_file, "--model-dir", model_dir, "--epochs", 1)
+    assert_clean_error(again, "already exists", "--force")
+
+
+def test_train_reads_stdin(tmp_path):
+    data = "".join(f"{a}\t{b}\n" for a, b in make_pairs(40))
+    r = invoke("train", "-", "--model-dir", tmp_path / "m", "--hidden", 4, "--epochs", 1, "--max-len", TINY_MAX_LEN, input=data)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "m" / "model.keras").is_file()
+
+
+@pytest.mark.parametrize(
+    "bad_line,fragment",
+    [
+        ("no tab here", "line 3: no tab"),
+        ("a\tb\tc", "line 3: 2 tabs"),
+        ("\tempty", "line 3: empty input"),
+        ("x" * (TINY_MAX_LEN + 1) + "\tshort", "line 3: input is 13 characters"),
+        ("ok\t" + "y" * (TINY_MAX_LEN + 1), "line 3: output is 13 characters"),
+    ],
+)
+def test_invalid_rows_stop_training_with_their_line_number(tmp_path, bad_line, fragment):
+    path = tmp_path / "bad.tsv"
+    path.write_text(f"ab\tAB\ncd\tCD\n{bad_line}\nef\tEF\n", encoding="utf-8")
+    r = invoke("train", path, "--model-dir", tmp_path / "m", "--max-len", TINY_MAX_LEN)
+    assert_clean_error(r, fragment, "--skip-invalid", code=2)
+    assert not (tmp_path / "m").exists()
+
+
+def test_skip_invalid_trains_on_the_rest_and_says_so(tmp_path):
+    rows = [f"{a}\t{b}" for a, b in make_pairs(30)] + ["bad row", "a\tb\tc", "\tx"]
+    path = tmp_path / "some_bad.tsv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    r = invoke("train", path, "--model-dir", tmp_path / "m", "--skip-invalid", "--hidden", 4, "--epochs", 1, "--max-len", TINY_MAX_LEN)
+    assert r.exit_code == 0, r.stderr
+    assert "skipped 3 invalid row(s)" in r.stderr
+    assert "line 31" in r.stderr
+
+
+@pytest.mark.parametrize("content,fragment", [("", "no pairs"), ("just text\nmore text\n", "invalid row")])
+def test_empty_or_all_invalid_file_is_a_clear_error(tmp_path, content, fragment):
+    path = tmp_path / "x.tsv"
+    path.write_text(content, encoding="utf-8")
+    assert_clean_error(invoke("train", path, "--model-dir", tmp_path / "m"), fragment)
+    assert_clean_error(invoke("train", path, "--model-dir", tmp_path / "m", "--skip-invalid"), "x.tsv")
+
+
+def test_missing_pairs_file_is_a_clear_error(tmp_path):
+    assert_clean_error(invoke("train", tmp_path / "nope.tsv", "--model-dir", tmp_path / "m"), "no such file")
+
+
+# --- predict -----------------------------------------------------------------------------
+
+
+INPUTS = ["abc", "", "XYZ", "a", "dead", "ba", "", "e"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "tsv", "jsonl"])
+def test_predict_writes_one_line_per_input_line_in_order(tiny_model, fmt):
+    r = invoke("predict", tiny_model, "--format", fmt, input="\n".join(INPUTS) + "\n")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[-1] == ""
+    lines = lines[:-1]
+    assert len(lines) == len(INPUTS)
+    if fmt == "tsv":
+        assert [l.split("\t")[0] for l in lines] == INPUTS
+    if fmt == "jsonl":
+        rows = [json.loads(l) for l in lines]
+        assert [row["input"] for row in rows] == INPUTS
+        for row in rows:
+            assert set(row) == {"input", "output", "confidence"}
+            if row["input"]:
+                assert 0.0 < row["confidence"] <= 1.0
+            else:
+                assert row["output"] == ""
+    if fmt == "text":
+        assert lines[1] == "" and lines[6] == ""
+
+
+def test_predict_reads_a_file_argument_and_batches(tiny_model, tmp_path):
+    path = tmp_path / "in.txt"
+    words = [a for a, _ in make_pairs(250, seed=5)]
+    path.write_text("\n".join(words) + "\n", encoding="utf-8")
+    r = invoke("predict", tiny_model, path, "--format", "tsv", "--batch-size", 7)
+    assert r.exit_code == 0, r.stderr
+    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == words
+
+
+def test_long_line_is_an_error_after_earlier_outputs(tiny_model):
+    long = "a" * (TINY_MAX_LEN + 5)
+    r = invoke("predict", tiny_model, "--batch-size", 2, input=f"abc\nde\nXY\n{long}\ncd\n")
+    assert_clean_error(r, "<stdin>:4:", "--on-long", code=1)
+    assert len(r.stdout.splitlines()) == 3
+
+
+def test_long_line_policies(tiny_model):
+    long = "abcde" * 4
+    data = f"ab\n{long}\nc\n"
+    r = invoke("predict", tiny_model, "--on-long", "copy", "--format", "tsv", input=data)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[1] == f"{long}\t{long}"
+    assert "copied unchanged" in r.stderr
+    r = invoke("predict", tiny_model, "--on-long", "truncate", input=data)
+    assert r.exit_code == 0
+    assert len(r.stdout.splitlines()) == 3
+    assert "truncated" in r.stderr
+
+
+def test_unknown_characters_warn_once_with_a_count(tiny_model):
+    r = invoke("predict", tiny_model, input="a#b\n€€\nab\n")
+    assert r.exit_code == 0
+    assert len(r.stdout.splitlines()) == 3
+    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    assert len(warnings) == 1 and "3 character(s) on 2 line(s)" in r.stderr
+
+
+def test_invalid_utf8_names_the_line(tiny_model):
+    r = runner.invoke(app, ["predict", str(tiny_model)], input=b"ab\n\xff\xfe\n")
+    assert_clean_error(r, "<stdin>:2:", "UTF-8")
+    r = runner.invoke(app, ["predict", str(tiny_model), "--encoding-errors", "replace"], input=b"ab\n\xff\xfe\n")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2
+
+
+def test_predict_on_a_missing_model_is_a_clear_error(tmp_path):
+    assert_clean_error(invoke("predict", tmp_path / "nope", input="a\n"), "no such model directory")
+
+
+@pytest.mark.parametrize("engine", ["numpy", "keras"])
+def test_both_engines_from_the_cli(tiny_model, engine):
+    r = invoke("predict", tiny_model, "--engine", engine, "--format", "jsonl", input="abc\nXe\n")
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
+
+
+# --- summarize ---------------------------------------------------------------------------
+
+
+def test_summarize_reproduces_the_classic_table():
+    r = invoke("summarize", "--input-size", 15, "--max-len", 64, "--hidden", 16, "--head", "time-distributed", "--no-reset-after")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""
+    text = r.stderr
+    for fragment in ("(None, 64, 16)", "1,536", "(None, 64, 15)", "255", "TimeDistributed"):
+        assert fragment in text
+    r = invoke("summarize", "--input-size", 15, "--hidden", 16, "--head", "time-distributed")
+    assert "1,584" in r.stderr
+    r = invoke("summarize", "--input-size", 15, "--hidden", 16, "--no-reset-after", "--no-return-sequences")
+    assert "(None, 16)" in r.stderr and "(None, 15)" in r.stderr and "1,536" in r.stderr
+
+
+def test_summarize_a_trained_model(tiny_model):
+    r = invoke("summarize", tiny_model)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""
+    for fragment in ("gru_1", "softmax", "input vocab", "exact_match", "max_len"):
+        assert fragment in r.stderr
+
+
+def test_compare_heads_shows_agreement_and_timings():
+    r = invoke("summarize", "--compare-heads", "--input-size", 15, "--max-len", 16, "--hidden", 16)
+    assert r.exit_code == 0, r.stderr
+    assert "max |Dense - TimeDistributed|" in r.stderr
+    diff = float(r.stderr.split("over all outputs:")[1].split()[0])
+    assert diff < 1e-6
+    text = " ".join(r.stderr.split())
+    assert "ms/batch" in text and "acts on the last axis" in text

@@ -1,0 +1,179 @@
+"""The model directory: one documented contract, written atomically.
+
+    DIR/
+      config.json    schema_version, transducer_version, model (ModelConfig), train
+                     (TrainConfig), input_vocab, output_vocab (id -> symbol lists), data
+      model.keras    the Keras model (architecture + weights), loaded in safe mode
+      metrics.json   history (per-epoch lists) and final (best-epoch validation metrics)
+      weights.npz    plain float arrays keyed by layer/weight name, for the TensorFlow-free
+                     inference engine (see engine.py)
+
+A directory is staged in `DIR.partial/` next to DIR (same filesystem) and published with
+rename(2): a crash leaves DIR as it was (the previous model, or nothing) and at worst a
+`DIR.partial/` to resume from or delete. This module imports Keras only when a function
+needs it, so reading a config stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .config import ModelConfig, TransducerError
+from .vocab import Vocab
+
+SCHEMA_VERSION = 1
+CONFIG, MODEL, METRICS, WEIGHTS = "config.json", "model.keras", "metrics.json", "weights.npz"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What config.json says about a model: enough to encode, decode and rebuild it."""
+
+    path: Path  # the model directory
+    model: ModelConfig  # architecture and sizes
+    input_vocab: Vocab  # input characters
+    output_vocab: Vocab  # output characters
+    raw: dict  # the whole config.json, for display
+
+
+def staging_dir(model_dir: Path) -> Path:
+    return model_dir.with_name(model_dir.name + ".partial")
+
+
+def check_writable(model_dir: Path, force: bool) -> None:
+    """Fail before training, not after, when the result could not be written."""
+    if model_dir.exists() and not force:
+        raise TransducerError(f"{model_dir}: already exists; pass --force to replace it")
+    if model_dir.exists() and not model_dir.is_dir():
+        raise TransducerError(f"{model_dir}: exists and is not a directory")
+    parent = model_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TransducerError(f"{parent}: cannot create directory ({e.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise TransducerError(f"{parent}: not writable")
+
+
+def config_dict(cfg: ModelConfig, input_vocab: Vocab, output_vocab: Vocab, train: dict, data: dict) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "transducer_version": __version__,
+        "model": cfg.to_dict(),
+        "train": train,
+        "data": data,
+        "input_vocab": input_vocab.to_json(),
+        "output_vocab": output_vocab.to_json(),
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def publish(staging: Path, model_dir: Path) -> None:
+    """Atomically make `staging` the model directory, replacing an old one if present."""
+    _fsync_tree(staging)
+    old = model_dir.with_name(model_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    try:
+        if model_dir.exists():
+            os.rename(model_dir, old)
+        os.rename(staging, model_dir)
+    except OSError as e:
+        if old.exists() and not model_dir.exists():
+            os.rename(old, model_dir)  # put the previous model back
+        raise TransducerError(f"{model_dir}: cannot publish the model ({e.strerror})") from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def read_info(model_dir: str | Path) -> ModelInfo:
+    """Validate and read config.json. No Keras import."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise TransducerError(f"{path}: no such model directory")
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file():
+        raise TransducerError(f"{path}: not a model directory ({CONFIG} is missing)")
+    try:
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TransducerError(f"{cfg_path}: unreadable config ({e})") from None
+    if not isinstance(raw, dict):
+        raise TransducerError(f"{cfg_path}: config must be a JSON object")
+    version = raw.get("schema_version")
+    if not isinstance(version, int):
+        raise TransducerError(f"{cfg_path}: missing schema_version")
+    if version > SCHEMA_VERSION:
+        raise TransducerError(
+            f"{cfg_path}: schema_version {version} is newer than this transducer understands"
+            f" ({SCHEMA_VERSION}); upgrade transducer"
+        )
+    try:
+        model = ModelConfig.from_dict(raw["model"])
+        input_vocab = Vocab.from_json(raw["input_vocab"])
+        output_vocab = Vocab.from_json(raw["output_vocab"])
+    except (KeyError, TypeError, ValueError, TransducerError) as e:
+        raise TransducerError(f"{cfg_path}: invalid config ({e})") from None
+    if model.input_vocab_size != len(input_vocab) or model.output_vocab_size != len(output_vocab):
+        raise TransducerError(f"{cfg_path}: vocabulary sizes disagree with the model sizes")
+    return ModelInfo(path, model, input_vocab, output_vocab, raw)
+
+
+def read_metrics(model_dir: Path) -> dict:
+    p = Path(model_dir) / METRICS
+    if not p.is_file():
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def load_keras_model(info: ModelInfo):
+    """The saved Keras model, loaded in safe mode (no Lambda/pickled code) and checked."""
+    from .model import keras  # imports TensorFlow; only the keras engine needs this
+
+    path = info.path / MODEL
+    if not path.is_file():
+        raise TransducerError(f"{info.path}: {MODEL} is missing")
+    if not zipfile.is_zipfile(path):
+        raise TransducerError(f"{path}: corrupt model file (not a .keras zip archive)")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for bad files; all mean "cannot load"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TransducerError(f"{path}: cannot load model ({first[:300]})") from None
+    _check_vocab_shapes(model, info)
+    return model
+
+
+def _check_vocab_shapes(model, info: ModelInfo) -> None:
+    out = model.outputs[0].shape[-1]
+    inp = model.inputs[0].shape[-1]
+    if out != len(info.output_vocab) or inp != len(info.input_vocab):
+        raise TransducerError(
+            f"{info.path}: vocabularies in {CONFIG} ({len(info.input_vocab)} in,"
+            f" {len(info.output_vocab)} out) do not match the model ({inp} in, {out} out)"
+        )

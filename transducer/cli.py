@@ -1,0 +1,429 @@
+"""Command line: parse options, call one library function, render the result.
+
+stdout carries data only (predictions, --json); everything for people (progress, tables,
+warnings, errors) goes to stderr. TensorFlow is imported inside the commands that need
+it, so `transducer --help` and argument errors stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import ARCHS, ATTENTIONS, HEADS, ModelConfig, TrainConfig, TransducerError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train and run character-level recurrent string-to-string models.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+VERBOSE_HELP = "Show TensorFlow's own logs (silenced by default)."
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Decide, before TensorFlow is first imported, whether its logs are shown."""
+    os.environ["TRANSDUCER_VERBOSE"] = "1" if verbose else "0"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore", module="keras")
+        warnings.filterwarnings("ignore", module="tensorflow")
+
+
+def _fail(e: TransducerError) -> None:
+    err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(e.exit_code)
+
+
+def _model_cfg(**kw) -> ModelConfig:
+    return ModelConfig(**kw)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(f"must be one of {', '.join(allowed)}", param_hint=option)
+    return value
+
+
+# --- train -------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    pairs: str = typer.Argument(..., help="UTF-8 file of input<TAB>output lines; - reads stdin."),
+    model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Directory to write the model to."),
+    arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
+    head: str = typer.Option("dense", help=f"Per-timestep output layer: {' | '.join(HEADS)}."),
+    hidden: int = typer.Option(128, help="Units in each GRU layer."),
+    layers: int = typer.Option(1, help="Stacked GRU layers."),
+    bidirectional: bool = typer.Option(False, help="Read the input both ways (each position sees all of it)."),
+    dropout: float = typer.Option(0.0, help="Dropout after each GRU layer."),
+    reset_after: bool = typer.Option(True, help="GRU reset gate after the matmul (Keras 3 default); --no-reset-after is Keras 2's."),
+    attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
+    max_len: int = typer.Option(64, help="Longest input/output string in characters."),
+    epochs: int = typer.Option(30, help="Maximum epochs (early stopping usually ends sooner)."),
+    batch_size: int = typer.Option(64, help="Sequences per training step."),
+    learning_rate: float = typer.Option(3e-3, help="Adam learning rate."),
+    val_split: float = typer.Option(0.1, help="Fraction of pairs held out for validation."),
+    val_file: Optional[str] = typer.Option(None, help="Validation pairs file (instead of --val-split)."),
+    patience: int = typer.Option(2, help="Epochs without validation-loss improvement before stopping."),
+    min_delta: float = typer.Option(1e-3, help="Smallest validation-loss drop that counts as improvement."),
+    seed: int = typer.Option(0, help="Random seed: same seed and data give the same model on CPU."),
+    skip_invalid: bool = typer.Option(False, help="Skip invalid rows (reported) instead of stopping."),
+    force: bool = typer.Option(False, help="Replace an existing model directory."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Train a model on PAIRS and save it to --model-dir.
+
+    Example:
+
+        transducer train sample_data/translit.train.tsv --model-dir models/translit
+    """
+    _choice(arch, ARCHS, "--arch")
+    _choice(head, HEADS, "--head")
+    _choice(attention, ATTENTIONS, "--attention")
+    _quiet_tensorflow(verbose)
+    try:
+        mcfg = ModelConfig(
+            arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
+            dropout=dropout, reset_after=reset_after, head=head, attention=attention,
+        )
+        tcfg = TrainConfig(
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, val_split=val_split,
+            patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
+        )
+        from .train import train as run_train
+
+        reporter = _RichReporter()
+        try:
+            result = run_train(pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter)
+        finally:
+            reporter.close()
+    except TransducerError as e:
+        _fail(e)
+    _render_train_result(result)
+
+
+class _RichReporter:
+    """Progress bar per epoch on stderr."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        self.task = None
+        self.started = False
+
+    def start(self, info):
+        err.print(
+            f"training on {info['n_train']} pairs, validating on {info['n_val']}"
+            f" (input vocab {info['input_vocab']}, output vocab {info['output_vocab']},"
+            f" {info['parameters']:,} parameters)",
+            highlight=False,
+        )
+        if info["skipped"]:
+            err.print(f"[yellow]skipped {info['skipped']} invalid row(s):[/] {info['skipped_detail']}", highlight=False)
+        if info["conflicts"]:
+            err.print(
+                f"[yellow]note:[/] {info['conflicts']} input(s) have more than one output;"
+                " the model can learn only one of them",
+                highlight=False,
+            )
+        self.progress.start()
+        self.started = True
+
+    def epoch_begin(self, epoch, epochs, steps):
+        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", metrics="")
+
+    def batch_end(self, step, logs):
+        self.progress.update(self.task, completed=step, metrics=_fmt(logs))
+
+    def epoch_end(self, epoch, logs):
+        self.progress.update(self.task, metrics=_fmt(logs, val=True))
+
+    def close(self):
+        if self.started:
+            self.progress.stop()
+
+
+def _fmt(logs: dict, val: bool = False) -> str:
+    parts = [f"loss {logs.get('loss', float('nan')):.4f}", f"acc {logs.get('char_acc', float('nan')):.3f}"]
+    if val and "val_loss" in logs:
+        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', float('nan')):.3f}")
+    return "  ".join(parts)
+
+
+def _render_train_result(result) -> None:
+    table = Table(title="final metrics (best epoch's weights)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("train (last epoch)", justify="right")
+    table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
+    for key, label in (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match")):
+        last = result.history.get(key, [float("nan")])[-1]
+        table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
+    err.print(table)
+    if result.interrupted:
+        err.print(f"[yellow]interrupted:[/] saved the best model so far (epoch {result.best_epoch}) to {result.model_dir}")
+    else:
+        how = "early stopping" if result.stopped_early else "all epochs"
+        err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
+
+
+# --- predict -----------------------------------------------------------------------------
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    file: str = typer.Argument("-", help="Input file, one string per line; - or omitted reads stdin."),
+    format: str = typer.Option("text", "--format", "-f", help="Output: text | tsv (input<TAB>output) | jsonl."),
+    on_long: str = typer.Option("error", help="Lines longer than max_len: error | truncate | copy (echo unchanged)."),
+    encoding_errors: str = typer.Option("strict", help="Invalid UTF-8 input: strict (error) | replace."),
+    batch_size: int = typer.Option(1024, help="Lines per model call."),
+    engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Predict one output line per input line, in order, on stdout.
+
+    Example:
+
+        cat sample_data/demo_inputs.txt | transducer predict models/translit > out.txt
+    """
+    _choice(format, ("text", "tsv", "jsonl"), "--format")
+    _choice(on_long, ("error", "truncate", "copy"), "--on-long")
+    _choice(encoding_errors, ("strict", "replace"), "--encoding-errors")
+    _choice(engine, ("numpy", "keras"), "--engine")
+    if batch_size < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--batch-size")
+    _quiet_tensorflow(verbose)
+    from .data import display_name, open_binary
+    from .predict import PredictStats, Predictor, predict_stream
+
+    stats = PredictStats()
+    out = sys.stdout
+    try:
+        predictor = Predictor(model_dir, engine=engine)
+        stream = open_binary(file)
+        render = _RENDER[format]
+        for batch in predict_stream(
+            predictor, stream, display_name(file), on_long, encoding_errors, batch_size, stats
+        ):
+            out.write("".join(render(p) for p in batch))
+            out.flush()  # each batch reaches the pipe as soon as it is done
+    except TransducerError as e:
+        out.flush()
+        _warn_stats(stats, on_long)
+        _fail(e)
+    _warn_stats(stats, on_long)
+
+
+def _text(p) -> str:
+    return p.output + "\n"
+
+
+def _tsv(p) -> str:
+    return f"{p.input}\t{p.output}\n"
+
+
+def _jsonl(p) -> str:
+    return json.dumps({"input": p.input, "output": p.output, "confidence": p.confidence}, ensure_ascii=False) + "\n"
+
+
+_RENDER = {"text": _text, "tsv": _tsv, "jsonl": _jsonl}
+
+
+def _warn_stats(stats, on_long: str) -> None:
+    if stats.unknown_chars:
+        err.print(
+            f"[yellow]warning:[/] {stats.unknown_chars} character(s) on {stats.unknown_lines} line(s)"
+            " were not in the training data (read as <unk>)",
+            highlight=False,
+        )
+    if stats.long_lines and on_long != "error":
+        done = "truncated" if on_long == "truncate" else "copied unchanged"
+        err.print(
+            f"[yellow]warning:[/] {stats.long_lines} line(s) longer than max_len were {done}"
+            f" (first: line {stats.first_long_line})",
+            highlight=False,
+        )
+
+
+# --- summarize ---------------------------------------------------------------------------
+
+
+@app.command()
+def summarize(
+    model_dir: Optional[Path] = typer.Argument(None, help="Model directory; omit to build from the options below."),
+    input_size: int = typer.Option(15, help="One-hot input width (without a model directory)."),
+    output_size: Optional[int] = typer.Option(None, help="Output vocabulary size (default: --input-size)."),
+    max_len: int = typer.Option(64, help="Sequence length."),
+    hidden: int = typer.Option(16, help="GRU units."),
+    layers: int = typer.Option(1, help="Stacked GRU layers."),
+    bidirectional: bool = typer.Option(False, help="Bidirectional GRUs."),
+    head: str = typer.Option("dense", help=f"Output layer: {' | '.join(HEADS)}."),
+    reset_after: bool = typer.Option(True, help="Keras 3 GRU (default); --no-reset-after gives Keras 2's counts."),
+    return_sequences: bool = typer.Option(True, help="--no-return-sequences: the sequence-to-label variant."),
+    arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
+    attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
+    compare_heads: bool = typer.Option(False, help="Build both heads with the same weights, compare outputs and speed."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Show the network as a table: layers, output shapes, parameter counts.
+
+    Examples:
+
+        transducer summarize models/translit
+
+        transducer summarize --input-size 15 --max-len 64 --hidden 16 --head time-distributed --no-reset-after
+    """
+    _choice(head, HEADS, "--head")
+    _choice(arch, ARCHS, "--arch")
+    _choice(attention, ATTENTIONS, "--attention")
+    _quiet_tensorflow(verbose)
+    try:
+        if model_dir is not None:
+            _summarize_dir(model_dir)
+            return
+        if not return_sequences and head == "time-distributed":
+            err.print(
+                "[yellow]note:[/] without return_sequences the GRU emits one vector, with no time"
+                " axis for TimeDistributed to map over; the head is a plain Dense",
+                highlight=False,
+            )
+        cfg = ModelConfig(
+            arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
+            reset_after=reset_after, head=head, attention=attention, return_sequences=return_sequences,
+            input_vocab_size=input_size, output_vocab_size=output_size or input_size,
+        )
+        if compare_heads:
+            _compare_heads(cfg)
+            return
+        from .model import build_model, layer_rows
+
+        err.print(_layer_table(layer_rows(build_model(cfg)), title=f"{arch} model"))
+    except TransducerError as e:
+        _fail(e)
+
+
+def _layer_table(rows, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Layer (type)")
+    table.add_column("Output Shape")
+    table.add_column("Param #", justify="right")
+    for name, kind, shape, params in rows:
+        table.add_row(f"{name} ({kind})", shape, f"{params:,}")
+    total = sum(r[3] for r in rows)
+    table.add_section()
+    table.add_row("Total params", "", f"{total:,}")
+    return table
+
+
+def _summarize_dir(model_dir: Path) -> None:
+    from .artifacts import load_keras_model, read_info, read_metrics
+    from .model import layer_rows
+
+    info = read_info(model_dir)
+    model = load_keras_model(info)
+    err.print(_layer_table(layer_rows(model), title=f"{model_dir} ({info.model.arch})"))
+    cfg = Table(title="config", title_justify="left", show_header=False)
+    m = info.model
+    for k, v in (
+        ("architecture", m.arch), ("head", m.head), ("max_len", m.max_len), ("hidden", m.hidden),
+        ("layers", m.layers), ("bidirectional", m.bidirectional), ("reset_after", m.reset_after),
+        ("input vocab", f"{len(info.input_vocab)} symbols"), ("output vocab", f"{len(info.output_vocab)} symbols"),
+        ("trained on", f"{info.raw.get('data', {}).get('n_train', '?')} pairs"),
+        ("transducer version", info.raw.get("transducer_version", "?")),
+    ):
+        if k == "attention" and m.arch != "seq2seq":
+            continue
+        cfg.add_row(k, str(v))
+    if m.arch == "seq2seq":
+        cfg.add_row("attention", m.attention)
+    err.print(cfg)
+    metrics = read_metrics(info.path)
+    final = metrics.get("final")
+    if final:
+        mt = Table(title=f"final metrics (epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs_run', '?')})", title_justify="left")
+        mt.add_column("metric")
+        mt.add_column("value", justify="right")
+        for k, v in final.items():
+            mt.add_row(k, f"{v:.4f}")
+        err.print(mt)
+
+
+HEADS_EXPLAINED = (
+    "Dense applied to a 3-D tensor (batch, time, features) already acts on the last axis: the "
+    "same kernel and bias are used at every timestep. TimeDistributed(Dense) states that "
+    "explicitly by mapping the same Dense over the time axis. Same parameters "
+    "(hidden x vocab + vocab), same outputs for the same weights; the only difference is how "
+    "the computation is laid out, which shows up as speed."
+)
+
+
+def _compare_heads(cfg: ModelConfig) -> None:
+    from .model import compare_heads
+
+    r = compare_heads(cfg)
+    tables = (_layer_table(r["dense_rows"], "head: dense"), _layer_table(r["td_rows"], "head: time-distributed"))
+    if err.width >= 120:
+        side = Table.grid(padding=(0, 4))
+        side.add_row(*tables)
+        err.print(side)
+    else:  # too narrow for two tables side by side: one above the other
+        err.print(*tables)
+    t = Table(title=f"same weights, same random batch of {r['batch']}", title_justify="left")
+    t.add_column("")
+    t.add_column("Dense", justify="right")
+    t.add_column("TimeDistributed(Dense)", justify="right")
+    t.add_row("whole model, ms/batch", f"{r['dense_seconds'] * 1e3:.2f}", f"{r['td_seconds'] * 1e3:.2f}")
+    t.add_row("head alone (eager call), ms/batch", f"{r['dense_head_seconds'] * 1e3:.3f}", f"{r['td_head_seconds'] * 1e3:.3f}")
+    ratio = r["td_seconds"] / max(r["dense_seconds"], 1e-12)
+    head_ratio = r["td_head_seconds"] / max(r["dense_head_seconds"], 1e-12)
+    t.add_row("TimeDistributed / Dense", "", f"{ratio:.2f}x model, {head_ratio:.2f}x head")
+    err.print(t)
+    err.print(f"max |Dense - TimeDistributed| over all outputs: {r['max_abs_diff']:.3g}", highlight=False)
+    err.print(HEADS_EXPLAINED, highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:
+        _silence_broken_pipe()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+def _silence_broken_pipe() -> None:
+    """Downstream closed the pipe (`| head -1`): exit quietly, as shell tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(141)
+
+
+if __name__ == "__main__":
+    main()

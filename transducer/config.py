@@ -1,0 +1,101 @@
+"""Hyperparameters, as frozen dataclasses: one for the network, one for training.
+
+Both are plain data (no TensorFlow) so the CLI can build and validate them before
+anything heavy is imported, and so they round-trip through the model directory's
+config.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+ARCHS = ("aligned", "seq2seq")
+HEADS = ("dense", "time-distributed")
+ATTENTIONS = ("luong", "bahdanau", "none")
+
+
+class TransducerError(Exception):
+    """A problem the user can fix (bad input, bad option, bad model dir).
+
+    The CLI prints `str(error)` on one line and exits with `exit_code`; no traceback.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "aligned"  # "aligned": one softmax per input position; "seq2seq": encoder-decoder
+    max_len: int = 64  # longest input (and output) string, in characters
+    hidden: int = 128  # units in each GRU layer
+    layers: int = 1  # stacked GRU layers (encoder and decoder each, for seq2seq)
+    bidirectional: bool = False  # GRUs read both ways, so every position sees the whole input
+    dropout: float = 0.0  # Dropout after each GRU layer (not recurrent dropout: keeps cuDNN's path)
+    reset_after: bool = True  # Keras 3 default; False reproduces Keras 2 parameter counts
+    head: str = "dense"  # per-timestep output layer: "dense" or "time-distributed"
+    attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
+    return_sequences: bool = True  # False: sequence-to-label variant, for `summarize` only
+    input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
+    output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise TransducerError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.head not in HEADS:
+            raise TransducerError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.attention not in ATTENTIONS:
+            raise TransducerError(
+                f"--attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}"
+            )
+        for name in ("max_len", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise TransducerError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise TransducerError("--dropout must be in [0, 1)")
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_size: int = 64  # sequences per gradient step
+    learning_rate: float = 3e-3  # Adam step size
+    val_split: float = 0.1  # fraction of pairs held out for validation (ignored with val_file)
+    patience: int = 2  # epochs without val-loss improvement before stopping
+    min_delta: float = 1e-3  # a val-loss drop smaller than this is no improvement: stops
+    #                          runs that polish an already perfect model for many epochs
+    seed: int = 0  # seeds the split, weight init and shuffling: same seed, same result on CPU
+    skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise TransducerError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise TransducerError("--batch-size must be at least 1")
+        if self.learning_rate <= 0:
+            raise TransducerError("--learning-rate must be positive")
+        if not 0.0 <= self.val_split < 1.0:
+            raise TransducerError("--val-split must be in [0, 1)")
+        if self.patience < 0:
+            raise TransducerError("--patience must be >= 0")
+        if self.min_delta < 0:
+            raise TransducerError("--min-delta must be >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

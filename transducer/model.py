@@ -1,0 +1,206 @@
+"""The networks, as functional Keras models with named layers.
+
+Aligned (the classic model):
+
+    chars   (None, max_len, input_vocab)     one-hot characters
+    gru_1   (None, max_len, hidden)          GRU(return_sequences=True), stacked for --layers
+    dense / time_distributed
+            (None, max_len, output_vocab)    the per-timestep output layer
+    softmax (None, max_len, output_vocab)    Activation('softmax')
+
+`Dense` applied to a 3-D tensor already acts on the last axis at every timestep with one
+shared kernel, so `Dense(V)` and `TimeDistributed(Dense(V))` compute the same function with
+the same parameters; `compare_heads` checks exactly that.
+
+Layers are looked up by name (`model.get_layer("gru_1")`), never by index.
+"""
+
+from __future__ import annotations
+
+from .config import ModelConfig
+from .tfimport import import_tensorflow
+from .vocab import END_ID
+
+import_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+HEAD_LAYER = {"dense": "dense", "time-distributed": "time_distributed"}  # --head -> layer name
+
+
+def gru_name(i: int) -> str:
+    """Name of the i-th (1-based) recurrent layer, as in the classic summary."""
+    return f"gru_{i}"
+
+
+def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences: bool = True):
+    """`cfg.layers` GRUs (optionally bidirectional), each followed by Dropout if asked."""
+    for i in range(1, cfg.layers + 1):
+        seq = last_return_sequences if i == cfg.layers else True
+        gru = layers.GRU(
+            cfg.hidden,
+            return_sequences=seq,
+            reset_after=cfg.reset_after,
+            name=f"{prefix}{gru_name(i)}",
+        )
+        if cfg.bidirectional:
+            # Concatenated forward/backward states: (None, T, 2*hidden).
+            x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x)
+        else:
+            x = gru(x)  # (None, T, hidden) or (None, hidden) for the last, label-style
+        if cfg.dropout > 0:
+            x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
+    return x
+
+
+def head_layer(cfg: ModelConfig, units: int, time_axis: bool = True):
+    """The user's output layer choice. TimeDistributed needs a time axis to map over."""
+    dense = layers.Dense(units, name="dense")
+    if cfg.head == "time-distributed" and time_axis:
+        return layers.TimeDistributed(dense, name="time_distributed")
+    return dense
+
+
+def build_aligned(cfg: ModelConfig) -> keras.Model:
+    chars = keras.Input(shape=(cfg.max_len, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
+    x = _recurrent_stack(chars, cfg, last_return_sequences=cfg.return_sequences)
+    x = head_layer(cfg, cfg.output_vocab_size, time_axis=cfg.return_sequences)(x)  # (None, T, Vout)
+    probs = layers.Activation("softmax", name="softmax")(x)  # (None, T, Vout)
+    return keras.Model(chars, probs, name="aligned")
+
+
+def build_model(cfg: ModelConfig) -> keras.Model:
+    """The training model for `cfg.arch`."""
+    if cfg.arch == "seq2seq":
+        from .seq2seq import build_seq2seq
+
+        return build_seq2seq(cfg)
+    return build_aligned(cfg)
+
+
+# --- metrics ---------------------------------------------------------------------------
+# Targets are (B, T) ids filled with </s> after the string. A position counts if no </s>
+# comes before it: the characters plus the first </s>, which is where the output ends.
+
+
+def _counted(y_true):
+    is_end = ops.cast(ops.equal(y_true, END_ID), "int32")  # (B, T)
+    return ops.equal(ops.cumsum(is_end, axis=1) - is_end, 0)  # (B, T) bool
+
+
+def _correct(y_true, y_pred):
+    y_true = ops.cast(y_true, "int32")
+    pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")  # (B, T)
+    return ops.equal(pred, y_true), _counted(y_true)
+
+
+def char_acc(y_true, y_pred):
+    """Per sequence: the fraction of counted positions predicted right."""
+    correct, counted = _correct(y_true, y_pred)
+    hits = ops.sum(ops.cast(ops.logical_and(correct, counted), "float32"), axis=1)
+    return hits / ops.maximum(ops.sum(ops.cast(counted, "float32"), axis=1), 1.0)  # (B,)
+
+
+def exact_match(y_true, y_pred):
+    """Per sequence: 1.0 when the decoded string equals the target string."""
+    correct, counted = _correct(y_true, y_pred)
+    return ops.cast(ops.all(ops.logical_or(correct, ops.logical_not(counted)), axis=1), "float32")
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=[char_acc, exact_match],
+    )
+
+
+# --- introspection ---------------------------------------------------------------------
+
+
+def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
+    """(name, type, output shape, parameters) per layer, input layers included, like summary()."""
+    rows = []
+    for inp in model.inputs:
+        name = inp.name if isinstance(inp.name, str) else "input"
+        rows.append((name, "InputLayer", _shape(inp.shape), 0))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        kind = type(layer).__name__
+        inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
+        if inner is not None:
+            kind += f"({type(inner).__name__})"
+        rows.append((layer.name, kind, _shape(layer.output.shape), int(layer.count_params())))
+    return rows
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+# --- Dense vs TimeDistributed(Dense) -----------------------------------------------------
+
+
+def compare_heads(cfg: ModelConfig, batch: int = 256, repeats: int = 5, seed: int = 0) -> dict:
+    """Build the model with each head, give both the same weights (copied by layer name),
+    run the same random one-hot batch through both, and time them.
+
+    Returns rows per head, the max absolute difference of their outputs, and the median
+    seconds per batch for each head.
+    """
+    import time
+
+    import numpy as np
+
+    keras.utils.set_random_seed(seed)
+    dense_model = build_aligned(cfg.replace(head="dense"))
+    td_model = build_aligned(cfg.replace(head="time-distributed"))
+    for layer in dense_model.layers:
+        if layer.weights and layer.name != HEAD_LAYER["dense"]:
+            td_model.get_layer(layer.name).set_weights(layer.get_weights())
+    # TimeDistributed's weights are its inner Dense's: kernel (H, V) and bias (V,).
+    td_model.get_layer(HEAD_LAYER["time-distributed"]).set_weights(
+        dense_model.get_layer(HEAD_LAYER["dense"]).get_weights()
+    )
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, cfg.input_vocab_size, size=(batch, cfg.max_len))  # (B, T)
+    x = np.eye(cfg.input_vocab_size, dtype=np.float32)[ids]  # (B, T, Vin)
+    y_dense = np.asarray(dense_model.predict_on_batch(x))  # (B, T, Vout)
+    y_td = np.asarray(td_model.predict_on_batch(x))  # (B, T, Vout)
+
+    def median_seconds(model) -> float:
+        model.predict_on_batch(x)  # warm-up: traces the graph
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.predict_on_batch(x)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def head_only_seconds(model, head_name) -> float:
+        # The head alone on a GRU-shaped input, where the two differ: Dense is one matmul
+        # over (B*T, H); TimeDistributed may reshape or loop over the T steps.
+        head = model.get_layer(head_name)
+        h = rng.standard_normal((batch, cfg.max_len, head.input.shape[-1])).astype(np.float32)
+        head(h)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            head(h)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    return {
+        "dense_rows": layer_rows(dense_model),
+        "td_rows": layer_rows(td_model),
+        "max_abs_diff": float(np.max(np.abs(y_dense - y_td))),
+        "batch": batch,
+        "dense_seconds": median_seconds(dense_model),
+        "td_seconds": median_seconds(td_model),
+        "dense_head_seconds": head_only_seconds(dense_model, HEAD_LAYER["dense"]),
+        "td_head_seconds": head_only_seconds(td_model, HEAD_LAYER["time-distributed"]),
+    }

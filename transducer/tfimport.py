@@ -1,0 +1,59 @@
+"""Import TensorFlow/Keras without the C++ log lines it prints to stderr on import.
+
+TF_CPP_MIN_LOG_LEVEL silences most of TensorFlow's C++ logging, but a few lines (CUDA
+probing, "All log messages before absl::InitializeLog()") are written before that
+setting is read. So the first import runs with file descriptor 2 pointed at /dev/null,
+unless TRANSDUCER_VERBOSE=1 (the CLI's --verbose) asks to see everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def verbose() -> bool:
+    return os.environ.get("TRANSDUCER_VERBOSE") == "1"
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded, some test runners)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow() -> None:
+    """Import tensorflow and keras once, quietly unless verbose."""
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return
+    if verbose():
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_fd_silenced():
+        import tensorflow as tf  # noqa: F401
+        import keras  # noqa: F401
+
+        tf.get_logger().setLevel("ERROR")
+        try:
+            import absl.logging
+
+            absl.logging.set_verbosity(absl.logging.ERROR)
+        except ImportError:
+            pass
