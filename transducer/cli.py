@@ -363,9 +363,10 @@ def _summarize_dir(model_dir: Path) -> None:
     metrics = read_metrics(info.path)
     final = metrics.get("final")
     if final:
-        mt = Table(title=f"final metrics (epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs_run', '?')})", title_justify="left")
+        mt = Table(title="final metrics", title_justify="left")
         mt.add_column("metric")
         mt.add_column("value", justify="right")
+        mt.add_row("best epoch", f"{metrics.get('best_epoch', '?')} of {metrics.get('epochs_run', '?')}")
         for k, v in final.items():
             mt.add_row(k, f"{v:.4f}")
         err.print(mt)
