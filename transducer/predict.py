@@ -164,7 +164,11 @@ def predict_stream(
         if isinstance(raw, LongLine):
             length = None
         else:
-            text = decode_line(raw, name, line_no, encoding_errors)
+            try:
+                text = decode_line(raw, name, line_no, encoding_errors)
+            except TransducerError:
+                yield _run_chunk(predictor, chunk, stats, on_long)  # every earlier line first
+                raise
             length = len(text)
         if length is None or length > max_len:
             stats.long_lines += 1
