@@ -267,3 +267,346 @@ def test_broken_pipe_downstream_exits_quietly(tiny_model, tmp_path):
     assert producer.wait(timeout=120) == 141  # 128 + SIGPIPE, as shells report a closed pipe
     assert first.count(b"\n") == 1
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+# --- 2. training is resumable and never corrupt --------------------------------------------
+
+SMALL = dict(max_len=TINY_MAX_LEN, hidden=8)
+CLI_SMALL = ["--max-len", TINY_MAX_LEN, "--hidden", 8, "--batch-size", 16, "--patience", 100]
+
+
+def weights_of(model_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(model_dir / "weights.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def files_digest(model_dir: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir())}
+
+
+class SignalAfterEpoch:
+    """A reporter that sends this process `sig` when epoch `at` ends: a real signal,
+    delivered while fit is running, as Ctrl-C or `kill` would."""
+
+    def __init__(self, at: int, sig=signal.SIGINT):
+        self.at, self.sig = at, sig
+
+    def start(self, info): pass
+    def epoch_begin(self, epoch, epochs, steps): pass
+    def batch_end(self, step, logs): pass
+
+    def epoch_end(self, epoch, logs):
+        if epoch == self.at:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.fixture(scope="module")
+def small_pairs(tmp_path_factory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("small") / "pairs.tsv", make_pairs(120, seed=3))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_pairs) -> Path:
+    from transducer.train import train
+
+    model_dir = tmp_path_factory.mktemp("runs") / "whole"
+    train(str(small_pairs), model_dir, ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7))
+    return model_dir
+
+
+def test_same_seed_and_data_give_identical_weights(uninterrupted, small_pairs, tmp_path):
+    from transducer.train import train
+
+    train(str(small_pairs), tmp_path / "again", ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7))
+    a, b = weights_of(uninterrupted), weights_of(tmp_path / "again")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pairs, tmp_path):
+    """SIGTERM here; the real-process test below sends SIGINT (both take the same path)."""
+    sig = signal.SIGTERM
+    from transducer import checkpoint
+    from transducer.train import train
+
+    model_dir = tmp_path / "m"
+    mcfg, tcfg = ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7)
+    stopped = train(str(small_pairs), model_dir, mcfg, tcfg, reporter=SignalAfterEpoch(1, sig))
+    assert stopped.interrupted and stopped.signal == sig.name and stopped.epochs_run == 1
+    assert not model_dir.exists()  # nothing published; the checkpoint is kept
+    assert checkpoint.load(tmp_path / "m.partial").epoch == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    with pytest.raises(TransducerError, match="--resume"):  # a fresh run would throw the checkpoint away
+        train(str(small_pairs), model_dir, mcfg, tcfg)
+    done = train(str(small_pairs), model_dir, mcfg, tcfg, resume=True)
+    assert done.resumed_from == 1 and done.epochs_run == 3 and not done.interrupted
+    a, b = weights_of(uninterrupted), weights_of(model_dir)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["history"] == json.loads((uninterrupted / "metrics.json").read_text())["history"]
+    assert not (tmp_path / "m.partial").exists()
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "metrics.json", "model.keras", "weights.npz"]
+
+
+def test_resume_refuses_a_different_run_or_a_missing_checkpoint(small_pairs, tmp_path):
+    from transducer.train import train
+
+    model_dir = tmp_path / "m"
+    with pytest.raises(TransducerError, match="no checkpoint"):
+        train(str(small_pairs), model_dir, ModelConfig(**SMALL), TrainConfig(epochs=2), resume=True)
+    train(str(small_pairs), model_dir, ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16), reporter=SignalAfterEpoch(1))
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL[:4], "--hidden", 4, "--resume")
+    assert_clean_error(r, "cannot --resume", "hidden was 8, now 4")
+    other = write_pairs(tmp_path / "other.tsv", make_pairs(120, seed=4))
+    r = invoke("train", other, "--model-dir", model_dir, "--max-len", TINY_MAX_LEN, "--hidden", 8, "--resume")
+    assert_clean_error(r, "pairs differ")
+
+
+def _wait_for_checkpoint(staging: Path, proc, timeout=240) -> int:
+    latest = staging / "checkpoint" / "latest.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        if latest.is_file():
+            return json.loads(latest.read_text())["epoch"]
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint was written")
+
+
+def _start_training(pairs: Path, model_dir: Path, *extra) -> subprocess.Popen:
+    args = ["train", pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1000, *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "transducer", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+    )
+
+
+def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_path):
+    model_dir = tmp_path / "m"
+    proc = _start_training(small_pairs, model_dir)
+    _wait_for_checkpoint(tmp_path / "m.partial", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert out == b"" and "Traceback" not in err
+    assert "--resume" in " ".join(err.split())
+    assert not model_dir.exists()
+    done_epochs = json.loads((tmp_path / "m.partial" / "checkpoint" / "latest.json").read_text())["epoch"]
+
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", done_epochs + 1, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert f"resuming after epoch {done_epochs}" in r.stderr
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["epochs_run"] == done_epochs + 1 and metrics["resumed_from_epoch"] == done_epochs
+
+
+def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoint(tiny_model, small_pairs, tmp_path):
+    from transducer import checkpoint
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model, model_dir)
+    before = files_digest(model_dir)
+    proc = _start_training(small_pairs, model_dir, "--force")
+    _wait_for_checkpoint(tmp_path / "m.partial", proc)
+    time.sleep(0.3)  # into a later epoch, or in the middle of writing its checkpoint
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert files_digest(model_dir) == before  # the previous final model, untouched
+    ckpt = checkpoint.load(tmp_path / "m.partial")  # the last complete checkpoint reads back
+    assert ckpt.epoch >= 1
+
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", ckpt.epoch + 1, "--resume", "--force")
+    assert r.exit_code == 0, r.stderr
+    assert files_digest(model_dir) != before
+    assert json.loads((model_dir / "config.json").read_text())["model"]["hidden"] == 8
+    assert not (tmp_path / "m.partial").exists()
+
+
+def test_full_disk_is_one_clear_line_and_no_half_written_model(tiny_model, small_pairs, tmp_path, monkeypatch):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model, model_dir)
+    before = files_digest(model_dir)
+    real_replace = os.replace
+
+    def full_disk_at_metrics(src, dst, *a, **kw):
+        if Path(dst).name == "metrics.json":  # the final save, after every checkpoint
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", full_disk_at_metrics)
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1, "--force")
+    assert_clean_error(r, "cannot write the model", "No space left on device")
+    assert files_digest(model_dir) == before
+    assert not (tmp_path / "m.partial" / "final").exists()
+    monkeypatch.setattr(os, "replace", real_replace)
+    # The checkpoint survived, so the run can still be finished without retraining.
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1, "--force", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert files_digest(model_dir) != before
+
+    def full_disk(src, dst, *a, **kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full_disk)  # now the first checkpoint cannot be written
+    before = files_digest(model_dir)
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1, "--force")
+    assert_clean_error(r, "cannot write the checkpoint", "No space left on device")
+    assert files_digest(model_dir) == before
+
+
+def test_unwritable_model_dir_is_a_clear_error_before_training(small_pairs, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    r = invoke("train", small_pairs, "--model-dir", blocker / "m", *CLI_SMALL)
+    assert_clean_error(r, "cannot create directory")
+    r = invoke("train", small_pairs, "--model-dir", blocker, *CLI_SMALL, "--force")
+    assert_clean_error(r, "not a directory")
+
+
+# --- 3. loading is safe and checked --------------------------------------------------------
+
+
+def _edit_config(model_dir: Path, change) -> None:
+    cfg = json.loads((model_dir / "config.json").read_text())
+    change(cfg)
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+
+
+def _grow_input_vocab(cfg):
+    cfg["input_vocab"].append("☃")
+    cfg["model"]["input_vocab_size"] += 1
+
+
+def _shrink_output_vocab(cfg):
+    cfg["output_vocab"].pop()
+    cfg["model"]["output_vocab_size"] -= 1
+
+
+BREAKAGES = {
+    "no config": (lambda d: (d / "config.json").unlink(), "config.json is missing"),
+    "no model.keras": (lambda d: (d / "model.keras").unlink(), "model.keras is missing"),
+    "no weights.npz": (lambda d: (d / "weights.npz").unlink(), "weights.npz is missing"),
+    "corrupt zip": (lambda d: (d / "model.keras").write_bytes(b"PK\x03\x04 this is not a zip"), "corrupt model file"),
+    "truncated zip": (lambda d: (d / "model.keras").write_bytes((d / "model.keras").read_bytes()[:-300]), "model.keras"),
+    "corrupt weights": (lambda d: (d / "weights.npz").write_bytes(b"garbage"), "unreadable weights"),
+    "newer schema": (lambda d: _edit_config(d, lambda c: c.update(schema_version=99)), "schema_version 99 is newer"),
+    "bad json": (lambda d: (d / "config.json").write_text("{"), "unreadable config"),
+    "input vocab vs weights": (lambda d: _edit_config(d, _grow_input_vocab), "vocabularies"),
+    "output vocab vs weights": (lambda d: _edit_config(d, _shrink_output_vocab), "vocabularies"),
+}
+USES = {  # which commands read which file
+    "no model.keras": ("summarize", "keras"), "corrupt zip": ("summarize", "keras"), "truncated zip": ("summarize", "keras"),
+    "no weights.npz": ("numpy",), "corrupt weights": ("numpy",),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_a_broken_model_directory_is_a_one_line_error(tiny_model, tmp_path, breakage):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model, model_dir)
+    breaker, fragment = BREAKAGES[breakage]
+    breaker(model_dir)
+    for use in USES.get(breakage, ("summarize", "keras", "numpy")):
+        if use == "summarize":
+            r = invoke("summarize", model_dir)
+        else:
+            r = invoke("predict", model_dir, "--engine", use, input="abc\n")
+            assert r.stdout == ""
+        assert_clean_error(r, fragment, code=2)
+
+
+def test_a_model_file_that_would_run_code_is_refused(tiny_model, tmp_path):
+    from transducer.model import keras
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model, model_dir)
+    marker = tmp_path / "code_ran"
+
+    payload = lambda x, p=str(marker): (open(p, "w").close(), x)[1]  # noqa: E731: serialized as bytecode
+    info = json.loads((model_dir / "config.json").read_text())["model"]
+    inputs = keras.Input(shape=(info["max_len"], info["input_vocab_size"]), name="chars")
+    hijack = keras.layers.Lambda(payload, name="softmax")(inputs)
+    out = keras.layers.Dense(info["output_vocab_size"], name="dense")(hijack)
+    keras.Model(inputs, out).save(model_dir / "model.keras")
+    marker.unlink()  # building the model above called it once
+    for args in (["summarize", model_dir], ["predict", model_dir, "--engine", "keras"]):
+        r = invoke(*args, input="abc\n")
+        assert_clean_error(r, "refused", "Lambda", code=2)
+    assert not marker.exists()
+    # Keras's own safe mode, the second line of defence, refuses it too.
+    with pytest.raises(ValueError, match="safe_mode"):
+        keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
+    assert not marker.exists()
+
+
+def test_no_pickle_anywhere():
+    for path in (ROOT / "transducer").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import pickle" not in text and "allow_pickle=True" not in text, path
+        for line in text.splitlines():
+            if "np.load(" in line:
+                assert "allow_pickle=False" in line, (path, line)
+
+
+# --- 4. bad training data ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "row,reason",
+    [
+        (b"no tab here", "line 3: no tab"),
+        (b"a\tb\tc", "line 3: 2 tabs"),
+        (b"\tempty", "line 3: empty input"),
+        (b"x" * (TINY_MAX_LEN + 1) + b"\tshort", "line 3: input is 13 characters"),
+        (b"ok\t" + b"y" * (TINY_MAX_LEN + 1), "line 3: output is 13 characters"),
+        (b"caf\xe9\tCAFE", "line 3: not valid UTF-8 (byte 4 of the line)"),
+    ],
+)
+def test_each_bad_row_is_reported_with_file_and_line(tmp_path, row, reason):
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(b"ab\tAB\ncd\tCD\n" + row + b"\nef\tEF\n")
+    with pytest.raises(TransducerError) as e:
+        read_pairs(str(path), TINY_MAX_LEN)
+    assert str(e.value).startswith(f"{path}: 1 invalid row(s): {reason}")
+    skipped = read_pairs(str(path), TINY_MAX_LEN, skip_invalid=True)
+    assert skipped.pairs == [("ab", "AB"), ("cd", "CD"), ("ef", "EF")]
+    assert [r.line_no for r in skipped.invalid] == [3]
+
+
+def test_bom_crlf_duplicates_and_conflicts(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_bytes(b"\xef\xbb\xbfab\tAB\r\ncd\tCD\r\n\r\nab\tAB\nab\tXX\ncd\tCD")
+    data = read_pairs(str(path), TINY_MAX_LEN)
+    assert data.pairs == [("ab", "AB"), ("cd", "CD"), ("ab", "AB"), ("ab", "XX"), ("cd", "CD")]
+    assert data.line_nos == [1, 2, 4, 5, 6]
+    assert (data.duplicates, data.first_duplicate) == (2, 4)
+    assert data.conflicts == 1 and data.first_conflict == "line 5: input 'ab' has output 'XX', line 1 has 'AB'"
+
+
+def test_skip_invalid_summarises_by_reason(tmp_path):
+    rows = [f"{a}\t{b}" for a, b in make_pairs(30)] + ["bad", "worse", "a\tb\tc", "\tx", "ab\tAB", "ab\tBA"]
+    path = tmp_path / "some_bad.tsv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    r = invoke("train", path, "--model-dir", tmp_path / "m", "--skip-invalid", "--hidden", 4, "--epochs", 1, "--max-len", TINY_MAX_LEN)
+    assert r.exit_code == 0, r.stderr
+    text = " ".join(r.stderr.split())
+    assert "skipped 4 invalid row(s) (2 no tab, 1 more than one tab, 1 empty input): line 31: no tab" in text
+    assert "input(s) have more than one output" in text and "line 36: input 'ab'" in text
+
+
+def test_tiny_data_and_empty_validation(tmp_path):
+    # One pair: fewer rows than a batch, and a validation split that leaves zero rows.
+    one = write_pairs(tmp_path / "one.tsv", make_pairs(1))
+    r = invoke("train", one, "--model-dir", tmp_path / "c", "--max-len", TINY_MAX_LEN, "--hidden", 4, "--epochs", 1)
+    assert r.exit_code == 0, r.stderr
+    assert "training on 1 pairs, validating on 0" in r.stderr
+    data = json.loads((tmp_path / "c" / "config.json").read_text())["data"]
+    assert data["final_on"] == "training"  # early stopping and final metrics use the training loss
+    empty_val = tmp_path / "empty_val.tsv"
+    empty_val.write_text("\n\n")
+    r = invoke("train", one, "--model-dir", tmp_path / "d", "--val-file", empty_val, "--max-len", TINY_MAX_LEN)
+    assert_clean_error(r, "empty_val.tsv: no pairs")
