@@ -87,6 +87,9 @@ def write_json(path: Path, obj) -> None:
 def publish(staging: Path, model_dir: Path) -> None:
     """Atomically make `staging` the model directory, replacing an old one if present."""
     _fsync_tree(staging)
+    if model_dir.is_dir() and _exchange(staging, model_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # it now holds the previous model
+        return
     old = model_dir.with_name(model_dir.name + ".old")
     if old.exists():
         shutil.rmtree(old)
@@ -99,6 +102,22 @@ def publish(staging: Path, model_dir: Path) -> None:
             os.rename(old, model_dir)  # put the previous model back
         raise TransducerError(f"{model_dir}: cannot publish the model ({e.strerror})") from None
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE), so no moment
+    exists without a model directory. False where unsupported: the caller falls back to
+    two renames."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
 def _fsync_tree(root: Path) -> None:
