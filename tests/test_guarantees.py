@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -129,6 +129,8 @@ def check_rendered(rows, rendered):
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=documents(), on_long=st.sampled_from(["truncate", "copy"]), batch_size=st.integers(1, 4))
+@example(data="👍🏽\r".encode() * 20 + "\r\n\n\u2028\r\n".encode() + "é".encode() * 30, on_long="copy", batch_size=2)
+@example(data="👍🏽".encode() * 20 + b"\r\nab\r", on_long="truncate", batch_size=1)
 def test_every_line_comes_out_once_in_order(predictor, data, on_long, batch_size):
     lines = [l.decode("utf-8") for l in expected_raw_lines(data)]
     rows, rendered, error = run_library(predictor, data, on_long, batch_size=batch_size)
@@ -397,11 +399,12 @@ def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_
     assert not model_dir.exists()
     done_epochs = json.loads((tmp_path / "m.partial" / "checkpoint" / "latest.json").read_text())["epoch"]
 
-    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", done_epochs + 1, "--resume")
+    # --epochs at the checkpoint: nothing left to train, the best model so far is published.
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", done_epochs, "--resume")
     assert r.exit_code == 0, r.stderr
     assert f"resuming after epoch {done_epochs}" in r.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["epochs_run"] == done_epochs + 1 and metrics["resumed_from_epoch"] == done_epochs
+    assert metrics["epochs_run"] == done_epochs and metrics["resumed_from_epoch"] == done_epochs
 
 
 def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoint(tiny_model, small_pairs, tmp_path):
@@ -419,7 +422,7 @@ def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoin
     ckpt = checkpoint.load(tmp_path / "m.partial")  # the last complete checkpoint reads back
     assert ckpt.epoch >= 1
 
-    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", ckpt.epoch + 1, "--resume", "--force")
+    r = invoke("train", small_pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", ckpt.epoch, "--resume", "--force")
     assert r.exit_code == 0, r.stderr
     assert files_digest(model_dir) != before
     assert json.loads((model_dir / "config.json").read_text())["model"]["hidden"] == 8
