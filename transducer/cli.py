@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import ARCHS, ATTENTIONS, HEADS, ModelConfig, TrainConfig, TransducerError
@@ -43,8 +44,7 @@ def _quiet_tensorflow(verbose: bool) -> None:
 
 
 def _fail(e: TransducerError) -> None:
-    from rich.markup import escape  # messages hold file names and data: never markup
-
+    # Messages hold file names and data: escaped, so "[...]" in them is never markup.
     err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
@@ -129,7 +129,7 @@ def _render_interrupted(result) -> None:
     done = result.epochs_run
     err.print(
         f"[yellow]{result.signal}:[/] stopped; the checkpoint after epoch {done} is in"
-        f" {result.checkpoint} and {result.model_dir} was left as it was. To continue, run the"
+        f" {escape(str(result.checkpoint))} and {escape(str(result.model_dir))} was left as it was. To continue, run the"
         " same command again with --resume (add --epochs N to change the total).",
         highlight=False,
         soft_wrap=True,
@@ -156,8 +156,6 @@ class _RichReporter:
         self.started = False
 
     def start(self, info):
-        from rich.markup import escape
-
         err.print(
             f"training on {info['n_train']} pairs, validating on {info['n_val']}"
             f" (input vocab {info['input_vocab']}, output vocab {info['output_vocab']},"
