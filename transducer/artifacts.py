@@ -87,6 +87,9 @@ def write_json(path: Path, obj) -> None:
 def publish(staging: Path, model_dir: Path) -> None:
     """Atomically make `staging` the model directory, replacing an old one if present."""
     _fsync_tree(staging)
+    if model_dir.is_dir() and _exchange(staging, model_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # it now holds the previous model
+        return
     old = model_dir.with_name(model_dir.name + ".old")
     if old.exists():
         shutil.rmtree(old)
@@ -99,6 +102,22 @@ def publish(staging: Path, model_dir: Path) -> None:
             os.rename(old, model_dir)  # put the previous model back
         raise TransducerError(f"{model_dir}: cannot publish the model ({e.strerror})") from None
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE), so no moment
+    exists without a model directory. False where unsupported: the caller falls back to
+    two renames."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
 def _fsync_tree(root: Path) -> None:
@@ -160,6 +179,7 @@ def load_keras_model(info: ModelInfo):
         raise TransducerError(f"{info.path}: {MODEL} is missing")
     if not zipfile.is_zipfile(path):
         raise TransducerError(f"{path}: corrupt model file (not a .keras zip archive)")
+    _refuse_code(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for bad files; all mean "cannot load"
@@ -167,6 +187,38 @@ def load_keras_model(info: ModelInfo):
         raise TransducerError(f"{path}: cannot load model ({first[:300]})") from None
     _check_vocab_shapes(model, info)
     return model
+
+
+SAFE_MODULES = ("keras", "transducer")  # where every class of a model we wrote comes from
+
+
+def _refuse_code(path: Path) -> None:
+    """Refuse, before Keras reads it, a model whose architecture holds code: a Lambda
+    layer (serialized Python bytecode) or a class from outside Keras and transducer.
+    Safe mode refuses the first too; this makes the refusal explicit and independent of it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            arch = json.loads(z.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise TransducerError(f"{path}: corrupt model file ({e})") from None
+
+    def walk(node):
+        if isinstance(node, dict):
+            name, module = node.get("class_name"), node.get("module")
+            if name == "Lambda":
+                raise TransducerError(
+                    f"{path}: refused: it contains a Lambda layer (Python code run on load);"
+                    " transducer never writes one"
+                )
+            if isinstance(name, str) and isinstance(module, str) and module.split(".")[0] not in SAFE_MODULES + ("builtins",):
+                raise TransducerError(f"{path}: refused: it contains a {module}.{name} object, not a Keras layer")
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(arch)
 
 
 def _check_vocab_shapes(model, info: ModelInfo) -> None:

@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import ARCHS, ATTENTIONS, HEADS, ModelConfig, TrainConfig, TransducerError
@@ -43,7 +44,8 @@ def _quiet_tensorflow(verbose: bool) -> None:
 
 
 def _fail(e: TransducerError) -> None:
-    err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+    # Messages hold file names and data: escaped, so "[...]" in them is never markup.
+    err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
 
@@ -83,6 +85,7 @@ def train(
     seed: int = typer.Option(0, help="Random seed: same seed and data give the same model on CPU."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (reported) instead of stopping."),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Train a model on PAIRS and save it to --model-dir.
@@ -108,12 +111,30 @@ def train(
 
         reporter = _RichReporter()
         try:
-            result = run_train(pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter)
+            result = run_train(
+                pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
+            )
         finally:
             reporter.close()
     except TransducerError as e:
         _fail(e)
+    if result.interrupted:
+        _render_interrupted(result)
     _render_train_result(result)
+
+
+def _render_interrupted(result) -> None:
+    from .checkpoint import SIGNAL_EXIT
+
+    done = result.epochs_run
+    err.print(
+        f"[yellow]{result.signal}:[/] stopped; the checkpoint after epoch {done} is in"
+        f" {escape(str(result.checkpoint))} and {escape(str(result.model_dir))} was left as it was. To continue, run the"
+        " same command again with --resume (add --epochs N to change the total).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
 
 
 class _RichReporter:
@@ -141,13 +162,28 @@ class _RichReporter:
             f" {info['parameters']:,} parameters)",
             highlight=False,
         )
+        if info.get("resumed_from"):
+            err.print(f"resuming after epoch {info['resumed_from']} from the checkpoint", highlight=False, soft_wrap=True)
         if info["skipped"]:
-            err.print(f"[yellow]skipped {info['skipped']} invalid row(s):[/] {info['skipped_detail']}", highlight=False)
+            kinds = ", ".join(f"{n} {kind}" for kind, n in info.get("skipped_by_kind", {}).items())
+            err.print(
+                f"[yellow]skipped {info['skipped']} invalid row(s)[/] ({kinds}): {info['skipped_detail']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if info.get("duplicates"):
+            err.print(
+                f"[yellow]note:[/] {info['duplicates']} repeated row(s) kept (first: line"
+                f" {info['first_duplicate']}); repeats weigh more in training",
+                highlight=False,
+                soft_wrap=True,
+            )
         if info["conflicts"]:
             err.print(
                 f"[yellow]note:[/] {info['conflicts']} input(s) have more than one output;"
-                " the model can learn only one of them",
+                f" the model can learn only one of them ({escape(info.get('first_conflict', ''))})",
                 highlight=False,
+                soft_wrap=True,
             )
         self.progress.start()
         self.started = True
@@ -182,11 +218,8 @@ def _render_train_result(result) -> None:
         last = result.history.get(key, [float("nan")])[-1]
         table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
     err.print(table)
-    if result.interrupted:
-        err.print(f"[yellow]interrupted:[/] saved the best model so far (epoch {result.best_epoch}) to {result.model_dir}")
-    else:
-        how = "early stopping" if result.stopped_early else "all epochs"
-        err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
+    how = "early stopping" if result.stopped_early else "all epochs"
+    err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
 
 
 # --- predict -----------------------------------------------------------------------------
@@ -220,7 +253,8 @@ def predict(
     from .predict import PredictStats, Predictor, predict_stream
 
     stats = PredictStats()
-    out = sys.stdout
+    sys.stdout.flush()
+    out = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
         predictor = Predictor(model_dir, engine=engine)
         stream = open_binary(file)
@@ -228,25 +262,68 @@ def predict(
         for batch in predict_stream(
             predictor, stream, display_name(file), on_long, encoding_errors, batch_size, stats
         ):
-            out.write("".join(render(p) for p in batch))
+            _write_batch(out, batch, render)
             out.flush()  # each batch reaches the pipe as soon as it is done
+    except BrokenPipeError:
+        _silence_broken_pipe()
     except TransducerError as e:
-        out.flush()
+        try:
+            out.flush()
+        except BrokenPipeError:
+            _silence_broken_pipe()
         _warn_stats(stats, on_long)
         _fail(e)
     _warn_stats(stats, on_long)
 
 
-def _text(p) -> str:
-    return p.output + "\n"
+# A renderer turns a Prediction into parts: strings, or (for a huge line, see
+# predict.SpooledLine) iterables of string pieces that are streamed, never joined.
 
 
-def _tsv(p) -> str:
-    return f"{p.input}\t{p.output}\n"
+def _text(p) -> list:
+    return [_pieces(p.output), "\n"]
 
 
-def _jsonl(p) -> str:
-    return json.dumps({"input": p.input, "output": p.output, "confidence": p.confidence}, ensure_ascii=False) + "\n"
+def _tsv(p) -> list:
+    return [_pieces(p.input), "\t", _pieces(p.output), "\n"]
+
+
+def _jsonl(p) -> list:
+    if isinstance(p.input, str) and isinstance(p.output, str):
+        row = {"input": p.input, "output": p.output, "confidence": p.confidence}
+        return [_json_safe(json.dumps(row, ensure_ascii=False)), "\n"]
+    conf = json.dumps(p.confidence)
+    return ['{"input": "', _json_pieces(p.input), '", "output": "', _json_pieces(p.output), f'", "confidence": {conf}}}\n']
+
+
+def _pieces(x):
+    return x if isinstance(x, str) else x.pieces()
+
+
+def _json_pieces(x):
+    """A string's JSON-escaped content, piece by piece (escaping is per character)."""
+    return (_json_safe(json.dumps(piece, ensure_ascii=False)[1:-1]) for piece in _pieces(x))
+
+
+def _json_safe(s: str) -> str:
+    """Escape the characters JSON allows raw but many line readers (Python's splitlines,
+    JavaScript) take as line breaks, so a JSONL row is one line for every reader."""
+    return s.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _write_batch(out, batch, render) -> None:
+    """Encode a batch's rows as UTF-8 and write them; streamed parts go out piece by piece."""
+    buf: list[str] = []
+    for p in batch:
+        for part in render(p):
+            if isinstance(part, str):
+                buf.append(part)
+                continue
+            out.write("".join(buf).encode("utf-8"))
+            buf = []
+            for piece in part:
+                out.write(piece.encode("utf-8"))
+    out.write("".join(buf).encode("utf-8"))
 
 
 _RENDER = {"text": _text, "tsv": _tsv, "jsonl": _jsonl}

@@ -22,6 +22,7 @@ MAX_REPORTED = 5  # invalid rows listed one by one before "and N more"
 class InvalidRow:
     line_no: int  # 1-based line number in the file
     reason: str  # what is wrong, in a few words
+    kind: str = ""  # the reason's category, for --skip-invalid's summary ("no tab", ...)
 
 
 @dataclass
@@ -31,12 +32,21 @@ class PairsFile:
     line_nos: list[int]  # line number of each pair, for later messages
     invalid: list[InvalidRow] = field(default_factory=list)  # rows that were not used
     duplicates: int = 0  # identical (input, output) rows seen more than once (all kept)
+    first_duplicate: int = 0  # line number of the first repeated row
     conflicts: int = 0  # inputs that appear with more than one output
+    first_conflict: str = ""  # e.g. "line 7: input 'ab' already had another output on line 3"
 
     def describe_invalid(self) -> str:
         shown = "; ".join(f"line {r.line_no}: {r.reason}" for r in self.invalid[:MAX_REPORTED])
         more = len(self.invalid) - MAX_REPORTED
         return shown + (f"; and {more} more" if more > 0 else "")
+
+    def invalid_by_kind(self) -> dict[str, int]:
+        """How many rows were skipped for each kind of problem, most frequent first."""
+        counts: dict[str, int] = {}
+        for r in self.invalid:
+            counts[r.kind or r.reason] = counts.get(r.kind or r.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def open_binary(path: str) -> BinaryIO:
@@ -59,15 +69,84 @@ def display_name(path: str) -> str:
 
 
 def iter_raw_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(line_no, bytes) with the line ending (\\n or \\r\\n) removed and a leading BOM dropped."""
+    """(line_no, bytes) with the line ending (\\n or \\r\\n) removed and a leading BOM dropped.
+
+    Lines are split on b"\\n" only: a lone \\r, U+2028 or U+0085 is part of the line.
+    """
     for line_no, raw in enumerate(stream, start=1):
         if raw.endswith(b"\n"):
             raw = raw[:-1]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        if line_no == 1 and raw.startswith(BOM):
             raw = raw[3:]
         yield line_no, raw
+
+
+BOM = b"\xef\xbb\xbf"
+PIECE_BYTES = 1 << 20  # an over-long line is read, checked and copied in pieces of this size
+
+
+class LongLine:
+    """The rest of a line too long to hold in memory, to be read once, in pieces.
+
+    `head` is its first bytes (more than the model's max_len characters' worth, so
+    truncation needs nothing else); `pieces()` yields the whole line's bytes in bounded
+    pieces, line ending removed; `drain()` reads past it without keeping anything.
+    """
+
+    def __init__(self, stream: BinaryIO, head: bytes):
+        self.stream, self.head, self._done = stream, head, False
+
+    def pieces(self) -> Iterator[bytes]:
+        if self._done:
+            raise RuntimeError("a LongLine can be read only once")
+        self._done = True
+        buf = self.head
+        while True:
+            more = self.stream.readline(PIECE_BYTES)
+            if more == b"" or more.endswith(b"\n"):  # buf + more ends the line
+                tail = buf + more
+                if tail.endswith(b"\n"):
+                    tail = tail[:-2] if tail.endswith(b"\r\n") else tail[:-1]
+                if tail:
+                    yield tail
+                return
+            # A trailing \r waits for the next piece: it is dropped if "\n" follows it.
+            keep = b"\r" if buf.endswith(b"\r") else b""
+            if len(buf) > len(keep):
+                yield buf[: len(buf) - len(keep)]
+            buf = keep + more
+
+    def drain(self) -> None:
+        for _ in self.pieces():
+            pass
+
+
+def iter_bounded_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | LongLine]]:
+    """Like iter_raw_lines, but a line over `limit` bytes comes as a LongLine: its head is
+    read, the rest stays in the stream until the caller reads or drains it (which it must
+    do before asking for the next line). Memory stays bounded for any line length."""
+    line_no = 0
+    while True:
+        raw = stream.readline(limit + 1)
+        if raw == b"":
+            return
+        line_no += 1
+        whole = raw.endswith(b"\n") or len(raw) <= limit
+        if line_no == 1 and raw.startswith(BOM):
+            raw = raw[3:]
+        if whole:
+            if raw.endswith(b"\n"):
+                raw = raw[:-1]
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+            yield line_no, raw
+            continue
+        long = LongLine(stream, raw)
+        yield line_no, long
+        if not long._done:
+            long.drain()
 
 
 def decode_line(raw: bytes, name: str, line_no: int, errors: str = "strict") -> str:
@@ -85,27 +164,35 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False) -> PairsFile
     name = display_name(path)
     stream = open_binary(path)
     result = PairsFile(name=name, pairs=[], line_nos=[])
-    first_output: dict[str, str] = {}
+    first_output: dict[str, tuple[str, int]] = {}  # input -> (its first output, line)
     seen_pairs: set[tuple[str, str]] = set()
     conflicting: set[str] = set()
     try:
         for line_no, raw in iter_raw_lines(stream):
             try:
                 text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                result.invalid.append(InvalidRow(line_no, "not valid UTF-8"))
+            except UnicodeDecodeError as e:
+                reason = f"not valid UTF-8 (byte {e.start + 1} of the line)"
+                result.invalid.append(InvalidRow(line_no, reason, "not valid UTF-8"))
                 continue
-            if text.strip() == "":
+            if text.strip() == "" and "\t" not in text:
                 continue  # blank lines are not pairs
-            reason = _row_problem(text, max_len)
-            if reason:
-                result.invalid.append(InvalidRow(line_no, reason))
+            problem = _row_problem(text, max_len)
+            if problem:
+                result.invalid.append(InvalidRow(line_no, *problem))
                 continue
             src, tgt = text.split("\t")
             if (src, tgt) in seen_pairs:
                 result.duplicates += 1
+                result.first_duplicate = result.first_duplicate or line_no
             seen_pairs.add((src, tgt))
-            if first_output.setdefault(src, tgt) != tgt:
+            first = first_output.setdefault(src, (tgt, line_no))
+            if first[0] != tgt:
+                if not conflicting:
+                    result.first_conflict = (
+                        f"line {line_no}: input {src!r} has output {tgt!r},"
+                        f" line {first[1]} has {first[0]!r}"
+                    )
                 conflicting.add(src)
             result.pairs.append((src, tgt))
             result.line_nos.append(line_no)
@@ -124,19 +211,20 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False) -> PairsFile
     return result
 
 
-def _row_problem(text: str, max_len: int) -> str | None:
+def _row_problem(text: str, max_len: int) -> tuple[str, str] | None:
+    """(reason, kind) for an invalid row, None for a valid one."""
     tabs = text.count("\t")
     if tabs == 0:
-        return "no tab (expected input<TAB>output)"
+        return "no tab (expected input<TAB>output)", "no tab"
     if tabs > 1:
-        return f"{tabs} tabs (expected exactly one)"
+        return f"{tabs} tabs (expected exactly one)", "more than one tab"
     src, tgt = text.split("\t")
     if src == "":
-        return "empty input"
+        return "empty input", "empty input"
     if len(src) > max_len:
-        return f"input is {len(src)} characters, longer than --max-len {max_len}"
+        return f"input is {len(src)} characters, longer than --max-len {max_len}", "input too long"
     if len(tgt) > max_len:
-        return f"output is {len(tgt)} characters, longer than --max-len {max_len}"
+        return f"output is {len(tgt)} characters, longer than --max-len {max_len}", "output too long"
     return None
 
 

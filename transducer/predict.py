@@ -7,6 +7,9 @@ length and a pipe's first results appear before its end.
 
 from __future__ import annotations
 
+import codecs
+import itertools
+import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
@@ -14,18 +17,60 @@ import numpy as np
 
 from .artifacts import ModelInfo, read_info
 from .config import TransducerError
-from .data import decode_line, iter_raw_lines
+from .data import LongLine, decode_line, iter_bounded_lines
 from .engine import load_engine
 from .vocab import END_ID, PAD_ID, UNK_ID
 
 ON_LONG = ("error", "truncate", "copy")
 
 
+PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
+
+
+class SpooledLine:
+    """An input line too long to hold in memory (far over max_len), decoded into a
+    temporary file and read back in pieces, so `--on-long copy` streams it through and
+    `--format tsv/jsonl` can echo it. `head` holds its first max_len characters."""
+
+    def __init__(self, long: LongLine, name: str, line_no: int, errors: str, max_len: int):
+        self.file = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+        self.head = ""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors)
+        offset = 0  # bytes of the line handed to the decoder so far
+        try:
+            for piece in itertools.chain(long.pieces(), [b""]):  # b"": flushes the decoder
+                pending = len(decoder.getstate()[0])
+                try:
+                    text = decoder.decode(piece, final=piece == b"")
+                except UnicodeDecodeError as e:
+                    raise TransducerError(
+                        f"{name}:{line_no}: not valid UTF-8 (byte {offset - pending + e.start + 1}"
+                        " of the line)",
+                        exit_code=1,
+                    ) from None
+                offset += len(piece)
+                if len(self.head) < max_len:
+                    self.head += text[: max_len - len(self.head)]
+                self.file.write(text)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def pieces(self) -> Iterator[str]:
+        """The whole line, in pieces of at most PIECE_CHARS characters; re-readable."""
+        self.file.seek(0)
+        while piece := self.file.read(PIECE_CHARS):
+            yield piece
+
+    def close(self) -> None:
+        self.file.close()
+
+
 @dataclass
 class Prediction:
     line_no: int  # 1-based input line number
-    input: str  # the input line, line ending removed
-    output: str  # the predicted string
+    input: str | SpooledLine  # the input line, line ending removed (spooled when huge)
+    output: str | SpooledLine  # the predicted string (the spooled input, copied, when huge)
     confidence: float | None  # probability of `output` under the model; None when not modelled
     nbest: list[tuple[str, float]] | None = None  # (candidate, score) best first, with --nbest
 
@@ -46,6 +91,28 @@ class Predictor:
         self.info: ModelInfo = read_info(model_dir)
         self.engine = load_engine(self.info, engine)
         self.max_len = self.info.model.max_len
+        self._check_fit()
+
+    def _check_fit(self) -> None:
+        """Weights that disagree with config.json's vocabularies fail here, with one clear
+        message, instead of a shape error (or silently wrong symbols) on the first batch."""
+        vin, vout = len(self.info.input_vocab), len(self.info.output_vocab)
+        probe = self.info.input_vocab.symbols[-1] * self.max_len  # uses the highest input id
+        try:
+            if self.info.model.arch == "aligned":
+                ids = np.full((1, self.max_len), vin - 1, dtype=np.int32)  # (1, T)
+                width = self.engine.aligned_probs(ids).shape  # (1, T, V)
+                if tuple(width) != (1, self.max_len, vout):
+                    raise ValueError(f"output shape {tuple(width)}")
+            else:
+                self.predict_batch([probe])
+        except TransducerError:
+            raise
+        except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
+            raise TransducerError(
+                f"{self.info.path}: the weights do not fit the vocabularies in config.json"
+                f" ({vin} input, {vout} output symbols): {type(e).__name__}"
+            ) from None
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
         """[(output, confidence)] for strings of at most max_len chars."""
@@ -87,20 +154,45 @@ def predict_stream(
     if on_long not in ON_LONG:
         raise TransducerError(f"--on-long must be one of {', '.join(ON_LONG)}, got {on_long!r}")
     stats = stats if stats is not None else PredictStats()
-    chunk: list[tuple[int, str]] = []
-    for line_no, raw in iter_raw_lines(stream):
-        text = decode_line(raw, name, line_no, encoding_errors)
+    max_len = predictor.max_len
+    # A line of max_len characters is at most 4 * max_len bytes of UTF-8 (+ "\r\n"); a
+    # longer one is over max_len whatever it holds, and is never read whole into memory.
+    limit = 4 * max_len + 2
+    chunk: list[tuple[int, str | SpooledLine]] = []
+    for line_no, raw in iter_bounded_lines(stream, limit):
         stats.lines += 1
-        if len(text) > predictor.max_len:
+        if isinstance(raw, LongLine):
+            length = None
+        else:
+            try:
+                text = decode_line(raw, name, line_no, encoding_errors)
+            except TransducerError:
+                yield _run_chunk(predictor, chunk, stats, on_long)  # every earlier line first
+                raise
+            length = len(text)
+        if length is None or length > max_len:
             stats.long_lines += 1
             stats.first_long_line = stats.first_long_line or line_no
             if on_long == "error":
                 yield _run_chunk(predictor, chunk, stats)
+                size = f"{length} characters" if length is not None else f"over {limit} bytes"
                 raise TransducerError(
-                    f"{name}:{line_no}: input is {len(text)} characters, longer than the model's"
-                    f" max_len {predictor.max_len}; use --on-long truncate or --on-long copy",
+                    f"{name}:{line_no}: input is {size}, longer than the model's"
+                    f" max_len {max_len}; use --on-long truncate or --on-long copy",
                     exit_code=1,
                 )
+        if length is None:
+            # Everything before it goes out first, so a decoding error here still leaves
+            # every earlier line written; then the huge line goes out on its own.
+            if chunk:
+                yield _run_chunk(predictor, chunk, stats, on_long)
+                chunk = []
+            spooled = SpooledLine(raw, name, line_no, encoding_errors, max_len)
+            try:
+                yield _run_chunk(predictor, [(line_no, spooled)], stats, on_long)
+            finally:
+                spooled.close()
+            continue
         chunk.append((line_no, text))
         if len(chunk) >= batch_size:
             yield _run_chunk(predictor, chunk, stats, on_long)
@@ -111,22 +203,21 @@ def predict_stream(
 
 def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = "error") -> list[Prediction]:
     """Predictions for one chunk, in order; empty and copied lines skip the model."""
-    todo = [
-        (i, text[: predictor.max_len])
-        for i, (_, text) in enumerate(chunk)
-        if text and not (on_long == "copy" and len(text) > predictor.max_len)
-    ]
-    results = predictor.predict_batch([t for _, t in todo])
-    by_pos = dict(zip((i for i, _ in todo), results))
+    max_len = predictor.max_len
+    heads = [x.head if isinstance(x, SpooledLine) else x[:max_len] for _, x in chunk]  # what the model sees
+    longs = [isinstance(x, SpooledLine) or len(x) > max_len for _, x in chunk]
+    todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
+    results = predictor.predict_batch([heads[i] for i in todo])
+    by_pos = dict(zip(todo, results))
     out = []
     for i, (line_no, text) in enumerate(chunk):
-        unknown = sum(predictor.info.input_vocab.id_of(c) == UNK_ID for c in text[: predictor.max_len])
+        unknown = sum(predictor.info.input_vocab.id_of(c) == UNK_ID for c in heads[i])
         if unknown:
             stats.unknown_chars += unknown
             stats.unknown_lines += 1
         if i in by_pos:
             out.append(Prediction(line_no, text, *by_pos[i]))
-        elif text:  # copied unchanged: the model did not produce it
+        elif heads[i]:  # copied unchanged: the model did not produce it
             out.append(Prediction(line_no, text, text, None))
         else:
             out.append(Prediction(line_no, text, "", None))

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from . import artifacts
+from . import artifacts, checkpoint
 from .config import ModelConfig, TrainConfig, TransducerError
 from .data import read_pairs, split_train_val
 from .vocab import END_ID, PAD_ID, Vocab
@@ -53,9 +53,12 @@ class TrainResult:
     final: dict[str, float]  # metrics of the best epoch's weights on the validation data
     best_epoch: int  # 1-based epoch whose weights were kept
     epochs_run: int  # epochs completed
-    interrupted: bool  # stopped by Ctrl-C; the best model so far was saved
+    interrupted: bool  # stopped by SIGINT/SIGTERM: nothing published, the checkpoint kept
     stopped_early: bool  # early stopping ended training before --epochs
     counts: dict = field(default_factory=dict)  # n_train, n_val, skipped, duplicates, conflicts
+    signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
+    checkpoint: Path | None = None  # when interrupted: where --resume continues from
+    resumed_from: int = 0  # epochs already done in the checkpoint this run resumed from
 
 
 def aligned_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
@@ -97,8 +100,14 @@ def train(
     val_path: str | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`."""
+    """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`.
+
+    Each epoch is checkpointed into the staging area (see checkpoint.py). With `resume`,
+    training continues from the last checkpoint of the same run. SIGINT/SIGTERM stop at
+    the next batch and return a result with `interrupted` set and nothing published.
+    """
     reporter = reporter or NullReporter()
     model_dir = Path(model_dir)
     artifacts.check_writable(model_dir, force)
@@ -128,8 +137,15 @@ def train(
     keras.utils.set_random_seed(train_cfg.seed)
     tf.config.experimental.enable_op_determinism()
 
+    staging = artifacts.staging_dir(model_dir)
+    identity = {
+        "model": cfg.to_dict(),
+        "train": {k: v for k, v in train_cfg.to_dict().items() if k != "epochs"},
+        "data": checkpoint.data_fingerprint(train_pairs, val_pairs),
+    }
+    ckpt = _checkpoint_to_resume(staging, identity, resume, force)
+
     feats, depths, y = training_arrays(cfg, train_pairs, in_vocab, out_vocab)
-    train_ds = make_dataset(feats, depths, y, train_cfg.batch_size, shuffle_seed=train_cfg.seed)
     val_ds = None
     if val_pairs:
         vfeats, vdepths, vy = training_arrays(cfg, val_pairs, in_vocab, out_vocab)
@@ -143,36 +159,51 @@ def train(
         "n_val": len(val_pairs),
         "skipped": len(data.invalid),
         "skipped_detail": data.describe_invalid() if data.invalid else "",
+        "skipped_by_kind": data.invalid_by_kind(),
         "duplicates": data.duplicates,
+        "first_duplicate": data.first_duplicate,
         "conflicts": data.conflicts,
+        "first_conflict": data.first_conflict,
         "input_vocab": len(in_vocab),
         "output_vocab": len(out_vocab),
         "parameters": int(model.count_params()),
     }
-    reporter.start(counts)
 
     steps = math.ceil(len(train_pairs) / train_cfg.batch_size)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(monitor, train_cfg.patience, train_cfg.min_delta, reporter, train_cfg.epochs, steps)
-    interrupted = False
+    start = checkpoint.restore(ckpt, model, keeper) if ckpt else 0
+    counts["resumed_from"] = start
+    reporter.start(counts)
     started = time.time()
-    try:
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=train_cfg.epochs,
-            callbacks=[keeper],
-            verbose=0,
+
+    def dataset_for_epoch(epoch: int):
+        # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
+        seed = checkpoint.epoch_seed(train_cfg.seed, epoch)
+        return make_dataset(feats, depths, y, train_cfg.batch_size, shuffle_seed=seed)
+
+    with checkpoint.StopOnSignals() as stopper:
+        interrupted = checkpoint.fit_epochs(
+            model, dataset_for_epoch, val_ds, [keeper, checkpoint.saver(staging, identity, keeper)],
+            start, train_cfg.epochs, stopper, finished=lambda: keeper.stopped_early,
         )
-    except KeyboardInterrupt:
-        interrupted = True
+    if interrupted:
+        if not checkpoint.exists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TransducerError(
+                f"{stopper.signal}: stopped before the first epoch finished; nothing saved",
+                stopper.exit_code,
+            )
+        return TrainResult(
+            model_dir=model_dir, history=keeper.history, final={}, best_epoch=keeper.best_epoch,
+            epochs_run=keeper.epochs_run, interrupted=True, stopped_early=False, counts=counts,
+            signal=stopper.signal, checkpoint=checkpoint.checkpoint_dir(staging), resumed_from=start,
+        )
     if keeper.best_weights is not None:
         model.set_weights(keeper.best_weights)
-    elif interrupted:
-        raise TransducerError("interrupted before the first epoch finished; nothing saved", 130)
 
     final = {}
-    eval_ds = val_ds if val_ds is not None else train_ds
+    eval_ds = val_ds if val_ds is not None else dataset_for_epoch(0)
     results = model.evaluate(eval_ds, verbose=0, return_dict=True)
     final = {k: float(v) for k, v in results.items()}
 
@@ -196,6 +227,7 @@ def train(
         "best_epoch": keeper.best_epoch,
         "epochs_run": keeper.epochs_run,
         "interrupted": interrupted,
+        "resumed_from_epoch": start,
         "train_seconds": round(time.time() - started, 2),
     }
     save_model_dir(model, cfg_json, metrics, model_dir)
@@ -208,26 +240,50 @@ def train(
         interrupted=interrupted,
         stopped_early=keeper.stopped_early,
         counts=counts,
+        resumed_from=start,
     )
 
 
+def _checkpoint_to_resume(staging: Path, identity: dict, resume: bool, force: bool):
+    """The checkpoint --resume continues from; a fresh run clears the staging area, but
+    never throws away an interrupted run's checkpoint silently."""
+    if resume:
+        ckpt = checkpoint.load(staging)
+        if ckpt is None:
+            raise TransducerError(
+                f"cannot --resume: no checkpoint in {checkpoint.checkpoint_dir(staging)}"
+                " (the run finished, or stopped before its first epoch); train without --resume"
+            )
+        checkpoint.check_identity(ckpt, identity)
+        return ckpt
+    if checkpoint.exists(staging) and not force:
+        raise TransducerError(
+            f"{staging} holds the checkpoint of an interrupted run; pass --resume to continue"
+            " it, or --force to start over"
+        )
+    shutil.rmtree(staging, ignore_errors=True)
+    return None
+
+
 def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path) -> None:
-    """Stage every file of the model directory, then publish it with one rename."""
+    """Stage every file of the model directory in DIR.partial/final/, publish it with one
+    rename, then drop the staging area (checkpoints included): the run is complete."""
     staging = artifacts.staging_dir(model_dir)
-    if staging.exists():
-        shutil.rmtree(staging)
+    final = staging / "final"
     try:
-        staging.mkdir(parents=True)
-        model.save(staging / artifacts.MODEL)
-        artifacts.write_json(staging / artifacts.CONFIG, cfg_json)
-        artifacts.write_json(staging / artifacts.METRICS, metrics)
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir(parents=True)
+        model.save(final / artifacts.MODEL)
+        artifacts.write_json(final / artifacts.CONFIG, cfg_json)
+        artifacts.write_json(final / artifacts.METRICS, metrics)
         from .engine import export_weights
 
-        export_weights(model, staging / artifacts.WEIGHTS)
+        export_weights(model, final / artifacts.WEIGHTS)
     except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
         raise TransducerError(f"{model_dir}: cannot write the model ({e.strerror or e})") from None
-    artifacts.publish(staging, model_dir)
+    artifacts.publish(final, model_dir)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _keras_callback_base():
