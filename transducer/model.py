@@ -125,7 +125,7 @@ def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
     rows = []
     for inp in model.inputs:
         name = inp.name if isinstance(inp.name, str) else "input"
-        rows.append((name, "InputLayer", _shape(inp.shape), 0))
+        rows.append((name, "InputLayer", _shape(inp), 0))
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -133,11 +133,15 @@ def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
         inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
         if inner is not None:
             kind += f"({type(inner).__name__})"
-        rows.append((layer.name, kind, _shape(layer.output.shape), int(layer.count_params())))
+        rows.append((layer.name, kind, _shape(layer.output), int(layer.count_params())))
     return rows
 
 
-def _shape(shape) -> str:
+def _shape(tensor_or_shape) -> str:
+    """`(None, 64, 16)`; a layer with several outputs (a GRU returning its state) lists each."""
+    if isinstance(tensor_or_shape, (list, tuple)) and tensor_or_shape and hasattr(tensor_or_shape[0], "shape"):
+        return ", ".join(_shape(t) for t in tensor_or_shape)
+    shape = getattr(tensor_or_shape, "shape", tensor_or_shape)
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
