@@ -217,6 +217,9 @@ def _render_train_result(result) -> None:
     for key, label in (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match")):
         last = result.history.get(key, [float("nan")])[-1]
         table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
+    for key, label in (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate")):
+        if key in result.final:
+            table.add_row(label, "", f"{result.final[key]:.4f}")
     err.print(table)
     how = "early stopping" if result.stopped_early else "all epochs"
     err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
@@ -234,6 +237,8 @@ def predict(
     encoding_errors: str = typer.Option("strict", help="Invalid UTF-8 input: strict (error) | replace."),
     batch_size: int = typer.Option(1024, help="Lines per model call."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
+    beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings."),
+    nbest: int = typer.Option(1, help="Candidates per line (at most --beam): tab-separated in text, with scores in tsv/jsonl."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -241,13 +246,18 @@ def predict(
     Example:
 
         cat sample_data/demo_inputs.txt | transducer predict models/translit > out.txt
+
+        cat sample_data/dates_demo_inputs.txt | transducer predict models/dates --beam 5 --nbest 3 -f jsonl
     """
     _choice(format, ("text", "tsv", "jsonl"), "--format")
     _choice(on_long, ("error", "truncate", "copy"), "--on-long")
     _choice(encoding_errors, ("strict", "replace"), "--encoding-errors")
     _choice(engine, ("numpy", "keras"), "--engine")
-    if batch_size < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--batch-size")
+    for value, name in ((batch_size, "--batch-size"), (beam, "--beam"), (nbest, "--nbest")):
+        if value < 1:
+            raise typer.BadParameter("must be at least 1", param_hint=name)
+    if nbest > beam:
+        raise typer.BadParameter(f"must be at most --beam ({beam}); raise --beam too", param_hint="--nbest")
     _quiet_tensorflow(verbose)
     from .data import display_name, open_binary
     from .predict import PredictStats, Predictor, predict_stream
@@ -256,7 +266,7 @@ def predict(
     sys.stdout.flush()
     out = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
-        predictor = Predictor(model_dir, engine=engine)
+        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest)
         stream = open_binary(file)
         render = _RENDER[format]
         for batch in predict_stream(
@@ -281,19 +291,27 @@ def predict(
 
 
 def _text(p) -> list:
+    if p.nbest:  # candidates, best first, tab-separated
+        return ["\t".join(c for c, _, _ in p.nbest), "\n"]
     return [_pieces(p.output), "\n"]
 
 
 def _tsv(p) -> list:
+    if p.nbest:  # input, then candidate<TAB>score for each candidate
+        return [_pieces(p.input), *(f"\t{c}\t{score:.6g}" for c, score, _ in p.nbest), "\n"]
     return [_pieces(p.input), "\t", _pieces(p.output), "\n"]
 
 
 def _jsonl(p) -> list:
+    nbest = [{"output": c, "score": sc, "probability": pr} for c, sc, pr in p.nbest] if p.nbest else None
     if isinstance(p.input, str) and isinstance(p.output, str):
         row = {"input": p.input, "output": p.output, "confidence": p.confidence}
+        if nbest:
+            row["nbest"] = nbest
         return [_json_safe(json.dumps(row, ensure_ascii=False)), "\n"]
     conf = json.dumps(p.confidence)
-    return ['{"input": "', _json_pieces(p.input), '", "output": "', _json_pieces(p.output), f'", "confidence": {conf}}}\n']
+    extra = f', "nbest": {_json_safe(json.dumps(nbest, ensure_ascii=False))}' if nbest else ""
+    return ['{"input": "', _json_pieces(p.input), '", "output": "', _json_pieces(p.output), f'", "confidence": {conf}{extra}}}\n']
 
 
 def _pieces(x):
@@ -343,6 +361,60 @@ def _warn_stats(stats, on_long: str) -> None:
             f" (first: line {stats.first_long_line})",
             highlight=False,
         )
+
+
+# --- evaluate ----------------------------------------------------------------------------
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    test_file: str = typer.Argument(..., help="Held-out input<TAB>reference lines; an input on several lines has several references."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (n, exact_match, wer, cer, ...) on stdout."),
+    errors: int = typer.Option(0, help="List the N worst mistakes (input, reference, prediction)."),
+    beam: int = typer.Option(1, help="Beam width for seq2seq models (1: greedy)."),
+    engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
+    batch_size: int = typer.Option(1024, help="Lines per model call."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Exact match, word error rate and character error rate on a test file.
+
+    Example:
+
+        transducer evaluate models/dates sample_data/dates.test.tsv --errors 5
+
+        transducer evaluate models/dates sample_data/dates.test.tsv --json | jq .exact_match
+    """
+    _choice(engine, ("numpy", "keras"), "--engine")
+    for value, name in ((beam, "--beam"), (batch_size, "--batch-size")):
+        if value < 1:
+            raise typer.BadParameter("must be at least 1", param_hint=name)
+    if errors < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--errors")
+    _quiet_tensorflow(verbose)
+    from .evaluate import evaluate as run_evaluate
+
+    try:
+        report = run_evaluate(model_dir, test_file, engine=engine, beam=beam, batch_size=batch_size)
+    except TransducerError as e:
+        _fail(e)
+    table = Table(title=f"{model_dir} on {test_file}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("lines (distinct inputs)", f"{report.n} ({report.n_inputs})")
+    table.add_row("exact match", f"{report.exact_match:.4f}")
+    table.add_row("word error rate", f"{report.wer:.4f}")
+    table.add_row("character error rate", f"{report.cer:.4f}")
+    err.print(table)
+    if errors and report.mistakes:
+        worst = Table(title=f"worst {min(errors, len(report.mistakes))} mistakes", title_justify="left")
+        for col in ("input", "reference", "prediction", "edits"):
+            worst.add_column(col, justify="right" if col == "edits" else "left")
+        for m in report.mistakes[:errors]:
+            worst.add_row(m.input, m.reference, m.prediction, str(m.distance))
+        err.print(worst)
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
 
 
 # --- summarize ---------------------------------------------------------------------------

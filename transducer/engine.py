@@ -40,9 +40,38 @@ def load_engine(info: ModelInfo, engine: str = "numpy"):
 class KerasEngine:
     name = "keras"
 
-    def __init__(self, info: ModelInfo):
+    def __init__(self, info: ModelInfo, model=None):
+        """`model`: an in-memory Keras model (e.g. just trained) instead of DIR/model.keras."""
         self.info = info
-        self.model = load_keras_model(info)
+        self.model = model if model is not None else load_keras_model(info)
+        self.decoder_layers = info.model.layers
+        self._seq2seq = None  # (encoder, step) inference models, built on first use
+
+    def _seq2seq_models(self):
+        if self._seq2seq is None:
+            from .seq2seq import inference_models
+
+            self._seq2seq = inference_models(self.model, self.info.model)
+        return self._seq2seq
+
+    def seq2seq_encode(self, ids: np.ndarray):
+        """(B, T) ids -> encoder outputs (B, T, W) and the decoder's initial state (B, W)."""
+        from .vocab import one_hot
+
+        encoder, _ = self._seq2seq_models()
+        x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
+        enc, init = encoder.predict_on_batch(x)
+        return np.asarray(enc, np.float32), np.asarray(init, np.float32)
+
+    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray]):
+        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states."""
+        from .vocab import one_hot
+
+        _, step = self._seq2seq_models()
+        x = one_hot(prev[:, None], self.info.model.output_vocab_size)  # (N, 1, Vout)
+        out = step.predict_on_batch([x, enc, *states])
+        probs = np.asarray(out[0], np.float32)[:, 0]  # (N, Vout)
+        return probs, [np.asarray(s, np.float32) for s in out[1:]]
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
@@ -112,6 +141,40 @@ class NumpyEngine:
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
         return self.head(self.recurrent_stack(ids))
+
+    # seq2seq: the equations of seq2seq.build_seq2seq's layers, one decoder step at a time.
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.info.model.layers
+
+    def seq2seq_encode(self, ids: np.ndarray):
+        """(B, T) ids -> encoder outputs (B, T, W) and the decoder's initial state (B, W)."""
+        enc = self.recurrent_stack(ids, prefix="encoder_")  # (B, T, W)
+        if self.info.model.bidirectional:
+            # Final states: forward after the last position, backward after the first.
+            H = self.info.model.hidden
+            return enc, np.concatenate([enc[:, -1, :H], enc[:, 0, H:]], axis=-1)  # (B, 2H)
+        return enc, enc[:, -1].copy()  # (B, H)
+
+    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray]):
+        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states."""
+        cfg = self.info.model
+        x = None
+        new_states = []
+        for i in range(1, cfg.layers + 1):
+            k, rk, b = self.gru_params(f"decoder_gru_{i}")
+            x = gru_step(_input_proj(prev, x, k), states[i - 1], rk, b, cfg.reset_after)  # (N, W)
+            new_states.append(x)
+        if cfg.attention != "none":
+            if cfg.attention == "luong":
+                scores = np.einsum("nw,ntw->nt", x, enc)  # (N, T): dot product, no scale
+            else:  # bahdanau: Keras AdditiveAttention, sum(scale * tanh(q + k))
+                scores = (np.tanh(x[:, None, :] + enc) * self.get("attention/scale")).sum(-1)  # (N, T)
+            context = np.einsum("nt,ntw->nw", softmax(scores), enc)  # (N, W)
+            combined = np.concatenate([x, context], axis=-1)  # (N, 2W)
+            x = np.tanh(combined @ self.get("attention_combine/kernel") + self.get("attention_combine/bias"))
+        return self.head(x), new_states  # (N, V)
 
 
 def _input_proj(ids: np.ndarray, x: np.ndarray | None, kernel: np.ndarray) -> np.ndarray:

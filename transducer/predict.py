@@ -72,7 +72,8 @@ class Prediction:
     input: str | SpooledLine  # the input line, line ending removed (spooled when huge)
     output: str | SpooledLine  # the predicted string (the spooled input, copied, when huge)
     confidence: float | None  # probability of `output` under the model; None when not modelled
-    nbest: list[tuple[str, float]] | None = None  # (candidate, score) best first, with --nbest
+    nbest: list[tuple[str, float, float]] | None = None  # (candidate, score, probability),
+    #   best first, with --nbest > 1; score as in decode.py (seq2seq: log P per symbol)
 
 
 @dataclass
@@ -85,12 +86,22 @@ class PredictStats:
 
 
 class Predictor:
-    """A loaded model: batches of strings -> outputs with confidences."""
+    """A loaded model: batches of strings -> outputs with confidences.
 
-    def __init__(self, model_dir, engine: str = "numpy"):
-        self.info: ModelInfo = read_info(model_dir)
-        self.engine = load_engine(self.info, engine)
+    beam: seq2seq beam width (1 = greedy). nbest: candidates per line (<= beam). For the
+    aligned model either above 1 switches from per-position argmax to the exact search for
+    the most probable strings (decode.aligned_kbest).
+    """
+
+    def __init__(self, model_dir, engine: str = "numpy", beam: int = 1, nbest: int = 1, *, _engine=None, _info=None):
+        if beam < 1:
+            raise TransducerError("--beam must be at least 1")
+        if not 1 <= nbest <= beam:
+            raise TransducerError(f"--nbest must be between 1 and --beam ({beam}); raise --beam too")
+        self.info: ModelInfo = _info if _info is not None else read_info(model_dir)
+        self.engine = _engine if _engine is not None else load_engine(self.info, engine)
         self.max_len = self.info.model.max_len
+        self.beam, self.nbest = beam, nbest
         self._check_fit()
 
     def _check_fit(self) -> None:
@@ -114,16 +125,40 @@ class Predictor:
                 f" ({vin} input, {vout} output symbols): {type(e).__name__}"
             ) from None
 
+    @classmethod
+    def from_engine(cls, engine, beam: int = 1, nbest: int = 1) -> "Predictor":
+        """A predictor over an engine already built (e.g. on a model still in memory)."""
+        return cls(None, beam=beam, nbest=nbest, _engine=engine, _info=engine.info)
+
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
         """[(output, confidence)] for strings of at most max_len chars."""
+        return [(out, conf) for out, conf, _ in self.predict_candidates(strings)]
+
+    def predict_candidates(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """[(output, confidence, n-best list or None)] for strings of at most max_len chars."""
         if not strings:
             return []
+        from . import decode
+
         ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
-        probs = self.engine.aligned_probs(ids)  # (B, T, V)
-        best = probs.argmax(axis=-1)  # (B, T)
-        outputs = [self.info.output_vocab.decode(row) for row in best]
-        conf = aligned_confidence(probs, best)
-        return list(zip(outputs, conf.tolist()))
+        if self.info.model.arch == "seq2seq":
+            if self.beam == 1:
+                found = [[c] for c in decode.greedy(self.engine, ids, self.max_len)]
+            else:
+                found = decode.beam_search(self.engine, ids, self.max_len, self.beam, self.nbest)
+        else:
+            probs = self.engine.aligned_probs(ids)  # (B, T, V)
+            if self.beam == 1 and self.nbest == 1:
+                best = probs.argmax(axis=-1)  # (B, T)
+                outputs = [self.info.output_vocab.decode(row) for row in best]
+                return [(o, c, None) for o, c in zip(outputs, aligned_confidence(probs, best).tolist())]
+            found = decode.aligned_kbest(probs, self.nbest)
+        decode_ids = self.info.output_vocab.decode
+        results = []
+        for cands in found:
+            nbest = [(decode_ids(c.ids), c.score, float(np.exp(c.logp))) for c in cands]
+            results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
+        return results
 
 
 def aligned_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -207,7 +242,7 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
     heads = [x.head if isinstance(x, SpooledLine) else x[:max_len] for _, x in chunk]  # what the model sees
     longs = [isinstance(x, SpooledLine) or len(x) > max_len for _, x in chunk]
     todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
-    results = predictor.predict_batch([heads[i] for i in todo])
+    results = predictor.predict_candidates([heads[i] for i in todo])
     by_pos = dict(zip(todo, results))
     out = []
     for i, (line_no, text) in enumerate(chunk):

@@ -206,6 +206,10 @@ def train(
     eval_ds = val_ds if val_ds is not None else dataset_for_epoch(0)
     results = model.evaluate(eval_ds, verbose=0, return_dict=True)
     final = {k: float(v) for k, v in results.items()}
+    from .evaluate import validation_metrics  # decoded strings: exact match and CER
+
+    info = artifacts.ModelInfo(model_dir, cfg, in_vocab, out_vocab, {})
+    final.update(validation_metrics(model, info, val_pairs or train_pairs))
 
     cfg_json = artifacts.config_dict(
         cfg,
