@@ -65,8 +65,10 @@ def greedy(engine, ids: np.ndarray, max_len: int) -> list[Candidate]:
         going = choice != END_ID
         for b, c in zip(active[going], choice[going]):
             out[b].append(int(c))
-        active, prev, enc = active[going], choice[going].astype(np.int32), enc[going]
-        states = [s[going] for s in states]
+        prev = choice.astype(np.int32)
+        if not going.all():  # drop finished lines (copying the encoder outputs only then)
+            active, prev, enc = active[going], prev[going], enc[going]
+            states = [s[going] for s in states]
         if not len(active):
             break
     return [Candidate(tuple(o), float(l), _normalised(l, len(o))) for o, l in zip(out, logp)]
@@ -123,6 +125,8 @@ def beam_search(engine, ids: np.ndarray, max_len: int, beam: int, nbest: int = 1
         going = np.array([len(finished[b]) < K for b in active], dtype=bool) & np.isfinite(logp).any(axis=1)
         if t == max_len or not going.any():
             break
+        if going.all():
+            continue
         active, logp, tokens = active[going], logp[going], tokens[going]
         rows_kept = np.repeat(going, K)
         enc, prev = enc[rows_kept], prev[rows_kept]
