@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import write_pairs
@@ -259,3 +261,24 @@ def test_cli_evaluate_a_seq2seq_model(trained_s2s):
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["n"] == 200 and 0.0 <= report["cer"] and 0.0 <= report["exact_match"] <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 6), n_chars=st.integers(1, 5), k=st.integers(1, 6))
+def test_aligned_kbest_contract(seed, T, n_chars, k):
+    """Any distributions: k (or all possible) distinct strings, best first, none beaten by greedy."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(4 + n_chars), size=(1, T))  # (1, T, V)
+    found = decode.aligned_kbest(probs, k)[0]
+    possible = sum(n_chars**L for L in range(T + 1))
+    assert len(found) == min(k, possible)
+    assert len({c.ids for c in found}) == len(found)
+    assert [c.logp for c in found] == sorted((c.logp for c in found), reverse=True)
+    greedy_p = 1.0  # the per-position argmax string (characters only) and its probability
+    for t in range(T):
+        best_char = probs[0, t, 4:].max()
+        if probs[0, t, END_ID] >= best_char:
+            greedy_p *= probs[0, t, END_ID]
+            break
+        greedy_p *= best_char
+    assert np.exp(found[0].logp) >= greedy_p * (1 - 1e-9)
