@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import write_pairs
 from transducer import decode
-from transducer.artifacts import ModelInfo, config_dict, read_info
+from transducer.artifacts import config_dict, read_info
 from transducer.config import ModelConfig, TrainConfig
 from transducer.engine import KerasEngine, NumpyEngine
 from transducer.predict import Predictor
@@ -179,7 +179,7 @@ def test_numpy_and_keras_engines_agree(tmp_path, cfg):
 def test_save_load_predict_gives_identical_outputs(tmp_path):
     model_dir, model = random_model_dir(tmp_path, attention="bahdanau", bidirectional=True)
     info = read_info(model_dir)
-    in_memory = Predictor.from_engine(KerasEngine(info, model=model), beam=3, nbest=2).predict_candidates(WORDS)
+    in_memory = Predictor(model_dir, engine=KerasEngine(info, model=model), beam=3, nbest=2).predict_candidates(WORDS)
     for engine in ("keras", "numpy"):
         loaded = candidates(model_dir, engine, beam=3, nbest=2)
         assert [r[0] for r in loaded] == [r[0] for r in in_memory]

@@ -114,5 +114,5 @@ def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, f
     from .engine import KerasEngine
     from .predict import Predictor
 
-    report = evaluate_pairs(Predictor.from_engine(KerasEngine(info, model=model)), pairs)
+    report = evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model)), pairs)
     return {"decoded_exact_match": report.exact_match, "cer": report.cer}

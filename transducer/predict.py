@@ -93,13 +93,18 @@ class Predictor:
     the most probable strings (decode.aligned_kbest).
     """
 
-    def __init__(self, model_dir, engine: str = "numpy", beam: int = 1, nbest: int = 1, *, _engine=None, _info=None):
+    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1):
+        """engine: "numpy" | "keras", or an engine object already built (then its model is
+        used and model_dir only names it), e.g. KerasEngine(info, model=just_trained)."""
         if beam < 1:
             raise TransducerError("--beam must be at least 1")
         if not 1 <= nbest <= beam:
             raise TransducerError(f"--nbest must be between 1 and --beam ({beam}); raise --beam too")
-        self.info: ModelInfo = _info if _info is not None else read_info(model_dir)
-        self.engine = _engine if _engine is not None else load_engine(self.info, engine)
+        if isinstance(engine, str):
+            self.info: ModelInfo = read_info(model_dir)
+            self.engine = load_engine(self.info, engine)
+        else:
+            self.info, self.engine = engine.info, engine
         self.max_len = self.info.model.max_len
         self.beam, self.nbest = beam, nbest
         self._check_fit()
@@ -124,11 +129,6 @@ class Predictor:
                 f"{self.info.path}: the weights do not fit the vocabularies in config.json"
                 f" ({vin} input, {vout} output symbols): {type(e).__name__}"
             ) from None
-
-    @classmethod
-    def from_engine(cls, engine, beam: int = 1, nbest: int = 1) -> "Predictor":
-        """A predictor over an engine already built (e.g. on a model still in memory)."""
-        return cls(None, beam=beam, nbest=nbest, _engine=engine, _info=engine.info)
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
         """[(output, confidence)] for strings of at most max_len chars."""
