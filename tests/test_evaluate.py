@@ -74,3 +74,18 @@ def test_evaluate_bad_test_file_names_the_line(tiny_model, tmp_path):
     assert r.exit_code != 0 and "Traceback" not in r.stderr
     assert "bad.tsv" in r.stderr and "line 2: no tab" in " ".join(r.stderr.split())
     assert r.stdout == ""
+
+
+def test_evaluate_help_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from transducer.cli import app\n"
+        "r = CliRunner().invoke(app, ['evaluate', '--help'])\n"
+        "assert r.exit_code == 0 and 'tensorflow' not in sys.modules, 'imported TF'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
