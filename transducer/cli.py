@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import ARCHS, ATTENTIONS, HEADS, ModelConfig, TrainConfig, TransducerError
+from .config import ARCHS, ATTENTIONS, DISTRIBUTE, HEADS, ModelConfig, TrainConfig, TransducerError
 
 app = typer.Typer(
     add_completion=False,
@@ -74,7 +74,7 @@ def train(
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     max_len: int = typer.Option(64, help="Longest input/output string in characters."),
     epochs: int = typer.Option(30, help="Maximum epochs (early stopping usually ends sooner)."),
-    batch_size: int = typer.Option(64, help="Sequences per training step."),
+    batch_size: int = typer.Option(64, help="Sequences per training step (per replica with --distribute)."),
     learning_rate: float = typer.Option(3e-3, help="Adam learning rate."),
     val_split: float = typer.Option(0.1, help="Fraction of pairs held out for validation."),
     val_file: Optional[str] = typer.Option(None, help="Validation pairs file (instead of --val-split)."),
@@ -82,6 +82,9 @@ def train(
     min_delta: float = typer.Option(1e-3, help="Smallest validation-loss drop that counts as improvement."),
     seed: int = typer.Option(0, help="Random seed: same seed and data give the same model on CPU."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (reported) instead of stopping."),
+    distribute: str = typer.Option(
+        "none", help=f"tf.distribute strategy: {' | '.join(DISTRIBUTE)} (multi-worker reads TF_CONFIG)."
+    ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
@@ -94,6 +97,7 @@ def train(
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
     _choice(attention, ATTENTIONS, "--attention")
+    _choice(distribute, DISTRIBUTE, "--distribute")
     _quiet_tensorflow(verbose)
     try:
         mcfg = ModelConfig(
@@ -103,6 +107,7 @@ def train(
         tcfg = TrainConfig(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, val_split=val_split,
             patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
+            distribute=distribute,
         )
         from .train import train as run_train
 
@@ -141,6 +146,12 @@ class _RichReporter:
             f" {info['parameters']:,} parameters)",
             highlight=False,
         )
+        if info.get("distribute", "none") != "none":
+            err.print(
+                f"distributed ({info['distribute']}): global batch {info['global_batch']}"
+                f" = {info['global_batch'] // info['replicas']} per replica x {info['replicas']} replica(s)",
+                highlight=False,
+            )
         if info["skipped"]:
             err.print(f"[yellow]skipped {info['skipped']} invalid row(s):[/] {info['skipped_detail']}", highlight=False)
         if info["conflicts"]:

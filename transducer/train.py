@@ -15,9 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from . import artifacts
+from . import artifacts, distribute, stream
 from .config import ModelConfig, TrainConfig, TransducerError
-from .data import read_pairs, split_train_val
 from .vocab import END_ID, PAD_ID, Vocab
 
 METRIC_NAMES = ("loss", "char_acc", "exact_match")
@@ -101,26 +100,28 @@ def train(
     """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`."""
     reporter = reporter or NullReporter()
     model_dir = Path(model_dir)
-    artifacts.check_writable(model_dir, force)
+    # The strategy comes first: multi-worker collectives must be set up before any TF op.
+    plan = distribute.make_plan(train_cfg.distribute, train_cfg.batch_size)
+    if plan.is_chief:
+        artifacts.check_writable(model_dir, force)
 
-    data = read_pairs(pairs_path, model_cfg.max_len, skip_invalid=train_cfg.skip_invalid)
+    # One pass to validate, count, split and build the vocabularies; the pairs themselves
+    # are streamed from the file by tf.data (see stream.py).
+    split = 0.0 if val_path is not None else train_cfg.val_split
+    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed)
+    val = None
     if val_path is not None:
-        val = read_pairs(val_path, model_cfg.max_len, skip_invalid=train_cfg.skip_invalid)
-        train_pairs, val_pairs = data.pairs, val.pairs
-    else:
-        tr_idx, va_idx = split_train_val(len(data.pairs), train_cfg.val_split, train_cfg.seed)
-        train_pairs = [data.pairs[i] for i in tr_idx]
-        val_pairs = [data.pairs[i] for i in va_idx]
-    if not train_pairs:
+        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed)
+    n_train, n_val = data.n_train, (val.n_rows if val is not None else data.n_val)
+    if not n_train:
         raise TransducerError(
-            f"{data.name}: {len(data.pairs)} pair(s) leave nothing to train on after the"
+            f"{data.name}: {data.n_rows} pair(s) leave nothing to train on after the"
             f" validation split; lower --val-split or pass --val-file"
         )
 
     # Vocabularies come from training pairs only: validation characters the model never
     # saw in training are <unk>, exactly as they would be at prediction time.
-    in_vocab = Vocab.from_strings(p[0] for p in train_pairs)
-    out_vocab = Vocab.from_strings(p[1] for p in train_pairs)
+    in_vocab, out_vocab = data.vocabs()
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
 
     from .model import build_model, compile_model, keras, tf
@@ -128,30 +129,39 @@ def train(
     keras.utils.set_random_seed(train_cfg.seed)
     tf.config.experimental.enable_op_determinism()
 
-    feats, depths, y = training_arrays(cfg, train_pairs, in_vocab, out_vocab)
-    train_ds = make_dataset(feats, depths, y, train_cfg.batch_size, shuffle_seed=train_cfg.seed)
-    val_ds = None
-    if val_pairs:
-        vfeats, vdepths, vy = training_arrays(cfg, val_pairs, in_vocab, out_vocab)
-        val_ds = make_dataset(vfeats, vdepths, vy, train_cfg.batch_size, shuffle_seed=None)
+    def pipeline(scan, side, shuffle):
+        ds = stream.pairs_dataset(
+            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle=shuffle
+        )
+        return distribute.prepare_dataset(plan, ds)
 
-    model = build_model(cfg)
-    compile_model(model, train_cfg.learning_rate)
+    train_ds = pipeline(data, "train", shuffle=True)
+    val_ds = None
+    if val is not None:
+        val_ds = pipeline(val, "all", shuffle=False)
+    elif n_val:
+        val_ds = pipeline(data, "val", shuffle=False)
+
+    with plan.strategy.scope():
+        model = build_model(cfg)
+        compile_model(model, train_cfg.learning_rate)
+    distribute.patch_for_multi_worker(plan, model, train_ds.element_spec)
 
     counts = {
-        "n_train": len(train_pairs),
-        "n_val": len(val_pairs),
-        "skipped": len(data.invalid),
+        "n_train": n_train,
+        "n_val": n_val,
+        "skipped": data.n_invalid,
         "skipped_detail": data.describe_invalid() if data.invalid else "",
         "duplicates": data.duplicates,
         "conflicts": data.conflicts,
         "input_vocab": len(in_vocab),
         "output_vocab": len(out_vocab),
         "parameters": int(model.count_params()),
+        **plan.counts(),  # distribute, replicas, global_batch, is_chief
     }
     reporter.start(counts)
 
-    steps = math.ceil(len(train_pairs) / train_cfg.batch_size)
+    steps = math.ceil(n_train / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(monitor, train_cfg.patience, train_cfg.min_delta, reporter, train_cfg.epochs, steps)
     interrupted = False
@@ -184,8 +194,8 @@ def train(
         data={
             "train_file": data.name,
             "val_file": val_path,
-            "n_train": len(train_pairs),
-            "n_val": len(val_pairs),
+            "n_train": n_train,
+            "n_val": n_val,
             "final_on": "validation" if val_ds is not None else "training",
         },
     )
@@ -198,7 +208,11 @@ def train(
         "interrupted": interrupted,
         "train_seconds": round(time.time() - started, 2),
     }
-    save_model_dir(model, cfg_json, metrics, model_dir)
+    # Every worker saves (saving reads synchronised variables, a collective op); only the
+    # chief's copy is kept.
+    written = distribute.output_dir(plan, model_dir)
+    save_model_dir(model, cfg_json, metrics, written)
+    distribute.discard(plan, written)
     return TrainResult(
         model_dir=model_dir,
         history=history,

@@ -1,0 +1,308 @@
+"""Training data streamed from the pairs file through tf.data, so memory stays flat as the
+file grows.
+
+Two steps:
+
+1. `scan_pairs` reads the file once in Python, row by row, and keeps only what does not grow
+   with the file: the vocabularies (characters of training rows), counts, the first few
+   invalid rows for the error message, and the line numbers of rows that are not pairs
+   (invalid or blank; those are few in a file worth training on). It applies exactly the
+   checks of `data.read_pairs`, so errors name the same file and line, and --skip-invalid
+   means the same thing.
+2. `pairs_dataset` builds the tf.data pipeline that reads the file again, line by line:
+   drop non-pair lines -> keep this side of the train/validation split -> shuffle in a
+   bounded buffer -> batch -> split on the tab and map characters to ids with a
+   `tf.lookup.StaticHashTable` -> one-hot -> prefetch. Nothing holds the whole file.
+
+Train/validation split. Each row goes to validation when a hash of (seed, line content)
+falls below `val_split` of the hash range. Hashing the *content* rather than the line
+number keeps the split disjoint by content: a line repeated in the file is always on one
+side, so validation never scores a row the model was trained on. The split is deterministic
+for a given --seed, but its size is `val_split` of the rows only on average (binomial
+spread); `scan_pairs` counts the exact sizes. If a requested split comes out empty (tiny
+files), the row(s) with the smallest hash go to validation, as `data.split_train_val`
+also never leaves a requested split silently empty. The same TF hash function classifies
+rows in the scan and in the pipeline, so the two always agree.
+
+stdin (`-`) cannot be read twice: it is spooled to a temporary file first (removed when
+the scan result is garbage-collected or the process exits).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig, TransducerError
+from .data import MAX_REPORTED, InvalidRow, _row_problem, display_name, iter_raw_lines, open_binary
+from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab
+
+VAL_BUCKETS = 1 << 30  # hash range for the split; a row is validation if its bucket < threshold
+SHUFFLE_BUFFER = 65_536  # lines held for shuffling: a full shuffle up to this many rows
+STATS_ROWS = 1_000_000  # duplicates and conflicts are counted over the first this many rows
+CHUNK = 8_192  # rows hashed per TF call during the scan
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class ScannedPairs:
+    """What one pass over a pairs file learned, without keeping the pairs."""
+
+    name: str  # file name as given by the user ("<stdin>" for -)
+    path: str  # file the pipeline reads: the user's file, or the spooled copy of stdin
+    n_rows: int = 0  # valid pairs
+    n_val: int = 0  # pairs on the validation side of the split
+    val_threshold: int = 0  # split: a row is validation if its hash bucket < this
+    excluded: array = field(default_factory=lambda: array("q"))  # line numbers of non-pairs
+    invalid: list[InvalidRow] = field(default_factory=list)  # the first MAX_REPORTED invalid rows
+    n_invalid: int = 0  # all invalid rows
+    duplicates: int = 0  # repeated (input, output) rows among the first STATS_ROWS
+    conflicts: int = 0  # inputs with more than one output among the first STATS_ROWS
+    in_chars: set = field(default_factory=set)  # characters of training inputs
+    out_chars: set = field(default_factory=set)  # characters of training outputs
+
+    @property
+    def n_train(self) -> int:
+        return self.n_rows - self.n_val
+
+    def vocabs(self) -> tuple[Vocab, Vocab]:
+        """Vocabularies of the training rows, the same as Vocab.from_strings would build."""
+        return Vocab.from_strings(self.in_chars), Vocab.from_strings(self.out_chars)
+
+    def describe_invalid(self) -> str:
+        shown = "; ".join(f"line {r.line_no}: {r.reason}" for r in self.invalid)
+        more = self.n_invalid - len(self.invalid)
+        return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def local_copy(path: str) -> str:
+    """A path the pipeline can read (again): stdin is spooled to a temporary file."""
+    if path != "-":
+        open_binary(path).close()  # same errors as read_pairs: no such file, directory, ...
+        return path
+    fd, spooled = tempfile.mkstemp(prefix="transducer-stdin-", suffix=".tsv")
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    return spooled
+
+
+def scan_pairs(path: str, max_len: int, skip_invalid: bool, val_split: float, seed: int) -> ScannedPairs:
+    """One pass over `path` (`-` for stdin): validate, count, split, collect characters."""
+    local = local_copy(path)
+    try:
+        result = _scan(display_name(path), local, max_len, _threshold(val_split), seed)
+        if val_split > 0 and result.n_val == 0 and result.n_rows >= 2:
+            # A requested split is never silently empty: the smallest hash goes to validation.
+            result = _scan(result.name, local, max_len, result.val_threshold, seed)
+    except BaseException:
+        if path == "-":
+            _unlink(local)
+        raise
+    if path == "-":
+        weakref.finalize(result, _unlink, local)
+    if result.n_invalid and not skip_invalid:
+        raise TransducerError(
+            f"{result.name}: {result.n_invalid} invalid row(s): {result.describe_invalid()}"
+            " (fix them or pass --skip-invalid)"
+        )
+    if not result.n_rows:
+        what = "only invalid rows" if result.n_invalid else "no pairs"
+        raise TransducerError(f"{result.name}: {what}; expected lines of the form input<TAB>output")
+    return result
+
+
+def _threshold(val_split: float) -> int:
+    return int(round(val_split * VAL_BUCKETS))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> ScannedPairs:
+    """The scan proper. `threshold` 0 means no validation side; on return, if no row fell
+    below it, `val_threshold` is set to the smallest bucket + 1 (for the caller's retry)."""
+    result = ScannedPairs(name=name, path=path, val_threshold=threshold)
+    pair_hashes, src_hashes = array("q"), array("q")  # for duplicates and conflicts
+    chunk: list[tuple[bytes, str]] = []
+    min_bucket = VAL_BUCKETS
+
+    def flush():
+        nonlocal min_bucket
+        buckets = split_buckets([raw for raw, _ in chunk], seed).numpy()  # (n,)
+        min_bucket = min(min_bucket, int(buckets.min()))
+        for (_, text), bucket in zip(chunk, buckets):
+            if bucket < threshold:
+                result.n_val += 1
+            else:
+                src, tgt = text.split("\t")
+                result.in_chars.update(src)
+                result.out_chars.update(tgt)
+        chunk.clear()
+
+    with open(path, "rb") as stream:
+        for line_no, raw in iter_raw_lines(stream):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text, reason = None, "not valid UTF-8"
+            else:
+                reason = None if text.strip() == "" else _row_problem(text, max_len)
+            if text is None or reason or text.strip() == "":
+                result.excluded.append(line_no)
+                if reason:
+                    result.n_invalid += 1
+                    if len(result.invalid) < MAX_REPORTED:
+                        result.invalid.append(InvalidRow(line_no, reason))
+                continue
+            result.n_rows += 1
+            if len(pair_hashes) < STATS_ROWS:
+                pair_hashes.append(hash(text))
+                src_hashes.append(hash(text.split("\t")[0]))
+            chunk.append((raw, text))
+            if len(chunk) >= CHUNK:
+                flush()
+    if chunk:
+        flush()
+    result.duplicates, result.conflicts = _duplicates_conflicts(pair_hashes, src_hashes)
+    if result.n_val == 0 and threshold > 0:
+        result.val_threshold = min_bucket + 1
+    return result
+
+
+def _duplicates_conflicts(pair_hashes: array, src_hashes: array) -> tuple[int, int]:
+    if not pair_hashes:
+        return 0, 0
+    pairs = np.frombuffer(pair_hashes, dtype=np.int64)
+    srcs = np.frombuffer(src_hashes, dtype=np.int64)
+    duplicates = len(pairs) - len(np.unique(pairs))
+    distinct = np.unique(np.stack([srcs, pairs], axis=1), axis=0)  # (distinct pairs, 2)
+    _, outputs_per_input = np.unique(distinct[:, 0], return_counts=True)
+    return int(duplicates), int(np.sum(outputs_per_input > 1))
+
+
+def split_buckets(lines, seed: int):
+    """Hash bucket of each line (bytes, as read: line ending and BOM removed) for the split.
+    The pipeline calls the same function on its string tensors, so both agree."""
+    from .model import tf
+
+    salted = tf.constant(f"{seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
+    return tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS)  # same shape as lines
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+def target_length(cfg: ModelConfig) -> int:
+    """Length of the target id rows: max_len, or the decoder length for seq2seq."""
+    if cfg.arch == "seq2seq":
+        from .seq2seq import decoder_len
+
+        return decoder_len(cfg.max_len)
+    return cfg.max_len
+
+
+def assemble_features(cfg: ModelConfig, src_ids, tgt_ids):
+    """([int feature tensors], target ids) from encoded inputs and targets.
+
+    Keep in sync with `train.training_arrays` (aligned) and `seq2seq.seq2seq_arrays`:
+    aligned: [inputs padded with <pad>] -> targets filled with </s>;
+    seq2seq: [encoder ids, decoder input = <s> + target[:-1]] -> target = output + </s>...
+    """
+    from .model import tf
+
+    if cfg.arch == "seq2seq":
+        start = tf.fill([tf.shape(tgt_ids)[0], 1], tf.constant(START_ID, tgt_ids.dtype))  # (B, 1)
+        dec_in = tf.concat([start, tgt_ids[:, :-1]], axis=1)  # (B, T)
+        return [src_ids, dec_in], tgt_ids
+    return [src_ids], tgt_ids
+
+
+def _lookup_table(vocab: Vocab):
+    from .model import tf
+
+    # "" is never a character; it keeps the table non-empty (TF refuses empty tables).
+    keys = tf.constant(["", *vocab.symbols[4:]], dtype=tf.string)  # characters, as UTF-8
+    ids = tf.constant([UNK_ID, *range(4, len(vocab))], dtype=tf.int32)
+    init = tf.lookup.KeyValueTensorInitializer(keys, ids)
+    return tf.lookup.StaticHashTable(init, default_value=UNK_ID)  # unseen characters -> <unk>
+
+
+def _encode(strings, table, length: int, fill: int):
+    """(B,) strings -> (B, length) ids, like Vocab.encode_batch."""
+    from .model import tf
+
+    chars = tf.strings.unicode_split(strings, "UTF-8")  # ragged (B, None)
+    ids = tf.ragged.map_flat_values(table.lookup, chars)  # ragged (B, None)
+    return ids.to_tensor(default_value=fill, shape=[None, length])  # (B, T)
+
+
+def pairs_dataset(
+    scan: ScannedPairs,
+    cfg: ModelConfig,
+    in_vocab: Vocab,
+    out_vocab: Vocab,
+    side: str,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
+):
+    """Batches of (one-hot features, target ids) for `side` "train", "val" or "all"."""
+    from .model import tf
+
+    n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
+    # Line 0 does not exist; it keeps the table non-empty (TF refuses empty tables).
+    excluded = tf.constant(np.concatenate([[0], np.frombuffer(scan.excluded, dtype=np.int64)]))
+    skip = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(excluded, tf.ones_like(excluded, dtype=tf.int32)), default_value=0
+    )
+    in_table, out_table = _lookup_table(in_vocab), _lookup_table(out_vocab)
+    threshold = scan.val_threshold
+    depths = (len(in_vocab), len(out_vocab))
+    tgt_len = target_length(cfg)
+
+    def clean(index, line):
+        # Same line content as data.iter_raw_lines: TextLineDataset already drops \n / \r\n.
+        line = tf.cond(
+            tf.logical_and(index == 0, tf.strings.substr(line, 0, 3) == BOM),
+            lambda: tf.strings.substr(line, 3, -1),
+            lambda: line,
+        )
+        return index + 1, line  # 1-based line number, as in the scan
+
+    def keep(line_no, line):
+        is_pair = skip.lookup(line_no) == 0
+        if side == "all":
+            return is_pair
+        is_val = split_buckets(line, seed) < threshold
+        return tf.logical_and(is_pair, is_val if side == "val" else tf.logical_not(is_val))
+
+    def encode(_, lines):
+        parts = tf.strings.split(lines, "\t").to_tensor(shape=[None, 2])  # (B, 2): one tab per row
+        src = _encode(parts[:, 0], in_table, cfg.max_len, PAD_ID)  # (B, max_len)
+        tgt = _encode(parts[:, 1], out_table, tgt_len, END_ID)  # (B, T)
+        feats, y = assemble_features(cfg, src, tgt)
+        x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
+        return (x[0] if len(x) == 1 else x), y
+
+    ds = tf.data.TextLineDataset(scan.path).enumerate().map(clean).filter(keep)
+    if shuffle:
+        ds = ds.shuffle(max(1, min(n, shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
+    steps = -(-n // batch_size)
+    ds = ds.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    # The scan counted the rows: declaring the step count lets Keras size its epochs, and a
+    # pipeline that disagreed with the scan would fail loudly here instead of training wrong.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return ds.prefetch(tf.data.AUTOTUNE)
