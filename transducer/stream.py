@@ -257,9 +257,14 @@ def pairs_dataset(
     batch_size: int,
     seed: int,
     shuffle: bool,
+    epochs: int = 1,
     shuffle_buffer: int = SHUFFLE_BUFFER,
 ):
-    """Batches of (one-hot features, target ids) for `side` "train", "val" or "all"."""
+    """Batches of (one-hot features, target ids) for `side` "train", "val" or "all".
+
+    shuffle=True: `epochs` passes, each shuffled differently; fit it with steps_per_epoch =
+    ceil(rows / batch_size). shuffle=False: one pass in file order.
+    """
     from .model import tf
 
     n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
@@ -297,12 +302,24 @@ def pairs_dataset(
         x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
         return (x[0] if len(x) == 1 else x), y
 
-    ds = tf.data.TextLineDataset(scan.path).enumerate().map(clean).filter(keep)
-    if shuffle:
-        ds = ds.shuffle(max(1, min(n, shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
+    lines = tf.data.TextLineDataset(scan.path).enumerate().map(clean).filter(keep)
     steps = -(-n // batch_size)
-    ds = ds.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle:
+        # Each epoch is its own pass, shuffled with a seed of its own derived from --seed:
+        # tf.distribute rebuilds the dataset graph and loses the state behind
+        # reshuffle_each_iteration (the order then changed from run to run), whereas
+        # explicit per-epoch seeds survive, so a seed gives one order on any strategy.
+        buffer = max(1, min(n, shuffle_buffer))
+
+        def one_epoch(epoch):
+            epoch_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
+            return lines.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(batch_size)
+
+        ds = tf.data.Dataset.range(epochs).flat_map(one_epoch)
+    else:
+        ds = lines.batch(batch_size)
+    ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     # The scan counted the rows: declaring the step count lets Keras size its epochs, and a
     # pipeline that disagreed with the scan would fail loudly here instead of training wrong.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps * (epochs if shuffle else 1)))
     return ds.prefetch(tf.data.AUTOTUNE)

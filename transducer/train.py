@@ -131,7 +131,7 @@ def train(
 
     def pipeline(scan, side, shuffle):
         ds = stream.pairs_dataset(
-            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle=shuffle
+            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle, train_cfg.epochs
         )
         return distribute.prepare_dataset(plan, ds)
 
@@ -171,6 +171,7 @@ def train(
             train_ds,
             validation_data=val_ds,
             epochs=train_cfg.epochs,
+            steps_per_epoch=steps,  # train_ds holds all epochs, each shuffled its own way
             callbacks=[keeper],
             verbose=0,
         )
@@ -182,7 +183,7 @@ def train(
         raise TransducerError("interrupted before the first epoch finished; nothing saved", 130)
 
     final = {}
-    eval_ds = val_ds if val_ds is not None else train_ds
+    eval_ds = val_ds if val_ds is not None else pipeline(data, "train", shuffle=False)  # one pass
     results = model.evaluate(eval_ds, verbose=0, return_dict=True)
     final = {k: float(v) for k, v in results.items()}
 
