@@ -165,27 +165,45 @@ def _assert_same_weights(a, b):
         np.testing.assert_allclose(wa[k], wb[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
-def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, pairs_file):
-    train_args = {"epochs": 2, "seed": 1, "learning_rate": 0.01}
+TRAIN = {"epochs": 2, "seed": 1, "learning_rate": 0.01}
+PER_REPLICA, GLOBAL = 8, 16
+
+
+@pytest.fixture(scope="module")
+def small_pairs(tmp_path_factory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("dist") / "pairs.tsv", make_pairs(160, seed=7))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, small_pairs) -> dict:
+    """One device, batch = the distributed runs' global batch: what they must reproduce."""
+    from transducer.config import ModelConfig, TrainConfig
+    from transducer.predict import Predictor
+    from transducer.train import train
+
+    model_dir = tmp_path_factory.mktemp("ref") / "one"
+    r = train(str(small_pairs), model_dir, ModelConfig(**MODEL), TrainConfig(**TRAIN, batch_size=GLOBAL))
+    assert r.counts["distribute"] == "none" and r.counts["global_batch"] == GLOBAL
+    preds = [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)]
+    return {"written": model_dir, "final": r.final, "preds": preds}
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, small_pairs, reference):
     args = {
         "logical_cpus": 2,
-        "pairs": str(pairs_file),
+        "pairs": str(small_pairs),
         "model": MODEL,
         "inputs": INPUTS,
-        "runs": [
-            {"model_dir": str(tmp_path / "one"), "train": {**train_args, "batch_size": 16}},
-            {"model_dir": str(tmp_path / "two"), "train": {**train_args, "batch_size": 8, "distribute": "mirrored"}},
-        ],
+        "runs": [{"model_dir": str(tmp_path / "two"), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
     }
     proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    one, two = json.loads(proc.stdout)
-    assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == 16
-    assert one["counts"]["global_batch"] == 16 and one["counts"]["distribute"] == "none"
+    (two,) = json.loads(proc.stdout)
+    assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == GLOBAL
     # 2 replicas x 8 sum their gradients to the mean over 16: the same training as one device.
-    _assert_same_weights(one["written"], two["written"])
-    assert one["preds"] == two["preds"]
-    assert one["final"] == pytest.approx(two["final"], rel=1e-4, abs=1e-5)
+    _assert_same_weights(reference["written"], two["written"])
+    assert two["preds"] == reference["preds"]
+    assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -199,19 +217,20 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_publishes(tmp_path, pairs_file):
+def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_publishes(
+    tmp_path, small_pairs, reference
+):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     model_dir = tmp_path / "model"
-    train_args = {"epochs": 2, "seed": 1, "learning_rate": 0.01, "batch_size": 8}
+    args = {
+        "pairs": str(small_pairs),
+        "model": MODEL,
+        "inputs": INPUTS,
+        "runs": [{"model_dir": str(model_dir), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "multi-worker"}}],
+    }
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        args = {
-            "pairs": str(pairs_file),
-            "model": MODEL,
-            "inputs": INPUTS,
-            "runs": [{"model_dir": str(model_dir), "train": {**train_args, "distribute": "multi-worker"}}],
-        }
         procs.append(
             subprocess.Popen(
                 _worker_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -230,36 +249,28 @@ def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_pu
                 p.kill()
     chief, other = results
     assert chief["counts"]["is_chief"] and not other["counts"]["is_chief"]
-    assert chief["counts"]["replicas"] == 2 and chief["counts"]["global_batch"] == 16
+    assert chief["counts"]["replicas"] == 2 and chief["counts"]["global_batch"] == GLOBAL
     assert Path(chief["written"]) == model_dir and Path(other["written"]) != model_dir
     _assert_same_weights(chief["written"], other["written"])
     assert chief["final"] == pytest.approx(other["final"])
 
-    # The chief's published model is a normal model directory: it loads and predicts what
-    # the same weights trained on one device with the global batch predict.
-    args = {
-        "pairs": str(pairs_file),
-        "model": MODEL,
-        "inputs": INPUTS,
-        "runs": [{"model_dir": str(tmp_path / "one"), "train": {**train_args, "batch_size": 16}}],
-    }
-    proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, env=_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (one,) = json.loads(proc.stdout)
-    _assert_same_weights(one["written"], model_dir)
+    # The chief's published model is a normal model directory, trained as one device with
+    # the global batch would train it: same weights, same predictions.
+    _assert_same_weights(reference["written"], model_dir)
     from transducer.predict import Predictor
 
-    assert [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)] == one["preds"] == chief["preds"]
+    assert [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)] == chief["preds"] == reference["preds"]
+    assert chief["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
 
 
-def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, pairs_file):
+def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, small_pairs):
     from transducer.config import ModelConfig, TrainConfig, TransducerError
     from transducer.train import train
 
     env_before = os.environ.pop("TF_CONFIG", None)
     try:
         with pytest.raises(TransducerError, match="TF_CONFIG"):
-            train(str(pairs_file), tmp_path / "m", ModelConfig(**MODEL), TrainConfig(distribute="multi-worker"))
+            train(str(small_pairs), tmp_path / "m", ModelConfig(**MODEL), TrainConfig(distribute="multi-worker"))
     finally:
         if env_before is not None:
             os.environ["TF_CONFIG"] = env_before

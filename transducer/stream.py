@@ -49,6 +49,7 @@ VAL_BUCKETS = 1 << 30  # hash range for the split; a row is validation if its bu
 SHUFFLE_BUFFER = 65_536  # lines held for shuffling: a full shuffle up to this many rows
 STATS_ROWS = 1_000_000  # duplicates and conflicts are counted over the first this many rows
 CHUNK = 8_192  # rows hashed per TF call during the scan
+READ_CHUNK = 4_096  # lines per vectorised read/filter step in the pipeline
 BOM = b"\xef\xbb\xbf"
 
 
@@ -278,23 +279,21 @@ def pairs_dataset(
     depths = (len(in_vocab), len(out_vocab))
     tgt_len = target_length(cfg)
 
-    def clean(index, line):
-        # Same line content as data.iter_raw_lines: TextLineDataset already drops \n / \r\n.
-        line = tf.cond(
-            tf.logical_and(index == 0, tf.strings.substr(line, 0, 3) == BOM),
-            lambda: tf.strings.substr(line, 3, -1),
-            lambda: line,
-        )
-        return index + 1, line  # 1-based line number, as in the scan
+    def rows(chunk_index, chunk):
+        """A chunk of raw lines -> the pairs on this side of the split, vectorised."""
+        n_lines = tf.shape(chunk, out_type=tf.int64)[0]
+        line_no = chunk_index * READ_CHUNK + tf.range(1, n_lines + 1, dtype=tf.int64)  # (C,) 1-based
+        # Same content as data.iter_raw_lines: TextLineDataset already drops \n and \r\n;
+        # a BOM is dropped from line 1 only.
+        bom = tf.logical_and(line_no == 1, tf.strings.substr(chunk, 0, 3) == BOM)  # (C,)
+        chunk = tf.strings.substr(chunk, tf.where(bom, 3, 0), tf.fill(tf.shape(chunk), -1))
+        keep = skip.lookup(line_no) == 0  # (C,) a pair, not an invalid or blank line
+        if side != "all":
+            is_val = split_buckets(chunk, seed) < threshold  # (C,)
+            keep = tf.logical_and(keep, is_val if side == "val" else tf.logical_not(is_val))
+        return tf.boolean_mask(chunk, keep)  # (kept,)
 
-    def keep(line_no, line):
-        is_pair = skip.lookup(line_no) == 0
-        if side == "all":
-            return is_pair
-        is_val = split_buckets(line, seed) < threshold
-        return tf.logical_and(is_pair, is_val if side == "val" else tf.logical_not(is_val))
-
-    def encode(_, lines):
+    def encode(lines):
         parts = tf.strings.split(lines, "\t").to_tensor(shape=[None, 2])  # (B, 2): one tab per row
         src = _encode(parts[:, 0], in_table, cfg.max_len, PAD_ID)  # (B, max_len)
         tgt = _encode(parts[:, 1], out_table, tgt_len, END_ID)  # (B, T)
@@ -302,7 +301,9 @@ def pairs_dataset(
         x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
         return (x[0] if len(x) == 1 else x), y
 
-    lines = tf.data.TextLineDataset(scan.path).enumerate().map(clean).filter(keep)
+    # Lines are read, split and filtered in chunks (per-line tf.data functions cost ~100 us
+    # each), then unbatched so that shuffling mixes single rows.
+    lines = tf.data.TextLineDataset(scan.path).batch(READ_CHUNK).enumerate().map(rows).unbatch()
     steps = -(-n // batch_size)
     if shuffle:
         # Each epoch is its own pass, shuffled with a seed of its own derived from --seed:
@@ -311,11 +312,15 @@ def pairs_dataset(
         # explicit per-epoch seeds survive, so a seed gives one order on any strategy.
         buffer = max(1, min(n, shuffle_buffer))
 
-        def one_epoch(epoch):
-            epoch_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
+        def one_epoch(epoch: int):
+            # Python-int seeds: a tensor seed breaks tf.random's seed handling when the
+            # global seed is 0 (random_seed.get_seed compares it with `==`).
+            epoch_seed = (seed * 1_000_003 + epoch) % (1 << 31)
             return lines.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(batch_size)
 
-        ds = tf.data.Dataset.range(epochs).flat_map(one_epoch)
+        ds = one_epoch(0)
+        for epoch in range(1, epochs):
+            ds = ds.concatenate(one_epoch(epoch))
     else:
         ds = lines.batch(batch_size)
     ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
