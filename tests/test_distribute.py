@@ -275,3 +275,16 @@ def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, small_pairs):
         if env_before is not None:
             os.environ["TF_CONFIG"] = env_before
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_reports_the_global_batch_and_rejects_unknown_strategies(tmp_path, small_pairs):
+    from test_cli import invoke
+
+    r = invoke("train", small_pairs, "--model-dir", tmp_path / "m", "--hidden", 4, "--epochs", 1,
+               "--max-len", MAX_LEN, "--batch-size", 8, "--distribute", "mirrored")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""
+    assert "distributed (mirrored): global batch 8 = 8 per replica x 1 replica(s)" in r.stderr
+    bad = invoke("train", small_pairs, "--model-dir", tmp_path / "n", "--distribute", "tpu")
+    assert bad.exit_code == 2 and "Traceback" not in bad.stderr
+    assert "--distribute: must be one of none, mirrored, multi-worker" in " ".join(bad.stderr.split())

@@ -113,15 +113,19 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False) -> PairsFile
         if stream is not sys.stdin.buffer:
             stream.close()
     result.conflicts = len(conflicting)
-    if result.invalid and not skip_invalid:
-        raise TransducerError(
-            f"{name}: {len(result.invalid)} invalid row(s): {result.describe_invalid()}"
-            " (fix them or pass --skip-invalid)"
-        )
-    if not result.pairs:
-        what = "only invalid rows" if result.invalid else "no pairs"
-        raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
+    check_usable(name, len(result.pairs), len(result.invalid), result.describe_invalid(), skip_invalid)
     return result
+
+
+def check_usable(name: str, n_pairs: int, n_invalid: int, invalid_detail: str, skip_invalid: bool) -> None:
+    """Stop on invalid rows (unless skipped) and on files without a single pair."""
+    if n_invalid and not skip_invalid:
+        raise TransducerError(
+            f"{name}: {n_invalid} invalid row(s): {invalid_detail} (fix them or pass --skip-invalid)"
+        )
+    if not n_pairs:
+        what = "only invalid rows" if n_invalid else "no pairs"
+        raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
 
 
 def _row_problem(text: str, max_len: int) -> str | None:

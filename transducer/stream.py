@@ -37,12 +37,11 @@ import tempfile
 import weakref
 from array import array
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig, TransducerError
-from .data import MAX_REPORTED, InvalidRow, _row_problem, display_name, iter_raw_lines, open_binary
+from .config import ModelConfig
+from .data import MAX_REPORTED, InvalidRow, _row_problem, check_usable, display_name, iter_raw_lines, open_binary
 from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab
 
 VAL_BUCKETS = 1 << 30  # hash range for the split; a row is validation if its bucket < threshold
@@ -109,14 +108,7 @@ def scan_pairs(path: str, max_len: int, skip_invalid: bool, val_split: float, se
         raise
     if path == "-":
         weakref.finalize(result, _unlink, local)
-    if result.n_invalid and not skip_invalid:
-        raise TransducerError(
-            f"{result.name}: {result.n_invalid} invalid row(s): {result.describe_invalid()}"
-            " (fix them or pass --skip-invalid)"
-        )
-    if not result.n_rows:
-        what = "only invalid rows" if result.n_invalid else "no pairs"
-        raise TransducerError(f"{result.name}: {what}; expected lines of the form input<TAB>output")
+    check_usable(result.name, result.n_rows, result.n_invalid, result.describe_invalid(), skip_invalid)
     return result
 
 
