@@ -39,12 +39,14 @@ def _scan(path, val_split=0.2, seed=0, skip_invalid=False):
 
 
 def _dataset(scan, side, arch="aligned", batch=16, seed=0, shuffle=True):
+    """One pass over `side`, shuffled with a seed of its own when `shuffle`."""
     from transducer.config import ModelConfig
     from transducer.stream import pairs_dataset
 
     in_vocab, out_vocab = scan.vocabs()
     cfg = ModelConfig(arch=arch, max_len=MAX_LEN, input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
-    return pairs_dataset(scan, cfg, in_vocab, out_vocab, side, batch, seed, shuffle=shuffle), in_vocab, out_vocab
+    shuffle_seed = seed + 100 if shuffle else None
+    return pairs_dataset(scan, cfg, in_vocab, out_vocab, side, batch, seed, shuffle_seed), in_vocab, out_vocab
 
 
 def test_streamed_split_is_deterministic_disjoint_and_counted(tmp_path):
@@ -59,10 +61,18 @@ def test_streamed_split_is_deterministic_disjoint_and_counted(tmp_path):
     assert (len(train_rows), len(val_rows)) == (scan.n_train, scan.n_val)
     assert not set(train_rows) & set(val_rows)  # duplicates never straddle the split
     assert sorted(train_rows + val_rows) == sorted(pairs + pairs[:40])
+    # The Python re-read (for decoded metrics) sees the same sides, in file order.
+    from transducer.stream import iter_pairs
+
+    assert sorted(iter_pairs(scan, "val")) == sorted(val_rows)
+    assert list(iter_pairs(scan, "train", limit=5)) == [p for p in pairs if p not in val_rows][:5]
     # Same seed, same split (and the same in a second scan); another seed, another split.
-    again = _decode_rows(_dataset(_scan(path), "val")[0], iv, ov)
+    rescan = _scan(path)
+    assert rescan.fingerprint == scan.fingerprint
+    again = _decode_rows(_dataset(rescan, "val")[0], iv, ov)
     assert again == val_rows
     other = _scan(path, seed=1)
+    assert other.fingerprint != scan.fingerprint  # same rows, another split
     other_val = _decode_rows(_dataset(other, "val", seed=1)[0], *other.vocabs())
     assert set(other_val) != set(val_rows)
 

@@ -30,6 +30,7 @@ the scan result is garbage-collected or the process exits).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -61,11 +62,13 @@ class ScannedPairs:
     n_rows: int = 0  # valid pairs
     n_val: int = 0  # pairs on the validation side of the split
     val_threshold: int = 0  # split: a row is validation if its hash bucket < this
+    seed: int = 0  # --seed the split was made with
     excluded: array = field(default_factory=lambda: array("q"))  # line numbers of non-pairs
     invalid: list[InvalidRow] = field(default_factory=list)  # the first MAX_REPORTED invalid rows
     n_invalid: int = 0  # all invalid rows
     duplicates: int = 0  # repeated (input, output) rows among the first STATS_ROWS
     conflicts: int = 0  # inputs with more than one output among the first STATS_ROWS
+    fingerprint: str = ""  # sha256 of the valid rows and their sides: identifies data + split
     in_chars: set = field(default_factory=set)  # characters of training inputs
     out_chars: set = field(default_factory=set)  # characters of training outputs
 
@@ -126,16 +129,18 @@ def _unlink(path: str) -> None:
 def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> ScannedPairs:
     """The scan proper. `threshold` 0 means no validation side; on return, if no row fell
     below it, `val_threshold` is set to the smallest bucket + 1 (for the caller's retry)."""
-    result = ScannedPairs(name=name, path=path, val_threshold=threshold)
+    result = ScannedPairs(name=name, path=path, val_threshold=threshold, seed=seed)
     pair_hashes, src_hashes = array("q"), array("q")  # for duplicates and conflicts
     chunk: list[tuple[bytes, str]] = []
     min_bucket = VAL_BUCKETS
+    digest = hashlib.sha256()
 
     def flush():
         nonlocal min_bucket
         buckets = split_buckets([raw for raw, _ in chunk], seed).numpy()  # (n,)
         min_bucket = min(min_bucket, int(buckets.min()))
-        for (_, text), bucket in zip(chunk, buckets):
+        for (raw, text), bucket in zip(chunk, buckets):
+            digest.update(raw + (b"\n1" if bucket < threshold else b"\n0"))
             if bucket < threshold:
                 result.n_val += 1
             else:
@@ -169,6 +174,7 @@ def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> Scan
     if chunk:
         flush()
     result.duplicates, result.conflicts = _duplicates_conflicts(pair_hashes, src_hashes)
+    result.fingerprint = digest.hexdigest()
     if result.n_val == 0 and threshold > 0:
         result.val_threshold = min_bucket + 1
     return result
@@ -192,6 +198,39 @@ def split_buckets(lines, seed: int):
 
     salted = tf.constant(f"{seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
     return tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS)  # same shape as lines
+
+
+def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None):
+    """(input, output) pairs of `side` ("train", "val" or "all") in file order, read from the
+    file again in Python: for code that needs strings (e.g. decoded validation metrics)."""
+    excluded = set(scan.excluded)
+    chunk: list[tuple[bytes, str]] = []
+    count = 0
+
+    def sides():
+        buckets = split_buckets([raw for raw, _ in chunk], seed=scan.seed).numpy()  # (n,)
+        for (_, text), bucket in zip(chunk, buckets):
+            is_val = bucket < scan.val_threshold
+            if side == "all" or is_val == (side == "val"):
+                yield tuple(text.split("\t"))
+        chunk.clear()
+
+    with open(scan.path, "rb") as stream:
+        for line_no, raw in iter_raw_lines(stream):
+            if line_no in excluded:
+                continue
+            chunk.append((raw, raw.decode("utf-8")))
+            if len(chunk) >= CHUNK:
+                for pair in sides():
+                    yield pair
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+    for pair in sides() if chunk else ():
+        yield pair
+        count += 1
+        if limit is not None and count >= limit:
+            return
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -249,14 +288,16 @@ def pairs_dataset(
     side: str,
     batch_size: int,
     seed: int,
-    shuffle: bool,
-    epochs: int = 1,
+    shuffle_seed: int | None,
     shuffle_buffer: int = SHUFFLE_BUFFER,
 ):
-    """Batches of (one-hot features, target ids) for `side` "train", "val" or "all".
+    """One pass of batches (one-hot features, target ids) over `side` "train", "val" or
+    "all"; `seed` picks the split, `shuffle_seed` the order (None: file order).
 
-    shuffle=True: `epochs` passes, each shuffled differently; fit it with steps_per_epoch =
-    ceil(rows / batch_size). shuffle=False: one pass in file order.
+    Build one dataset per epoch with that epoch's seed (see `epochs_dataset`) rather than
+    relying on reshuffle_each_iteration: tf.distribute rebuilds the dataset graph and loses
+    the state behind reshuffling (the order then changed from run to run), whereas explicit
+    per-epoch seeds survive, so a seed gives one order on any strategy.
     """
     from .model import tf
 
@@ -297,26 +338,25 @@ def pairs_dataset(
     # each), then unbatched so that shuffling mixes single rows.
     lines = tf.data.TextLineDataset(scan.path).batch(READ_CHUNK).enumerate().map(rows).unbatch()
     steps = -(-n // batch_size)
-    if shuffle:
-        # Each epoch is its own pass, shuffled with a seed of its own derived from --seed:
-        # tf.distribute rebuilds the dataset graph and loses the state behind
-        # reshuffle_each_iteration (the order then changed from run to run), whereas
-        # explicit per-epoch seeds survive, so a seed gives one order on any strategy.
+    if shuffle_seed is not None:
         buffer = max(1, min(n, shuffle_buffer))
-
-        def one_epoch(epoch: int):
-            # Python-int seeds: a tensor seed breaks tf.random's seed handling when the
-            # global seed is 0 (random_seed.get_seed compares it with `==`).
-            epoch_seed = (seed * 1_000_003 + epoch) % (1 << 31)
-            return lines.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(batch_size)
-
-        ds = one_epoch(0)
-        for epoch in range(1, epochs):
-            ds = ds.concatenate(one_epoch(epoch))
-    else:
-        ds = lines.batch(batch_size)
+        lines = lines.shuffle(buffer, seed=shuffle_seed % (1 << 31), reshuffle_each_iteration=False)
+    ds = lines.batch(batch_size)
     ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     # The scan counted the rows: declaring the step count lets Keras size its epochs, and a
     # pipeline that disagreed with the scan would fail loudly here instead of training wrong.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(steps * (epochs if shuffle else 1)))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Shuffle seed of 0-based `epoch`, fixed by (seed, epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def epochs_dataset(dataset_for_epoch, epochs: int):
+    """`epochs` one-pass datasets back to back, for a single fit with steps_per_epoch."""
+    ds = dataset_for_epoch(0)
+    for epoch in range(1, epochs):
+        ds = ds.concatenate(dataset_for_epoch(epoch))
+    return ds

@@ -129,18 +129,22 @@ def train(
     keras.utils.set_random_seed(train_cfg.seed)
     tf.config.experimental.enable_op_determinism()
 
-    def pipeline(scan, side, shuffle):
+    def pipeline(scan, side, shuffle_seed=None):
         ds = stream.pairs_dataset(
-            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle, train_cfg.epochs
+            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
         )
         return distribute.prepare_dataset(plan, ds)
 
-    train_ds = pipeline(data, "train", shuffle=True)
+    def dataset_for_epoch(epoch: int):
+        return pipeline(data, "train", stream.epoch_seed(train_cfg.seed, epoch))
+
+    # All epochs back to back, each shuffled with its own seed; fit runs steps_per_epoch.
+    train_ds = stream.epochs_dataset(dataset_for_epoch, train_cfg.epochs)
     val_ds = None
     if val is not None:
-        val_ds = pipeline(val, "all", shuffle=False)
+        val_ds = pipeline(val, "all")
     elif n_val:
-        val_ds = pipeline(data, "val", shuffle=False)
+        val_ds = pipeline(data, "val")
 
     with plan.strategy.scope():
         model = build_model(cfg)
@@ -183,7 +187,7 @@ def train(
         raise TransducerError("interrupted before the first epoch finished; nothing saved", 130)
 
     final = {}
-    eval_ds = val_ds if val_ds is not None else pipeline(data, "train", shuffle=False)  # one pass
+    eval_ds = val_ds if val_ds is not None else pipeline(data, "train")  # one pass, file order
     results = model.evaluate(eval_ds, verbose=0, return_dict=True)
     final = {k: float(v) for k, v in results.items()}
 
