@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY_MAX_LEN, make_pairs, write_pairs
+from conftest import TINY_MAX_LEN, make_pairs
 from transducer.cli import app
 
 runner = CliRunner()

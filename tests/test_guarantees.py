@@ -34,7 +34,7 @@ from conftest import TINY_MAX_LEN, make_pairs, write_pairs
 from transducer.cli import _RENDER, _write_batch, app
 from transducer.config import ModelConfig, TrainConfig, TransducerError
 from transducer.data import read_pairs
-from transducer.predict import PredictStats, Predictor, SpooledLine, predict_stream
+from transducer.predict import PredictStats, Predictor, predict_stream
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

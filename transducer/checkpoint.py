@@ -24,7 +24,6 @@ batches as an uninterrupted one and, on CPU, ends with identical weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -58,15 +57,6 @@ def checkpoint_dir(staging: Path) -> Path:
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffle seed of 0-based `epoch`: fixed by (seed, epoch), not by process history."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-def data_fingerprint(train_pairs, val_pairs) -> str:
-    """Identifies the exact training and validation pairs (so the split), for --resume."""
-    h = hashlib.sha256()
-    for part in (train_pairs, val_pairs):
-        h.update(json.dumps(part, ensure_ascii=False).encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 @dataclass

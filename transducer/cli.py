@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .config import ARCHS, ATTENTIONS, HEADS, ModelConfig, TrainConfig, TransducerError
+from .config import ARCHS, ATTENTIONS, DISTRIBUTE, HEADS, ModelConfig, TrainConfig, TransducerError
 
 app = typer.Typer(
     add_completion=False,
@@ -76,7 +76,7 @@ def train(
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     max_len: int = typer.Option(64, help="Longest input/output string in characters."),
     epochs: int = typer.Option(30, help="Maximum epochs (early stopping usually ends sooner)."),
-    batch_size: int = typer.Option(64, help="Sequences per training step."),
+    batch_size: int = typer.Option(64, help="Sequences per training step (per replica with --distribute)."),
     learning_rate: float = typer.Option(3e-3, help="Adam learning rate."),
     val_split: float = typer.Option(0.1, help="Fraction of pairs held out for validation."),
     val_file: Optional[str] = typer.Option(None, help="Validation pairs file (instead of --val-split)."),
@@ -84,6 +84,9 @@ def train(
     min_delta: float = typer.Option(1e-3, help="Smallest validation-loss drop that counts as improvement."),
     seed: int = typer.Option(0, help="Random seed: same seed and data give the same model on CPU."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (reported) instead of stopping."),
+    distribute: str = typer.Option(
+        "none", help=f"tf.distribute strategy: {' | '.join(DISTRIBUTE)} (multi-worker reads TF_CONFIG)."
+    ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
@@ -97,6 +100,7 @@ def train(
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
     _choice(attention, ATTENTIONS, "--attention")
+    _choice(distribute, DISTRIBUTE, "--distribute")
     _quiet_tensorflow(verbose)
     try:
         mcfg = ModelConfig(
@@ -106,6 +110,7 @@ def train(
         tcfg = TrainConfig(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, val_split=val_split,
             patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
+            distribute=distribute,
         )
         from .train import train as run_train
 
@@ -164,6 +169,12 @@ class _RichReporter:
         )
         if info.get("resumed_from"):
             err.print(f"resuming after epoch {info['resumed_from']} from the checkpoint", highlight=False, soft_wrap=True)
+        if info.get("distribute", "none") != "none":
+            err.print(
+                f"distributed ({info['distribute']}): global batch {info['global_batch']}"
+                f" = {info['global_batch'] // info['replicas']} per replica x {info['replicas']} replica(s)",
+                highlight=False,
+            )
         if info["skipped"]:
             kinds = ", ".join(f"{n} {kind}" for kind, n in info.get("skipped_by_kind", {}).items())
             err.print(

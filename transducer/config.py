@@ -13,6 +13,7 @@ from dataclasses import dataclass
 ARCHS = ("aligned", "seq2seq")
 HEADS = ("dense", "time-distributed")
 ATTENTIONS = ("luong", "bahdanau", "none")
+DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
 
 
 class TransducerError(Exception):
@@ -82,6 +83,8 @@ class TrainConfig:
     #                          runs that polish an already perfect model for many epochs
     seed: int = 0  # seeds the split, weight init and shuffling: same seed, same result on CPU
     skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
+    distribute: str = "none"  # tf.distribute strategy: none | mirrored | multi-worker; batch_size
+    #                           is then per replica (global batch = batch_size x replicas)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -96,6 +99,8 @@ class TrainConfig:
             raise TransducerError("--patience must be >= 0")
         if self.min_delta < 0:
             raise TransducerError("--min-delta must be >= 0")
+        if self.distribute not in DISTRIBUTE:
+            raise TransducerError(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got {self.distribute!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

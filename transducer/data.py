@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import numpy as np
 
 from .config import TransducerError
 
@@ -200,15 +199,19 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False) -> PairsFile
         if stream is not sys.stdin.buffer:
             stream.close()
     result.conflicts = len(conflicting)
-    if result.invalid and not skip_invalid:
-        raise TransducerError(
-            f"{name}: {len(result.invalid)} invalid row(s): {result.describe_invalid()}"
-            " (fix them or pass --skip-invalid)"
-        )
-    if not result.pairs:
-        what = "only invalid rows" if result.invalid else "no pairs"
-        raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
+    check_usable(name, len(result.pairs), len(result.invalid), result.describe_invalid(), skip_invalid)
     return result
+
+
+def check_usable(name: str, n_pairs: int, n_invalid: int, invalid_detail: str, skip_invalid: bool) -> None:
+    """Stop on invalid rows (unless skipped) and on files without a single pair."""
+    if n_invalid and not skip_invalid:
+        raise TransducerError(
+            f"{name}: {n_invalid} invalid row(s): {invalid_detail} (fix them or pass --skip-invalid)"
+        )
+    if not n_pairs:
+        what = "only invalid rows" if n_invalid else "no pairs"
+        raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
 
 
 def _row_problem(text: str, max_len: int) -> tuple[str, str] | None:
@@ -228,10 +231,3 @@ def _row_problem(text: str, max_len: int) -> tuple[str, str] | None:
     return None
 
 
-def split_train_val(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic shuffled split of range(n) into (train_idx, val_idx)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * val_split))
-    if val_split > 0 and n_val == 0 and n >= 2:
-        n_val = 1  # a requested split is never silently empty
-    return np.sort(order[n_val:]), np.sort(order[:n_val])

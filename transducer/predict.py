@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 
-from . import artifacts, checkpoint
+from . import artifacts, checkpoint, distribute, stream
 from .config import ModelConfig, TrainConfig, TransducerError
-from .data import read_pairs, split_train_val
 from .vocab import END_ID, PAD_ID, Vocab
 
 METRIC_NAMES = ("loss", "char_acc", "exact_match")
+EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
 
 
 class Reporter(Protocol):
@@ -77,21 +76,6 @@ def training_arrays(cfg: ModelConfig, pairs, in_vocab: Vocab, out_vocab: Vocab):
     return aligned_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
 
 
-def make_dataset(features, depths, targets, batch_size: int, shuffle_seed: int | None):
-    """tf.data pipeline of int ids; one-hot encoding happens per batch inside the pipeline."""
-    from .model import tf
-
-    ds = tf.data.Dataset.from_tensor_slices((tuple(features), targets))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
-
-    def to_one_hot(feats, y):
-        x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
-        return (x[0] if len(x) == 1 else x), y
-
-    return ds.batch(batch_size).map(to_one_hot).prefetch(tf.data.AUTOTUNE)
-
-
 def train(
     pairs_path: str,
     model_dir: str | Path,
@@ -110,26 +94,28 @@ def train(
     """
     reporter = reporter or NullReporter()
     model_dir = Path(model_dir)
-    artifacts.check_writable(model_dir, force)
+    # The strategy comes first: multi-worker collectives must be set up before any TF op.
+    plan = distribute.make_plan(train_cfg.distribute, train_cfg.batch_size)
+    if plan.is_chief:
+        artifacts.check_writable(model_dir, force)
 
-    data = read_pairs(pairs_path, model_cfg.max_len, skip_invalid=train_cfg.skip_invalid)
+    # One pass to validate, count, split and build the vocabularies; the pairs themselves
+    # are streamed from the file by tf.data (see stream.py).
+    split = 0.0 if val_path is not None else train_cfg.val_split
+    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed)
+    val = None
     if val_path is not None:
-        val = read_pairs(val_path, model_cfg.max_len, skip_invalid=train_cfg.skip_invalid)
-        train_pairs, val_pairs = data.pairs, val.pairs
-    else:
-        tr_idx, va_idx = split_train_val(len(data.pairs), train_cfg.val_split, train_cfg.seed)
-        train_pairs = [data.pairs[i] for i in tr_idx]
-        val_pairs = [data.pairs[i] for i in va_idx]
-    if not train_pairs:
+        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed)
+    n_train, n_val = data.n_train, (val.n_rows if val is not None else data.n_val)
+    if not n_train:
         raise TransducerError(
-            f"{data.name}: {len(data.pairs)} pair(s) leave nothing to train on after the"
+            f"{data.name}: {data.n_rows} pair(s) leave nothing to train on after the"
             f" validation split; lower --val-split or pass --val-file"
         )
 
     # Vocabularies come from training pairs only: validation characters the model never
     # saw in training are <unk>, exactly as they would be at prediction time.
-    in_vocab = Vocab.from_strings(p[0] for p in train_pairs)
-    out_vocab = Vocab.from_strings(p[1] for p in train_pairs)
+    in_vocab, out_vocab = data.vocabs()
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
 
     from .model import build_model, compile_model, keras, tf
@@ -137,27 +123,41 @@ def train(
     keras.utils.set_random_seed(train_cfg.seed)
     tf.config.experimental.enable_op_determinism()
 
-    staging = artifacts.staging_dir(model_dir)
+    # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
+    written = distribute.output_dir(plan, model_dir)
+    staging = artifacts.staging_dir(written)
     identity = {
         "model": cfg.to_dict(),
         "train": {k: v for k, v in train_cfg.to_dict().items() if k != "epochs"},
-        "data": checkpoint.data_fingerprint(train_pairs, val_pairs),
+        "data": data.fingerprint + (val.fingerprint if val is not None else ""),
     }
     ckpt = _checkpoint_to_resume(staging, identity, resume, force)
 
-    feats, depths, y = training_arrays(cfg, train_pairs, in_vocab, out_vocab)
-    val_ds = None
-    if val_pairs:
-        vfeats, vdepths, vy = training_arrays(cfg, val_pairs, in_vocab, out_vocab)
-        val_ds = make_dataset(vfeats, vdepths, vy, train_cfg.batch_size, shuffle_seed=None)
+    def pipeline(scan, side, shuffle_seed=None):
+        ds = stream.pairs_dataset(
+            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
+        )
+        return distribute.prepare_dataset(plan, ds)
 
-    model = build_model(cfg)
-    compile_model(model, train_cfg.learning_rate)
+    def dataset_for_epoch(epoch: int):
+        # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
+        return pipeline(data, "train", checkpoint.epoch_seed(train_cfg.seed, epoch))
+
+    val_ds = None
+    if val is not None:
+        val_ds = pipeline(val, "all")
+    elif n_val:
+        val_ds = pipeline(data, "val")
+
+    with plan.strategy.scope():
+        model = build_model(cfg)
+        compile_model(model, train_cfg.learning_rate)
+    distribute.patch_for_multi_worker(plan, model, dataset_for_epoch(0).element_spec)
 
     counts = {
-        "n_train": len(train_pairs),
-        "n_val": len(val_pairs),
-        "skipped": len(data.invalid),
+        "n_train": n_train,
+        "n_val": n_val,
+        "skipped": data.n_invalid,
         "skipped_detail": data.describe_invalid() if data.invalid else "",
         "skipped_by_kind": data.invalid_by_kind(),
         "duplicates": data.duplicates,
@@ -167,9 +167,10 @@ def train(
         "input_vocab": len(in_vocab),
         "output_vocab": len(out_vocab),
         "parameters": int(model.count_params()),
+        **plan.counts(),  # distribute, replicas, global_batch, is_chief
     }
 
-    steps = math.ceil(len(train_pairs) / train_cfg.batch_size)
+    steps = math.ceil(n_train / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(monitor, train_cfg.patience, train_cfg.min_delta, reporter, train_cfg.epochs, steps)
     start = checkpoint.restore(ckpt, model, keeper) if ckpt else 0
@@ -177,10 +178,6 @@ def train(
     reporter.start(counts)
     started = time.time()
 
-    def dataset_for_epoch(epoch: int):
-        # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
-        seed = checkpoint.epoch_seed(train_cfg.seed, epoch)
-        return make_dataset(feats, depths, y, train_cfg.batch_size, shuffle_seed=seed)
 
     with checkpoint.StopOnSignals() as stopper:
         interrupted = checkpoint.fit_epochs(
@@ -203,13 +200,24 @@ def train(
         model.set_weights(keeper.best_weights)
 
     final = {}
-    eval_ds = val_ds if val_ds is not None else dataset_for_epoch(0)
+    eval_ds = val_ds if val_ds is not None else pipeline(data, "train")  # one pass, file order
     results = model.evaluate(eval_ds, verbose=0, return_dict=True)
     final = {k: float(v) for k, v in results.items()}
     from .evaluate import validation_metrics  # decoded strings: exact match and CER
 
     info = artifacts.ModelInfo(model_dir, cfg, in_vocab, out_vocab, {})
-    final.update(validation_metrics(model, info, val_pairs or train_pairs))
+    # Decoded metrics need strings: read (up to) 5,000 held-out pairs back from the file.
+    held_out = stream.iter_pairs(val, "all", EVAL_LIMIT) if val is not None else (
+        stream.iter_pairs(data, "val" if n_val else "train", EVAL_LIMIT)
+    )
+    if plan.mode != "none":
+        # Decoding builds inference models from the trained layers; do that on a plain copy,
+        # outside the strategy whose mirrored variables Keras cannot call step by step.
+        plain = build_model(cfg)
+        plain.set_weights(model.get_weights())
+    else:
+        plain = model
+    final.update(validation_metrics(plain, info, list(held_out)))
 
     cfg_json = artifacts.config_dict(
         cfg,
@@ -219,8 +227,8 @@ def train(
         data={
             "train_file": data.name,
             "val_file": val_path,
-            "n_train": len(train_pairs),
-            "n_val": len(val_pairs),
+            "n_train": n_train,
+            "n_val": n_val,
             "final_on": "validation" if val_ds is not None else "training",
         },
     )
@@ -234,7 +242,10 @@ def train(
         "resumed_from_epoch": start,
         "train_seconds": round(time.time() - started, 2),
     }
-    save_model_dir(model, cfg_json, metrics, model_dir)
+    # Every worker saves (saving reads synchronised variables, a collective op); only the
+    # chief's copy is kept.
+    save_model_dir(model, cfg_json, metrics, written)
+    distribute.discard(plan, written)
     return TrainResult(
         model_dir=model_dir,
         history=history,

@@ -1,0 +1,394 @@
+"""Training data streamed from the pairs file through tf.data, so memory stays flat as the
+file grows.
+
+Two steps:
+
+1. `scan_pairs` reads the file once in Python, row by row, and keeps only what does not grow
+   with the file: the vocabularies (characters of training rows), counts, the first few
+   invalid rows for the error message, and the line numbers of rows that are not pairs
+   (invalid or blank; those are few in a file worth training on). It applies exactly the
+   checks of `data.read_pairs`, so errors name the same file and line, and --skip-invalid
+   means the same thing.
+2. `pairs_dataset` builds the tf.data pipeline that reads the file again, line by line:
+   drop non-pair lines -> keep this side of the train/validation split -> shuffle in a
+   bounded buffer -> batch -> split on the tab and map characters to ids with a
+   `tf.lookup.StaticHashTable` -> one-hot -> prefetch. Nothing holds the whole file.
+
+Train/validation split. Each row goes to validation when a hash of (seed, line content)
+falls below `val_split` of the hash range. Hashing the *content* rather than the line
+number keeps the split disjoint by content: a line repeated in the file is always on one
+side, so validation never scores a row the model was trained on. The split is deterministic
+for a given --seed, but its size is `val_split` of the rows only on average (binomial
+spread); `scan_pairs` counts the exact sizes. If a requested split comes out empty (tiny
+files), the row(s) with the smallest hash go to validation, as the in-memory split did
+also never leaves a requested split silently empty. The same TF hash function classifies
+rows in the scan and in the pipeline, so the two always agree.
+
+stdin (`-`) cannot be read twice: it is spooled to a temporary file first (removed when
+the scan result is garbage-collected or the process exits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from array import array
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import ModelConfig
+from .data import MAX_REPORTED, InvalidRow, _row_problem, check_usable, display_name, iter_raw_lines, open_binary
+from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab
+
+VAL_BUCKETS = 1 << 30  # hash range for the split; a row is validation if its bucket < threshold
+SHUFFLE_BUFFER = 65_536  # lines held for shuffling: a full shuffle up to this many rows
+STATS_ROWS = 1_000_000  # duplicates and conflicts are counted over the first this many rows
+CHUNK = 8_192  # rows hashed per TF call during the scan
+READ_CHUNK = 4_096  # lines per vectorised read/filter step in the pipeline
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class ScannedPairs:
+    """What one pass over a pairs file learned, without keeping the pairs."""
+
+    name: str  # file name as given by the user ("<stdin>" for -)
+    path: str  # file the pipeline reads: the user's file, or the spooled copy of stdin
+    n_rows: int = 0  # valid pairs
+    n_val: int = 0  # pairs on the validation side of the split
+    val_threshold: int = 0  # split: a row is validation if its hash bucket < this
+    min_bucket: int = VAL_BUCKETS  # smallest hash bucket of any valid row
+    seed: int = 0  # --seed the split was made with
+    excluded: array = field(default_factory=lambda: array("q"))  # line numbers of non-pairs
+    invalid: list[InvalidRow] = field(default_factory=list)  # the first MAX_REPORTED invalid rows
+    n_invalid: int = 0  # all invalid rows
+    invalid_kinds: dict = field(default_factory=dict)  # kind of problem -> rows
+    duplicates: int = 0  # repeated (input, output) rows among the first STATS_ROWS
+    first_duplicate: int = 0  # line number of the first repeated row
+    conflicts: int = 0  # inputs with more than one output among the first STATS_ROWS
+    first_conflict: str = ""  # e.g. "line 7: input 'ab' has output 'X', line 3 has 'Y'"
+    fingerprint: str = ""  # sha256 of the valid rows and their sides: identifies data + split
+    in_chars: set = field(default_factory=set)  # characters of training inputs
+    out_chars: set = field(default_factory=set)  # characters of training outputs
+
+    @property
+    def n_train(self) -> int:
+        return self.n_rows - self.n_val
+
+    def vocabs(self) -> tuple[Vocab, Vocab]:
+        """Vocabularies of the training rows, the same as Vocab.from_strings would build."""
+        return Vocab.from_strings(self.in_chars), Vocab.from_strings(self.out_chars)
+
+    def invalid_by_kind(self) -> dict[str, int]:
+        """How many rows were skipped for each kind of problem, most frequent first."""
+        return dict(sorted(self.invalid_kinds.items(), key=lambda kv: -kv[1]))
+
+    def describe_invalid(self) -> str:
+        shown = "; ".join(f"line {r.line_no}: {r.reason}" for r in self.invalid)
+        more = self.n_invalid - len(self.invalid)
+        return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def local_copy(path: str) -> str:
+    """A path the pipeline can read (again): stdin is spooled to a temporary file."""
+    if path != "-":
+        open_binary(path).close()  # same errors as read_pairs: no such file, directory, ...
+        return path
+    fd, spooled = tempfile.mkstemp(prefix="transducer-stdin-", suffix=".tsv")
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    return spooled
+
+
+def scan_pairs(path: str, max_len: int, skip_invalid: bool, val_split: float, seed: int) -> ScannedPairs:
+    """One pass over `path` (`-` for stdin): validate, count, split, collect characters."""
+    local = local_copy(path)
+    try:
+        result = _scan(display_name(path), local, max_len, _threshold(val_split), seed)
+        if val_split > 0 and result.n_val == 0 and result.n_rows >= 2:
+            # A requested split is never silently empty: the smallest hash goes to validation.
+            result = _scan(result.name, local, max_len, result.min_bucket + 1, seed)
+    except BaseException:
+        if path == "-":
+            _unlink(local)
+        raise
+    if path == "-":
+        weakref.finalize(result, _unlink, local)
+    check_usable(result.name, result.n_rows, result.n_invalid, result.describe_invalid(), skip_invalid)
+    return result
+
+
+def _threshold(val_split: float) -> int:
+    return int(round(val_split * VAL_BUCKETS))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> ScannedPairs:
+    """The scan proper. `threshold` 0 means no validation side; on return, if no row fell
+    below it, the caller can retry with `min_bucket + 1`."""
+    result = ScannedPairs(name=name, path=path, val_threshold=threshold, seed=seed)
+    pair_hashes, src_hashes = array("q"), array("q")  # for duplicates and conflicts
+    row_lines = array("q")  # line number of each hashed row
+    chunk: list[tuple[bytes, str]] = []
+    min_bucket = VAL_BUCKETS
+    digest = hashlib.sha256()
+
+    def flush():
+        nonlocal min_bucket
+        buckets = split_buckets([raw for raw, _ in chunk], seed).numpy()  # (n,)
+        min_bucket = min(min_bucket, int(buckets.min()))
+        for (raw, text), bucket in zip(chunk, buckets):
+            digest.update(raw + (b"\n1" if bucket < threshold else b"\n0"))
+            if bucket < threshold:
+                result.n_val += 1
+            else:
+                src, tgt = text.split("\t")
+                result.in_chars.update(src)
+                result.out_chars.update(tgt)
+        chunk.clear()
+
+    with open(path, "rb") as stream:
+        for line_no, raw in iter_raw_lines(stream):
+            blank = False
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                text = None
+                problem = (f"not valid UTF-8 (byte {e.start + 1} of the line)", "not valid UTF-8")
+            else:
+                blank = text.strip() == "" and "\t" not in text  # as data.read_pairs
+                problem = None if blank else _row_problem(text, max_len)
+            if problem or blank:
+                result.excluded.append(line_no)
+                if problem:
+                    result.n_invalid += 1
+                    result.invalid_kinds[problem[1]] = result.invalid_kinds.get(problem[1], 0) + 1
+                    if len(result.invalid) < MAX_REPORTED:
+                        result.invalid.append(InvalidRow(line_no, *problem))
+                continue
+            result.n_rows += 1
+            if len(pair_hashes) < STATS_ROWS:
+                pair_hashes.append(hash(text))
+                src_hashes.append(hash(text.split("\t")[0]))
+                row_lines.append(line_no)
+            chunk.append((raw, text))
+            if len(chunk) >= CHUNK:
+                flush()
+    if chunk:
+        flush()
+    stats = _duplicates_conflicts(pair_hashes, src_hashes, row_lines)
+    result.duplicates, result.first_duplicate, result.conflicts, conflict_lines = stats
+    if conflict_lines:
+        result.first_conflict = _describe_conflict(path, *conflict_lines)
+    result.fingerprint = digest.hexdigest()
+    result.min_bucket = min_bucket
+    return result
+
+
+def _duplicates_conflicts(pair_hashes: array, src_hashes: array, row_lines: array):
+    """(duplicates, first duplicate's line, conflicting inputs, (line, earlier line) of the
+    first conflict or None), from hashes: no row is kept as a string."""
+    if not pair_hashes:
+        return 0, 0, 0, None
+    pairs = np.frombuffer(pair_hashes, dtype=np.int64)  # (n,)
+    srcs = np.frombuffer(src_hashes, dtype=np.int64)  # (n,)
+    lines = np.frombuffer(row_lines, dtype=np.int64)  # (n,)
+    _, first_of_pair = np.unique(pairs, return_index=True)
+    repeated = np.ones(len(pairs), dtype=bool)
+    repeated[first_of_pair] = False  # (n,): an identical row came earlier
+    duplicates = int(repeated.sum())
+    first_duplicate = int(lines[repeated.argmax()]) if duplicates else 0
+    distinct = np.unique(np.stack([srcs, pairs], axis=1), axis=0)  # (distinct pairs, 2)
+    _, outputs_per_input = np.unique(distinct[:, 0], return_counts=True)
+    conflicts = int(np.sum(outputs_per_input > 1))
+    first_conflict = None
+    if conflicts:
+        _, first_of_src, src_index = np.unique(srcs, return_index=True, return_inverse=True)
+        earlier = first_of_src[src_index]  # (n,): the input's first row
+        differs = pairs != pairs[earlier]  # (n,): same input, another output than its first
+        i = int(differs.argmax())
+        first_conflict = (int(lines[i]), int(lines[earlier[i]]))
+    return duplicates, first_duplicate, conflicts, first_conflict
+
+
+def _describe_conflict(path: str, line: int, earlier: int) -> str:
+    """The message read_pairs gives, from the two lines read back from the file."""
+    rows = {}
+    with open(path, "rb") as f:
+        for line_no, raw in iter_raw_lines(f):
+            if line_no in (line, earlier):
+                rows[line_no] = raw.decode("utf-8").split("\t")
+            if line_no >= line:
+                break
+    (src, tgt), first = rows[line], rows[earlier][1]
+    return f"line {line}: input {src!r} has output {tgt!r}, line {earlier} has {first!r}"
+
+
+def split_buckets(lines, seed: int):
+    """Hash bucket of each line (bytes, as read: line ending and BOM removed) for the split.
+    The pipeline calls the same function on its string tensors, so both agree."""
+    from .model import tf
+
+    salted = tf.constant(f"{seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
+    return tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS)  # same shape as lines
+
+
+def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None):
+    """(input, output) pairs of `side` ("train", "val" or "all") in file order, read from the
+    file again in Python: for code that needs strings (e.g. decoded validation metrics)."""
+    excluded = set(scan.excluded)
+    chunk: list[tuple[bytes, str]] = []
+    count = 0
+
+    def sides():
+        buckets = split_buckets([raw for raw, _ in chunk], seed=scan.seed).numpy()  # (n,)
+        for (_, text), bucket in zip(chunk, buckets):
+            is_val = bucket < scan.val_threshold
+            if side == "all" or is_val == (side == "val"):
+                yield tuple(text.split("\t"))
+        chunk.clear()
+
+    with open(scan.path, "rb") as stream:
+        for line_no, raw in iter_raw_lines(stream):
+            if line_no in excluded:
+                continue
+            chunk.append((raw, raw.decode("utf-8")))
+            if len(chunk) >= CHUNK:
+                for pair in sides():
+                    yield pair
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+    for pair in sides() if chunk else ():
+        yield pair
+        count += 1
+        if limit is not None and count >= limit:
+            return
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+def target_length(cfg: ModelConfig) -> int:
+    """Length of the target id rows: max_len, or the decoder length for seq2seq."""
+    if cfg.arch == "seq2seq":
+        from .seq2seq import decoder_len
+
+        return decoder_len(cfg.max_len)
+    return cfg.max_len
+
+
+def assemble_features(cfg: ModelConfig, src_ids, tgt_ids):
+    """([int feature tensors], target ids) from encoded inputs and targets.
+
+    Keep in sync with `train.training_arrays` (aligned) and `seq2seq.seq2seq_arrays`:
+    aligned: [inputs padded with <pad>] -> targets filled with </s>;
+    seq2seq: [encoder ids, decoder input = <s> + target[:-1]] -> target = output + </s>...
+    """
+    from .model import tf
+
+    if cfg.arch == "seq2seq":
+        start = tf.fill([tf.shape(tgt_ids)[0], 1], tf.constant(START_ID, tgt_ids.dtype))  # (B, 1)
+        dec_in = tf.concat([start, tgt_ids[:, :-1]], axis=1)  # (B, T)
+        return [src_ids, dec_in], tgt_ids
+    return [src_ids], tgt_ids
+
+
+def _lookup_table(vocab: Vocab):
+    from .model import tf
+
+    # "" is never a character; it keeps the table non-empty (TF refuses empty tables).
+    keys = tf.constant(["", *vocab.symbols[4:]], dtype=tf.string)  # characters, as UTF-8
+    ids = tf.constant([UNK_ID, *range(4, len(vocab))], dtype=tf.int32)
+    init = tf.lookup.KeyValueTensorInitializer(keys, ids)
+    return tf.lookup.StaticHashTable(init, default_value=UNK_ID)  # unseen characters -> <unk>
+
+
+def _encode(strings, table, length: int, fill: int):
+    """(B,) strings -> (B, length) ids, like Vocab.encode_batch."""
+    from .model import tf
+
+    chars = tf.strings.unicode_split(strings, "UTF-8")  # ragged (B, None)
+    ids = tf.ragged.map_flat_values(table.lookup, chars)  # ragged (B, None)
+    return ids.to_tensor(default_value=fill, shape=[None, length])  # (B, T)
+
+
+def pairs_dataset(
+    scan: ScannedPairs,
+    cfg: ModelConfig,
+    in_vocab: Vocab,
+    out_vocab: Vocab,
+    side: str,
+    batch_size: int,
+    seed: int,
+    shuffle_seed: int | None,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
+):
+    """One pass of batches (one-hot features, target ids) over `side` "train", "val" or
+    "all"; `seed` picks the split, `shuffle_seed` the order (None: file order).
+
+    Build one dataset per epoch with that epoch's seed (see `train.dataset_for_epoch`) rather than
+    relying on reshuffle_each_iteration: tf.distribute rebuilds the dataset graph and loses
+    the state behind reshuffling (the order then changed from run to run), whereas explicit
+    per-epoch seeds survive, so a seed gives one order on any strategy.
+    """
+    from .model import tf
+
+    n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
+    # Line 0 does not exist; it keeps the table non-empty (TF refuses empty tables).
+    excluded = tf.constant(np.concatenate([[0], np.frombuffer(scan.excluded, dtype=np.int64)]))
+    skip = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(excluded, tf.ones_like(excluded, dtype=tf.int32)), default_value=0
+    )
+    in_table, out_table = _lookup_table(in_vocab), _lookup_table(out_vocab)
+    threshold = scan.val_threshold
+    depths = (len(in_vocab), len(out_vocab))
+    tgt_len = target_length(cfg)
+
+    def rows(chunk_index, chunk):
+        """A chunk of raw lines -> the pairs on this side of the split, vectorised."""
+        n_lines = tf.shape(chunk, out_type=tf.int64)[0]
+        line_no = chunk_index * READ_CHUNK + tf.range(1, n_lines + 1, dtype=tf.int64)  # (C,) 1-based
+        # Same content as data.iter_raw_lines: TextLineDataset already drops \n and \r\n;
+        # a BOM is dropped from line 1 only.
+        bom = tf.logical_and(line_no == 1, tf.strings.substr(chunk, 0, 3) == BOM)  # (C,)
+        chunk = tf.strings.substr(chunk, tf.where(bom, 3, 0), tf.fill(tf.shape(chunk), -1))
+        keep = skip.lookup(line_no) == 0  # (C,) a pair, not an invalid or blank line
+        if side != "all":
+            is_val = split_buckets(chunk, seed) < threshold  # (C,)
+            keep = tf.logical_and(keep, is_val if side == "val" else tf.logical_not(is_val))
+        return tf.boolean_mask(chunk, keep)  # (kept,)
+
+    def encode(lines):
+        parts = tf.strings.split(lines, "\t").to_tensor(shape=[None, 2])  # (B, 2): one tab per row
+        src = _encode(parts[:, 0], in_table, cfg.max_len, PAD_ID)  # (B, max_len)
+        tgt = _encode(parts[:, 1], out_table, tgt_len, END_ID)  # (B, T)
+        feats, y = assemble_features(cfg, src, tgt)
+        x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
+        return (x[0] if len(x) == 1 else x), y
+
+    # Lines are read, split and filtered in chunks (per-line tf.data functions cost ~100 us
+    # each), then unbatched so that shuffling mixes single rows.
+    lines = tf.data.TextLineDataset(scan.path).batch(READ_CHUNK).enumerate().map(rows).unbatch()
+    steps = -(-n // batch_size)
+    if shuffle_seed is not None:
+        buffer = max(1, min(n, shuffle_buffer))
+        lines = lines.shuffle(buffer, seed=shuffle_seed % (1 << 31), reshuffle_each_iteration=False)
+    ds = lines.batch(batch_size)
+    ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    # The scan counted the rows: declaring the step count lets Keras size its epochs, and a
+    # pipeline that disagreed with the scan would fail loudly here instead of training wrong.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
