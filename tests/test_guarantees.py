@@ -336,7 +336,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pair
     mcfg, tcfg = ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7)
     stopped = train(str(small_pairs), model_dir, mcfg, tcfg, reporter=SignalAfterEpoch(1, sig))
     assert stopped.interrupted and stopped.signal == sig.name and stopped.epochs_run == 1
-    assert not model_dir.exists()  # nothing published; the checkpoint is kept
+    # The best model so far is published, and the checkpoint is kept for --resume.
+    assert json.loads((model_dir / "metrics.json").read_text())["epochs_run"] == 1
     assert checkpoint.load(tmp_path / "m.partial").epoch == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
@@ -396,7 +397,7 @@ def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_
     assert proc.returncode == 130, err
     assert out == b"" and "Traceback" not in err
     assert "--resume" in " ".join(err.split())
-    assert not model_dir.exists()
+    assert (model_dir / "model.keras").is_file()  # the best model so far, usable at once
     done_epochs = json.loads((tmp_path / "m.partial" / "checkpoint" / "latest.json").read_text())["epoch"]
 
     # --epochs at the checkpoint: nothing left to train, the best model so far is published.

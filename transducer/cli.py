@@ -123,9 +123,9 @@ def train(
             reporter.close()
     except TransducerError as e:
         _fail(e)
+    _render_train_result(result)
     if result.interrupted:
         _render_interrupted(result)
-    _render_train_result(result)
 
 
 def _render_interrupted(result) -> None:
@@ -133,9 +133,10 @@ def _render_interrupted(result) -> None:
 
     done = result.epochs_run
     err.print(
-        f"[yellow]{result.signal}:[/] stopped; the checkpoint after epoch {done} is in"
-        f" {escape(str(result.checkpoint))} and {escape(str(result.model_dir))} was left as it was. To continue, run the"
-        " same command again with --resume (add --epochs N to change the total).",
+        f"[yellow]{result.signal}:[/] stopped after epoch {done}; saved the best model so far"
+        f" (epoch {result.best_epoch}) to {escape(str(result.model_dir))} and kept the checkpoint in"
+        f" {escape(str(result.checkpoint))}. To continue training, run the same command again"
+        " with --resume (add --epochs N to change the total).",
         highlight=False,
         soft_wrap=True,
     )
@@ -232,7 +233,7 @@ def _render_train_result(result) -> None:
         if key in result.final:
             table.add_row(label, "", f"{result.final[key]:.4f}")
     err.print(table)
-    how = "early stopping" if result.stopped_early else "all epochs"
+    how = "interrupted" if result.interrupted else "early stopping" if result.stopped_early else "all epochs"
     err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
 
 

@@ -52,7 +52,7 @@ class TrainResult:
     final: dict[str, float]  # metrics of the best epoch's weights on the validation data
     best_epoch: int  # 1-based epoch whose weights were kept
     epochs_run: int  # epochs completed
-    interrupted: bool  # stopped by SIGINT/SIGTERM: nothing published, the checkpoint kept
+    interrupted: bool  # stopped by SIGINT/SIGTERM: best model so far published, checkpoint kept
     stopped_early: bool  # early stopping ended training before --epochs
     counts: dict = field(default_factory=dict)  # n_train, n_val, skipped, duplicates, conflicts
     signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
@@ -97,7 +97,13 @@ def train(
     # The strategy comes first: multi-worker collectives must be set up before any TF op.
     plan = distribute.make_plan(train_cfg.distribute, train_cfg.batch_size)
     if plan.is_chief:
-        artifacts.check_writable(model_dir, force)
+        if not (resume or force) and checkpoint.exists(artifacts.staging_dir(model_dir)):
+            raise TransducerError(
+                f"{artifacts.staging_dir(model_dir)} holds the checkpoint of an interrupted run;"
+                " pass --resume to continue it, or --force to start over"
+            )
+        # --resume continues a run that was already writing DIR, so it may replace it.
+        artifacts.check_writable(model_dir, force or resume)
 
     # One pass to validate, count, split and build the vocabularies; the pairs themselves
     # are streamed from the file by tf.data (see stream.py).
@@ -184,18 +190,14 @@ def train(
             model, dataset_for_epoch, val_ds, [keeper, checkpoint.saver(staging, identity, keeper)],
             start, train_cfg.epochs, stopper, finished=lambda: keeper.stopped_early,
         )
-    if interrupted:
-        if not checkpoint.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-            raise TransducerError(
-                f"{stopper.signal}: stopped before the first epoch finished; nothing saved",
-                stopper.exit_code,
-            )
-        return TrainResult(
-            model_dir=model_dir, history=keeper.history, final={}, best_epoch=keeper.best_epoch,
-            epochs_run=keeper.epochs_run, interrupted=True, stopped_early=False, counts=counts,
-            signal=stopper.signal, checkpoint=checkpoint.checkpoint_dir(staging), resumed_from=start,
+    if interrupted and not checkpoint.exists(staging):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise TransducerError(
+            f"{stopper.signal}: stopped before the first epoch finished; nothing saved",
+            stopper.exit_code,
         )
+    # Interrupted or not, the best weights so far are evaluated and published; after a
+    # signal the checkpoint stays too, so --resume can go on from the last epoch.
     if keeper.best_weights is not None:
         model.set_weights(keeper.best_weights)
 
@@ -244,7 +246,7 @@ def train(
     }
     # Every worker saves (saving reads synchronised variables, a collective op); only the
     # chief's copy is kept.
-    save_model_dir(model, cfg_json, metrics, written)
+    save_model_dir(model, cfg_json, metrics, written, keep_checkpoint=interrupted)
     distribute.discard(plan, written)
     return TrainResult(
         model_dir=model_dir,
@@ -255,6 +257,8 @@ def train(
         interrupted=interrupted,
         stopped_early=keeper.stopped_early,
         counts=counts,
+        signal=stopper.signal if interrupted else None,
+        checkpoint=checkpoint.checkpoint_dir(staging) if interrupted else None,
         resumed_from=start,
     )
 
@@ -280,9 +284,10 @@ def _checkpoint_to_resume(staging: Path, identity: dict, resume: bool, force: bo
     return None
 
 
-def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path) -> None:
+def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_checkpoint: bool = False) -> None:
     """Stage every file of the model directory in DIR.partial/final/, publish it with one
-    rename, then drop the staging area (checkpoints included): the run is complete."""
+    rename, then drop the staging area (checkpoints included) unless the run was
+    interrupted and may be resumed."""
     staging = artifacts.staging_dir(model_dir)
     final = staging / "final"
     try:
@@ -298,7 +303,8 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path) -> Non
         shutil.rmtree(final, ignore_errors=True)
         raise TransducerError(f"{model_dir}: cannot write the model ({e.strerror or e})") from None
     artifacts.publish(final, model_dir)
-    shutil.rmtree(staging, ignore_errors=True)
+    if not keep_checkpoint:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _keras_callback_base():
