@@ -216,6 +216,10 @@ def predict(
     if batch_size < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--batch-size")
     _quiet_tensorflow(verbose)
+    # OpenBLAS's own threads thrash on the numpy engine's small matrices (20x slower on a
+    # busy 2-core machine); the engine runs sub-batches in threads instead. Read when
+    # numpy is first imported, which is below.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .data import display_name, open_binary
     from .predict import PredictStats, Predictor, predict_stream
 
@@ -266,6 +270,33 @@ def _warn_stats(stats, on_long: str) -> None:
             f" (first: line {stats.first_long_line})",
             highlight=False,
         )
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+@app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Write (or refresh) DIR/weights.npz, the numpy engine's weights, from DIR/model.keras.
+
+    `train` writes it already; use this for models trained before it did, or after
+    replacing model.keras. The file is replaced atomically.
+
+    Example:
+
+        transducer export models/translit && echo privet | transducer predict models/translit
+    """
+    _quiet_tensorflow(verbose)
+    try:
+        from .engine import export_model_dir
+
+        path = export_model_dir(model_dir)
+    except TransducerError as e:
+        _fail(e)
+    err.print(f"wrote {path}", highlight=False)
 
 
 # --- summarize ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 from .artifacts import ModelInfo, read_info
 from .config import TransducerError
 from .data import decode_line, iter_raw_lines
-from .engine import load_engine
+from .engine import aligned_confidence, load_engine  # noqa: F401  (aligned_confidence: re-exported)
 from .vocab import END_ID, PAD_ID, UNK_ID
 
 ON_LONG = ("error", "truncate", "copy")
@@ -52,22 +52,13 @@ class Predictor:
         if not strings:
             return []
         ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
-        probs = self.engine.aligned_probs(ids)  # (B, T, V)
-        best = probs.argmax(axis=-1)  # (B, T)
-        outputs = [self.info.output_vocab.decode(row) for row in best]
-        conf = aligned_confidence(probs, best)
+        return self.predict_ids(ids)
+
+    def predict_ids(self, ids: np.ndarray) -> list[tuple[str, float]]:
+        """[(output, confidence)] for (B, max_len) input ids."""
+        best, conf = self.engine.aligned_decode(ids)  # (B, T), (B,)
+        outputs = self.info.output_vocab.decode_batch(best)
         return list(zip(outputs, conf.tolist()))
-
-
-def aligned_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """P(output string) for the aligned model: the product of the chosen symbols'
-    probabilities up to and including the first </s>. Positions after it do not change
-    the string, so they sum out to 1 and the product is exact."""
-    p = np.take_along_axis(probs, chosen[..., None], axis=-1)[..., 0]  # (B, T)
-    is_end = (chosen == END_ID) | (chosen == PAD_ID)
-    counted = (np.cumsum(is_end, axis=1) - is_end) == 0  # (B, T): up to the first end
-    logp = np.where(counted, np.log(np.maximum(p, 1e-30)), 0.0).sum(axis=1)  # (B,)
-    return np.exp(logp)
 
 
 def predict_stream(
@@ -111,19 +102,19 @@ def predict_stream(
 
 def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = "error") -> list[Prediction]:
     """Predictions for one chunk, in order; empty and copied lines skip the model."""
-    todo = [
-        (i, text[: predictor.max_len])
-        for i, (_, text) in enumerate(chunk)
-        if text and not (on_long == "copy" and len(text) > predictor.max_len)
-    ]
-    results = predictor.predict_batch([t for _, t in todo])
-    by_pos = dict(zip((i for i, _ in todo), results))
+    n = predictor.max_len
+    copy = [bool(text) and on_long == "copy" and len(text) > n for _, text in chunk]
+    todo = [i for i, (_, text) in enumerate(chunk) if text and not copy[i]]
+    vocab = predictor.info.input_vocab
+    ids, _ = vocab.encode_batch([chunk[i][1] for i in todo], n, fill=PAD_ID)  # (B, T)
+    unknown = np.count_nonzero(ids == UNK_ID, axis=1).tolist()  # (B,) per line
+    for i in np.flatnonzero(copy):  # not encoded above, but their unknown characters count too
+        unknown.append(sum(vocab.id_of(c) == UNK_ID for c in chunk[i][1][:n]))
+    stats.unknown_chars += sum(unknown)
+    stats.unknown_lines += sum(u > 0 for u in unknown)
+    by_pos = dict(zip(todo, predictor.predict_ids(ids) if todo else []))
     out = []
     for i, (line_no, text) in enumerate(chunk):
-        unknown = sum(predictor.info.input_vocab.id_of(c) == UNK_ID for c in text[: predictor.max_len])
-        if unknown:
-            stats.unknown_chars += unknown
-            stats.unknown_lines += 1
         if i in by_pos:
             out.append(Prediction(line_no, text, *by_pos[i]))
         elif text:  # copied unchanged: the model did not produce it
