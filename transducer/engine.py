@@ -20,7 +20,6 @@ padded input, so it is computed in full, as Keras does.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +37,9 @@ def export_weights(model, path: Path) -> None:
     to a temporary file next to `path` and renamed over it, so readers never see half a file."""
     path = Path(path)
     arrays = {w.path: np.asarray(w.numpy()) for w in model.weights}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: rename is atomic
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
