@@ -40,3 +40,23 @@ def test_batch_encoding_and_one_hot_shapes():
 def test_vocab_json_round_trip():
     v = Vocab.from_strings(["ab\u0301c", "😀"])
     assert Vocab.from_json(v.to_json()) == v
+
+
+@given(
+    st.lists(st.text(max_size=12), min_size=1, max_size=8),
+    st.lists(st.text(max_size=12), max_size=8),
+    st.integers(1, 10),
+)
+def test_batch_encode_and_decode_match_the_per_string_versions(train, inputs, length):
+    """The vectorised paths (used by predict) agree with encode/decode string by string,
+    for unknown characters, truncation, astral characters and reserved ids mid-string."""
+    v = Vocab.from_strings(train)
+    ids, unknown = v.encode_batch(inputs, length, fill=PAD_ID)
+    assert ids.shape == (len(inputs), length)
+    for row, s in zip(ids, inputs):
+        assert row.tolist() == v.encode(s, length)[0].tolist()
+    assert unknown == sum(v.encode(s, length)[1] for s in inputs)
+    rng = np.random.default_rng(len(inputs) + length)
+    noisy = rng.integers(0, len(v), size=(len(inputs) + 1, length))  # any ids, reserved included
+    assert v.decode_batch(noisy) == [v.decode(row) for row in noisy]
+    assert v.decode_batch(ids) == [v.decode(row) for row in ids]

@@ -271,6 +271,10 @@ def predict(
     if nbest > beam:
         raise typer.BadParameter(f"must be at most --beam ({beam}); raise --beam too", param_hint="--nbest")
     _quiet_tensorflow(verbose)
+    # OpenBLAS's own threads thrash on the numpy engine's small matrices (20x slower on a
+    # busy 2-core machine); the engine runs sub-batches in threads instead. Read when
+    # numpy is first imported, which is below.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .data import display_name, open_binary
     from .predict import PredictStats, Predictor, predict_stream
 
@@ -427,6 +431,33 @@ def evaluate(
         err.print(worst)
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+@app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Write (or refresh) DIR/weights.npz, the numpy engine's weights, from DIR/model.keras.
+
+    `train` writes it already; use this for models trained before it did, or after
+    replacing model.keras. The file is replaced atomically.
+
+    Example:
+
+        transducer export models/translit && echo privet | transducer predict models/translit
+    """
+    _quiet_tensorflow(verbose)
+    try:
+        from .engine import export_model_dir
+
+        path = export_model_dir(model_dir)
+    except TransducerError as e:
+        _fail(e)
+    err.print(f"wrote {path}", highlight=False)
 
 
 # --- summarize ---------------------------------------------------------------------------

@@ -8,25 +8,68 @@ Two engines compute the same function:
 The numpy engine is written per layer type from Keras's own equations (GRU with
 reset_after True/False, Bidirectional concat, Dense). The first GRU layer's input is
 one-hot, so `one_hot(x) @ kernel` is a row gather `kernel[x]`: same numbers, no matmul.
+
+`aligned_decode` is what `predict` calls: the chosen symbol per position and the
+probability of the emitted string. For a unidirectional model the numpy engine runs it
+step by step and drops each row from the batch once it has emitted </s> (or <pad>):
+nothing after that changes the string or its probability, and an aligned model's output
+at step t depends only on steps <= t. A bidirectional model's outputs depend on the whole
+padded input, so it is computed in full, as Keras does.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import WEIGHTS, ModelInfo, load_keras_model
+from .artifacts import WEIGHTS, ModelInfo, load_keras_model, read_info
 from .config import TransducerError
+from .vocab import END_ID, PAD_ID
 
 ENGINES = ("numpy", "keras")
+SUB_BATCH = 256  # rows per numpy pass: keeps h, gates and projections in the CPU caches
 
 
 def export_weights(model, path: Path) -> None:
-    """Every variable of `model` by its Keras path (e.g. `gru_1/gru_cell/kernel`)."""
+    """Every variable of `model` by its Keras path (e.g. `gru_1/gru_cell/kernel`), written
+    to a temporary file next to `path` and renamed over it, so readers never see half a file."""
+    path = Path(path)
     arrays = {w.path: np.asarray(w.numpy()) for w in model.weights}
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: rename is atomic
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_model_dir(model_dir) -> Path:
+    """Write (or refresh) DIR/weights.npz from DIR/model.keras; returns its path."""
+    info = read_info(model_dir)
+    model = _load_keras(info)  # clear errors for a missing or corrupt model.keras
+    path = info.path / WEIGHTS
+    try:
+        export_weights(model, path)
+    except OSError as e:
+        raise TransducerError(f"{path}: cannot write ({e.strerror or e})") from None
+    return path
+
+
+def _load_keras(info: ModelInfo):
+    """load_keras_model, with a one-line error where TensorFlow is not installed."""
+    try:
+        return load_keras_model(info)
+    except ImportError as e:
+        raise TransducerError(
+            f"this needs TensorFlow, which cannot be imported ({e}); the numpy engine"
+            " (the default for predict) does not"
+        ) from None
 
 
 def load_engine(info: ModelInfo, engine: str = "numpy"):
@@ -37,13 +80,24 @@ def load_engine(info: ModelInfo, engine: str = "numpy"):
     return NumpyEngine(info)
 
 
+def aligned_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """P(output string) for the aligned model: the product of the chosen symbols'
+    probabilities up to and including the first </s>. Positions after it do not change
+    the string, so they sum out to 1 and the product is exact."""
+    p = np.take_along_axis(probs, chosen[..., None], axis=-1)[..., 0]  # (B, T)
+    is_end = (chosen == END_ID) | (chosen == PAD_ID)
+    counted = (np.cumsum(is_end, axis=1) - is_end) == 0  # (B, T): up to the first end
+    logp = np.where(counted, np.log(np.maximum(p, 1e-30)), 0.0).sum(axis=1)  # (B,)
+    return np.exp(logp)
+
+
 class KerasEngine:
     name = "keras"
 
     def __init__(self, info: ModelInfo, model=None):
         """`model`: an in-memory Keras model (e.g. just trained) instead of DIR/model.keras."""
         self.info = info
-        self.model = model if model is not None else load_keras_model(info)
+        self.model = model if model is not None else _load_keras(info)
         self.decoder_layers = info.model.layers
         self._seq2seq = None  # (encoder, step) inference models, built on first use
 
@@ -80,6 +134,12 @@ class KerasEngine:
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
         return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)  # (B, T, Vout)
 
+    def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string)."""
+        probs = self.aligned_probs(ids)  # (B, T, V)
+        best = probs.argmax(axis=-1)  # (B, T)
+        return best, aligned_confidence(probs, best)
+
 
 class NumpyEngine:
     name = "numpy"
@@ -95,8 +155,10 @@ class NumpyEngine:
         try:
             with np.load(path, allow_pickle=False) as z:
                 self.w = {k: z[k].astype(np.float32) for k in z.files}
-        except (OSError, ValueError) as e:
-            raise TransducerError(f"{path}: unreadable weights ({e})") from None
+        except (OSError, ValueError, EOFError) as e:
+            raise TransducerError(
+                f"{path}: unreadable weights ({e}); re-export with `transducer export {info.path}`"
+            ) from None
 
     def get(self, key: str) -> np.ndarray:
         try:
@@ -132,15 +194,74 @@ class NumpyEngine:
                 x = gru_sequence(_input_proj(ids, x, k), rk, b, cfg.reset_after)  # (B, T, H)
         return x
 
+    def head_params(self) -> tuple[np.ndarray, np.ndarray]:
+        key = "time_distributed/dense" if self.info.model.head == "time-distributed" else "dense"
+        return self.get(f"{key}/kernel"), self.get(f"{key}/bias")
+
     def head(self, h: np.ndarray) -> np.ndarray:
         """Per-position logits -> softmax probabilities (..., V)."""
-        key = "time_distributed/dense" if self.info.model.head == "time-distributed" else "dense"
-        logits = h @ self.get(f"{key}/kernel") + self.get(f"{key}/bias")
-        return softmax(logits)
+        kernel, bias = self.head_params()
+        return softmax(h @ kernel + bias)
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
-        return self.head(self.recurrent_stack(ids))
+        parts = _map_parts(lambda part: self.head(self.recurrent_stack(part)), ids)
+        return np.concatenate(parts) if parts else np.zeros((*ids.shape, self.info.model.output_vocab_size), np.float32)
+
+    def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string).
+
+        Positions after a row's first </s> (or <pad>) are filled with </s>: they do not
+        change the decoded string or its probability."""
+        if self.info.model.bidirectional:
+            probs = self.aligned_probs(ids)  # (B, T, V)
+            best = probs.argmax(axis=-1)  # (B, T)
+            return best, aligned_confidence(probs, best)
+        parts = _map_parts(self._decode_unidirectional, ids)
+        if not parts:
+            return np.zeros(ids.shape, dtype=np.int64), np.zeros(0)
+        return np.concatenate([p[0] for p in parts]), np.exp(np.concatenate([p[1] for p in parts]))
+
+    def _decode_unidirectional(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Step by step over time, all layers at once, dropping rows that have ended."""
+        cfg = self.info.model
+        B, T = ids.shape
+        layers = [self.gru_params(f"gru_{i}") for i in range(1, cfg.layers + 1)]
+        # The first layer's input projection with its input bias folded in: a (Vin, 3H)
+        # table gathered by id, so each step starts from one row per sequence.
+        first_k, _, first_b = layers[0]
+        table = first_k + (first_b[0] if cfg.reset_after else first_b)  # (Vin, 3H)
+        kernel, bias = self.head_params()
+        best = np.full((B, T), END_ID, dtype=np.int64)  # (B, T)
+        logp = np.zeros(B, dtype=np.float64)  # (B,)
+        rows = np.arange(B)  # sequences still emitting, ids into the batch
+        hs = [np.zeros((B, cfg.hidden), dtype=np.float32) for _ in layers]  # (n, H) per layer
+        with np.errstate(over="ignore"):
+            for t in range(T):
+                x = None
+                for i, (k, rk, b) in enumerate(layers):
+                    if i == 0:
+                        xp = table[ids[rows, t]]  # (n, 3H), input bias included
+                    else:
+                        xp = x @ k  # (n, 3H)
+                        xp += b[0] if cfg.reset_after else b
+                    hs[i] = x = _gru_step_biased(xp, hs[i], rk, b, cfg.reset_after)  # (n, H)
+                logits = x @ kernel  # (n, V)
+                logits += bias
+                chosen = logits.argmax(axis=1)  # (n,)
+                logits -= logits[np.arange(len(rows)), chosen][:, None]
+                # log softmax of the chosen symbol: -log(sum(exp(z - z_max)))
+                logp[rows] -= np.log(np.exp(logits, out=logits).sum(axis=1, dtype=np.float64))
+                best[rows, t] = chosen
+                done = (chosen == END_ID) | (chosen == PAD_ID)  # (n,)
+                if done.any():
+                    keep = ~done
+                    rows = rows[keep]
+                    hs = [h[keep] for h in hs]
+                    if not len(rows):
+                        break
+        return best, logp
+
 
     # seq2seq: the equations of seq2seq.build_seq2seq's layers, one decoder step at a time.
 
@@ -177,6 +298,20 @@ class NumpyEngine:
         return self.head(x), new_states  # (N, V)
 
 
+def _map_parts(fn, ids: np.ndarray) -> list:
+    """fn over sub-batches of SUB_BATCH rows, in order. Several sub-batches run in threads
+    (numpy releases the GIL in matmul and ufuncs), one per core: BLAS itself is kept to one
+    thread (see cli.predict), because its own threading thrashes on these small matrices."""
+    parts = [ids[i : i + SUB_BATCH] for i in range(0, len(ids), SUB_BATCH)]
+    workers = min(len(parts), os.cpu_count() or 1)
+    if workers <= 1:
+        return [fn(p) for p in parts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, parts))
+
+
 def _input_proj(ids: np.ndarray, x: np.ndarray | None, kernel: np.ndarray) -> np.ndarray:
     """x @ kernel, where x is one-hot `ids` for the first layer (a row gather)."""
     if x is None:
@@ -185,13 +320,35 @@ def _input_proj(ids: np.ndarray, x: np.ndarray | None, kernel: np.ndarray) -> np
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free form of 1/(1+exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0 gives 1/inf = 0, as it should
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """sigmoid(x) in place, float32, no temporaries. exp is about twice as fast as tanh in
+    numpy, so every gate (tanh included, via _tanh_) is computed through one exp.
+    Callers silence the harmless overflow of exp(-x) for x << 0 (result 0)."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    np.reciprocal(x, out=x)
+    return x
+
+
+def _tanh_(x: np.ndarray) -> np.ndarray:
+    """tanh(x) = 2 sigmoid(2x) - 1, in place."""
+    x *= 2.0
+    _sigmoid_(x)
+    x *= 2.0
+    x -= 1.0
+    return x
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def gru_step(xp, h, rk, b, reset_after: bool):
@@ -199,30 +356,44 @@ def gru_step(xp, h, rk, b, reset_after: bool):
 
     Keras gate order in kernels and biases is [z, r, h~].
     """
+    with np.errstate(over="ignore"):
+        return _gru_step_biased(xp + (b[0] if reset_after else b), h, rk, b, reset_after)
+
+
+def _gru_step_biased(xp, h, rk, b, reset_after: bool):
+    """gru_step with the input bias already in xp (B, 3H), which it overwrites."""
     H = h.shape[-1]
+    zr = xp[:, : 2 * H]  # (B, 2H): z then r
+    hh = xp[:, 2 * H :]  # (B, H): the candidate
     if reset_after:
-        xb, rb = b[0], b[1]  # input and recurrent biases, (3H,) each
-        xp = xp + xb
-        hp = h @ rk + rb  # (B, 3H)
-        z = sigmoid(xp[:, :H] + hp[:, :H])
-        r = sigmoid(xp[:, H : 2 * H] + hp[:, H : 2 * H])
-        hh = np.tanh(xp[:, 2 * H :] + r * hp[:, 2 * H :])
+        hp = h @ rk  # (B, 3H)
+        hp += b[1]  # recurrent bias
+        zr += hp[:, : 2 * H]
+        _sigmoid_(zr)
+        hp_h = hp[:, 2 * H :]
+        hp_h *= zr[:, H:]  # r * (h @ rk_h + b_h)
+        hh += hp_h
     else:
-        xp = xp + b
-        hp = h @ rk[:, : 2 * H]  # (B, 2H)
-        z = sigmoid(xp[:, :H] + hp[:, :H])
-        r = sigmoid(xp[:, H : 2 * H] + hp[:, H:])
-        hh = np.tanh(xp[:, 2 * H :] + (r * h) @ rk[:, 2 * H :])
-    return z * h + (1.0 - z) * hh  # (B, H)
+        zr += h @ rk[:, : 2 * H]
+        _sigmoid_(zr)
+        hh += (zr[:, H:] * h) @ rk[:, 2 * H :]  # (r * h) @ rk_h
+    _tanh_(hh)
+    # z * h + (1 - z) * hh, as hh + z * (h - hh): one temporary instead of three
+    out = h - hh
+    out *= zr[:, :H]
+    out += hh
+    return out  # (B, H)
 
 
 def gru_sequence(xp: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, h0=None):
-    """(B, T, 3H) input projections -> (B, T, H) hidden states."""
+    """(B, T, 3H) input projections (bias not included) -> (B, T, H) hidden states."""
     B, T, _ = xp.shape
     H = rk.shape[0]
     h = np.zeros((B, H), dtype=np.float32) if h0 is None else h0
     out = np.empty((B, T, H), dtype=np.float32)
-    for t in range(T):
-        h = gru_step(xp[:, t], h, rk, b, reset_after)
-        out[:, t] = h
+    in_bias = b[0] if reset_after else b
+    with np.errstate(over="ignore"):
+        for t in range(T):
+            h = _gru_step_biased(xp[:, t] + in_bias, h, rk, b, reset_after)
+            out[:, t] = h
     return out

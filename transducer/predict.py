@@ -19,7 +19,7 @@ from .artifacts import ModelInfo, read_info
 from .config import TransducerError
 from .data import LongLine, decode_line, iter_bounded_lines
 from .engine import load_engine
-from .vocab import END_ID, PAD_ID, UNK_ID
+from .vocab import PAD_ID, UNK_ID
 
 ON_LONG = ("error", "truncate", "copy")
 
@@ -138,38 +138,30 @@ class Predictor:
         """[(output, confidence, n-best list or None)] for strings of at most max_len chars."""
         if not strings:
             return []
+        ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
+        return self.candidates_for_ids(ids)
+
+    def candidates_for_ids(self, ids: np.ndarray) -> list[tuple[str, float, list | None]]:
+        """predict_candidates for (B, max_len) input ids."""
         from . import decode
 
-        ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
         if self.info.model.arch == "seq2seq":
             if self.beam == 1:
                 found = [[c] for c in decode.greedy(self.engine, ids, self.max_len)]
             else:
                 found = decode.beam_search(self.engine, ids, self.max_len, self.beam, self.nbest)
         else:
-            probs = self.engine.aligned_probs(ids)  # (B, T, V)
             if self.beam == 1 and self.nbest == 1:
-                best = probs.argmax(axis=-1)  # (B, T)
-                outputs = [self.info.output_vocab.decode(row) for row in best]
-                return [(o, c, None) for o, c in zip(outputs, aligned_confidence(probs, best).tolist())]
-            found = decode.aligned_kbest(probs, self.nbest)
+                best, conf = self.engine.aligned_decode(ids)  # (B, T), (B,)
+                outputs = self.info.output_vocab.decode_batch(best)
+                return [(o, c, None) for o, c in zip(outputs, conf.tolist())]
+            found = decode.aligned_kbest(self.engine.aligned_probs(ids), self.nbest)
         decode_ids = self.info.output_vocab.decode
         results = []
         for cands in found:
             nbest = [(decode_ids(c.ids), c.score, float(np.exp(c.logp))) for c in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
-
-
-def aligned_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """P(output string) for the aligned model: the product of the chosen symbols'
-    probabilities up to and including the first </s>. Positions after it do not change
-    the string, so they sum out to 1 and the product is exact."""
-    p = np.take_along_axis(probs, chosen[..., None], axis=-1)[..., 0]  # (B, T)
-    is_end = (chosen == END_ID) | (chosen == PAD_ID)
-    counted = (np.cumsum(is_end, axis=1) - is_end) == 0  # (B, T): up to the first end
-    logp = np.where(counted, np.log(np.maximum(p, 1e-30)), 0.0).sum(axis=1)  # (B,)
-    return np.exp(logp)
 
 
 def predict_stream(
@@ -239,17 +231,20 @@ def predict_stream(
 def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = "error") -> list[Prediction]:
     """Predictions for one chunk, in order; empty and copied lines skip the model."""
     max_len = predictor.max_len
+    vocab = predictor.info.input_vocab
     heads = [x.head if isinstance(x, SpooledLine) else x[:max_len] for _, x in chunk]  # what the model sees
     longs = [isinstance(x, SpooledLine) or len(x) > max_len for _, x in chunk]
     todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
-    results = predictor.predict_candidates([heads[i] for i in todo])
-    by_pos = dict(zip(todo, results))
+    ids, _ = vocab.encode_batch([heads[i] for i in todo], max_len, fill=PAD_ID)  # (B, T)
+    unknown = dict(zip(todo, np.count_nonzero(ids == UNK_ID, axis=1).tolist()))  # line -> count
+    for i, head in enumerate(heads):
+        if i not in unknown:  # copied lines were not encoded; their unknown characters count too
+            unknown[i] = sum(vocab.id_of(c) == UNK_ID for c in head)
+    stats.unknown_chars += sum(unknown.values())
+    stats.unknown_lines += sum(u > 0 for u in unknown.values())
+    by_pos = dict(zip(todo, predictor.candidates_for_ids(ids) if todo else []))
     out = []
     for i, (line_no, text) in enumerate(chunk):
-        unknown = sum(predictor.info.input_vocab.id_of(c) == UNK_ID for c in heads[i])
-        if unknown:
-            stats.unknown_chars += unknown
-            stats.unknown_lines += 1
         if i in by_pos:
             out.append(Prediction(line_no, text, *by_pos[i]))
         elif heads[i]:  # copied unchanged: the model did not produce it

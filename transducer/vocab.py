@@ -30,6 +30,7 @@ class Vocab:
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("vocabulary has duplicate symbols")
         object.__setattr__(self, "_index", {s: i for i, s in enumerate(self.symbols)})
+        object.__setattr__(self, "_tables", None)  # built on first batch use, see _codepoint_tables
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> "Vocab":
@@ -56,13 +57,23 @@ class Vocab:
         return ids, unknown
 
     def encode_batch(self, strings: list[str], length: int, fill: int = PAD_ID) -> tuple[np.ndarray, int]:
-        """(batch, length) ids and the total count of unknown characters."""
+        """(batch, length) ids and the total count of unknown characters.
+
+        Vectorised: all strings are joined, turned into code points in one call and looked
+        up in a code point -> id table, then scattered into the padded array."""
         out = np.full((len(strings), length), fill, dtype=np.int32)  # (B, T)
-        unknown = 0
-        for b, s in enumerate(strings):
-            out[b], u = self.encode(s, length, fill)
-            unknown += u
-        return out, unknown
+        clipped = [s[:length] for s in strings]
+        lens = np.fromiter(map(len, clipped), dtype=np.int64, count=len(clipped))  # (B,)
+        total = int(lens.sum())
+        if total == 0:
+            return out, 0
+        to_id, _ = self._codepoint_tables()
+        cps = np.frombuffer("".join(clipped).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        ids = to_id[np.minimum(cps, len(to_id) - 1)]  # (N,); the last entry is <unk>
+        starts = np.cumsum(lens) - lens  # (B,)
+        rows = np.repeat(np.arange(len(clipped)), lens)  # (N,)
+        out[rows, np.arange(total) - np.repeat(starts, lens)] = ids
+        return out, int(np.count_nonzero(ids == UNK_ID))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Characters up to the first </s> (or <pad>); other reserved ids are dropped."""
@@ -74,6 +85,41 @@ class Vocab:
             if i >= 4:
                 chars.append(self.symbols[i])
         return "".join(chars)
+
+    def decode_batch(self, ids: np.ndarray) -> list[str]:
+        """`decode` for each row of (B, T) ids, vectorised: ids -> code points (0 for
+        reserved ids and after the first end), and each row read as one numpy string."""
+        _, to_cp = self._codepoint_tables()
+        if to_cp is None:  # a symbol longer than one character: no code point table
+            return [self.decode(row) for row in ids]
+        ids = np.asarray(ids)
+        B, T = ids.shape
+        ended = np.cumsum((ids == END_ID) | (ids == PAD_ID), axis=1) > 0  # (B, T)
+        cps = np.where(ended, 0, to_cp[ids]).astype(np.uint32)  # (B, T)
+        # numpy drops trailing NULs of a string; a NUL before the end is a dropped
+        # reserved id (<unk>, <s>) and is removed explicitly.
+        texts = np.ascontiguousarray(cps).view(f"<U{T}").reshape(B).tolist() if T else [""] * B
+        inner = np.flatnonzero(((cps == 0) & ~ended).any(axis=1))
+        for b in inner:
+            texts[b] = texts[b].replace("\x00", "")
+        return texts
+
+    def _codepoint_tables(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(code point -> id, with one trailing <unk> entry for anything larger;
+        id -> code point, 0 for reserved ids, or None if a symbol is not one character)."""
+        if self._tables is None:
+            chars = {s: i for i, s in enumerate(self.symbols) if i >= 4 and len(s) == 1}
+            top = max((ord(c) for c in chars), default=0)
+            to_id = np.full(top + 2, UNK_ID, dtype=np.int32)
+            for c, i in chars.items():
+                to_id[ord(c)] = i
+            to_cp = None
+            if len(chars) == len(self.symbols) - 4 and "\x00" not in chars:  # 0 marks "no character"
+                to_cp = np.zeros(len(self.symbols), dtype=np.uint32)
+                for c, i in chars.items():
+                    to_cp[i] = ord(c)
+            object.__setattr__(self, "_tables", (to_id, to_cp))
+        return self._tables
 
     def to_json(self) -> list[str]:
         return list(self.symbols)

@@ -1,0 +1,241 @@
+"""The numpy engine against Keras, `transducer export`, prediction without TensorFlow,
+and streaming through a real pipe.
+
+Models here are built with random (scaled-up) weights and saved through the library's
+own `train.save_model_dir`, so every architecture variant is covered without training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_pairs
+from test_cli import assert_clean_error, invoke
+from transducer import artifacts
+from transducer.config import ModelConfig
+from transducer.engine import KerasEngine, NumpyEngine, SUB_BATCH
+from transducer.predict import Predictor
+from transducer.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab, one_hot
+
+MAX_LEN = 10
+REPO = Path(__file__).resolve().parent.parent
+
+VARIANTS = {
+    "dense": dict(head="dense", reset_after=True),
+    "time-distributed": dict(head="time-distributed", reset_after=True),
+    "no-reset-after": dict(head="dense", reset_after=False),
+    "bidirectional": dict(head="dense", bidirectional=True),
+    "bidirectional-keras2": dict(head="time-distributed", bidirectional=True, reset_after=False),
+    "two-layers": dict(head="dense", layers=2),
+    "two-layers-keras2": dict(head="time-distributed", layers=2, reset_after=False),
+    "two-bidirectional-layers": dict(head="dense", layers=2, bidirectional=True),
+}
+
+
+def save_random_model(model_dir: Path, seed: int = 0, **cfg_kw) -> Path:
+    """An aligned model with random weights, saved as `train` saves one."""
+    from transducer.model import HEAD_LAYER, build_model
+    from transducer.train import save_model_dir
+
+    words = [a for a, _ in make_pairs(50, seed=seed)]
+    in_vocab = Vocab.from_strings(words)
+    out_vocab = Vocab.from_strings(w.swapcase() for w in words)
+    cfg = ModelConfig(
+        max_len=MAX_LEN, hidden=8, input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab), **cfg_kw
+    )
+    model = build_model(cfg)
+    rng = np.random.default_rng(seed)
+    # Larger-than-initial weights and non-zero biases: outputs that vary with the input and
+    # end (</s>) at different positions, so every code path of the engines is exercised.
+    model.set_weights([rng.normal(0.0, 0.8, w.shape).astype(np.float32) for w in model.get_weights()])
+    # Calibrate the head's bias: <pad>, <unk>, <s> never win, and </s> wins at about 15%
+    # of positions, so outputs end (and rows leave the numpy engine's batch) at many
+    # different positions.
+    head = model.get_layer(HEAD_LAYER[cfg.head])
+    kernel, bias = head.get_weights()
+    bias[[PAD_ID, UNK_ID, START_ID, END_ID]] = -30.0
+    head.set_weights([kernel, bias])
+    ids, _ = in_vocab.encode_batch(random_inputs(200, seed=seed), MAX_LEN, fill=PAD_ID)
+    logp = np.log(np.asarray(model.predict_on_batch(one_hot(ids, len(in_vocab)))))  # (B, T, V)
+    end_logit = logp[..., END_ID] + 30.0  # without its bias
+    margin = logp[..., 4:].max(axis=-1) - end_logit  # </s> wins where its bias exceeds this
+    bias[END_ID] = np.quantile(margin, 0.15)
+    head.set_weights([kernel, bias])
+    cfg_json = artifacts.config_dict(cfg, in_vocab, out_vocab, train={}, data={})
+    save_model_dir(model, cfg_json, {"final": {}}, model_dir)
+    return model_dir
+
+
+def random_inputs(n: int, seed: int = 1) -> list[str]:
+    rng = np.random.default_rng(seed)
+    chars = list("abcdeXYZ#")  # '#' is never in training data: <unk>
+    return ["".join(rng.choice(chars, size=rng.integers(1, MAX_LEN + 1))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines")
+    return {name: save_random_model(root / name, seed=i, **kw) for i, (name, kw) in enumerate(VARIANTS.items())}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_numpy_and_keras_engines_agree(models, variant):
+    info = artifacts.read_info(models[variant])
+    strings = random_inputs(SUB_BATCH + 37)  # more than one sub-batch
+    ids, _ = info.input_vocab.encode_batch(strings, MAX_LEN, fill=PAD_ID)
+    np_engine, keras_engine = NumpyEngine(info), KerasEngine(info)
+
+    probs_np, probs_k = np_engine.aligned_probs(ids), keras_engine.aligned_probs(ids)
+    assert probs_np.shape == probs_k.shape == (len(strings), MAX_LEN, len(info.output_vocab))
+    np.testing.assert_allclose(probs_np, probs_k, atol=1e-5, rtol=0)
+
+    best_np, conf_np = np_engine.aligned_decode(ids)
+    best_k, conf_k = keras_engine.aligned_decode(ids)
+    out_np = info.output_vocab.decode_batch(best_np)
+    out_k = info.output_vocab.decode_batch(best_k)
+    assert out_np == out_k
+    np.testing.assert_allclose(conf_np, conf_k, atol=1e-5, rtol=1e-4)
+    # The random weights give outputs of many lengths: some rows emit </s> (and leave the
+    # batch early in the numpy engine), others run to max_len.
+    ended = (best_k == END_ID).any(axis=1)
+    assert len({len(s) for s in out_np}) >= 3 and 0 < ended.mean() < 1
+
+    # And through the public API, as `predict` uses it.
+    got = Predictor(models[variant], engine="numpy").predict_batch(strings)
+    want = Predictor(models[variant], engine="keras").predict_batch(strings)
+    assert [o for o, _ in got] == [o for o, _ in want]
+    np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-5, rtol=1e-4)
+
+
+def test_gru_step_and_sequence_match_keras_gru_layer():
+    """The shared GRU helpers (also used by the seq2seq engine) against keras.layers.GRU."""
+    from transducer.engine import gru_sequence, gru_step
+    from transducer.model import keras
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 7, 6)).astype(np.float32)  # (B, T, F)
+    h0 = rng.normal(size=(5, 4)).astype(np.float32)  # (B, H)
+    for reset_after in (True, False):
+        layer = keras.layers.GRU(4, return_sequences=True, reset_after=reset_after)
+        layer.build((None, 7, 6))
+        layer.set_weights([rng.normal(0, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()])
+        k, rk, b = (np.asarray(w) for w in layer.get_weights())
+        want = np.asarray(layer(x, initial_state=h0))  # (B, T, H)
+        np.testing.assert_allclose(gru_sequence(x @ k, rk, b, reset_after, h0=h0), want, atol=1e-5)
+        np.testing.assert_allclose(gru_step(x[:, 0] @ k, h0, rk, b, reset_after), want[:, 0], atol=1e-5)
+
+
+# --- transducer export ---------------------------------------------------------------------
+
+
+@pytest.fixture()
+def model_copy(models, tmp_path) -> Path:
+    return Path(shutil.copytree(models["dense"], tmp_path / "m"))
+
+
+def test_export_restores_missing_weights(model_copy):
+    lines = "\n".join(random_inputs(20, seed=4)) + "\n"
+    (model_copy / artifacts.WEIGHTS).unlink()
+    r = invoke("predict", model_copy, input=lines)
+    assert_clean_error(r, "weights.npz is missing", "transducer export")
+    assert r.stdout == ""
+
+    r = invoke("export", model_copy)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "" and "wrote" in r.stderr
+    assert (model_copy / artifacts.WEIGHTS).is_file()
+    assert [p.name for p in model_copy.iterdir() if p.name.endswith(".tmp")] == []
+
+    by_numpy = invoke("predict", model_copy, "--format", "jsonl", input=lines)
+    by_keras = invoke("predict", model_copy, "--format", "jsonl", "--engine", "keras", input=lines)
+    assert by_numpy.exit_code == by_keras.exit_code == 0, by_numpy.stderr + by_keras.stderr
+    rows_np = [json.loads(l) for l in by_numpy.stdout.splitlines()]
+    rows_k = [json.loads(l) for l in by_keras.stdout.splitlines()]
+    assert [r["output"] for r in rows_np] == [r["output"] for r in rows_k] and len(rows_np) == 20
+    assert np.allclose([r["confidence"] for r in rows_np], [r["confidence"] for r in rows_k], atol=1e-5)
+
+
+def test_export_refreshes_stale_or_corrupt_weights(model_copy):
+    (model_copy / artifacts.WEIGHTS).write_bytes(b"not a zip")
+    assert_clean_error(invoke("predict", model_copy, input="abc\n"), "unreadable weights", "transducer export")
+    assert invoke("export", model_copy).exit_code == 0
+    assert invoke("predict", model_copy, input="abc\n").exit_code == 0
+
+
+def test_export_errors_are_clear(model_copy, tmp_path):
+    assert_clean_error(invoke("export", tmp_path / "nope"), "no such model directory")
+    (model_copy / artifacts.MODEL).write_bytes(b"garbage")
+    assert_clean_error(invoke("export", model_copy), "corrupt model file")
+    (model_copy / artifacts.MODEL).unlink()
+    assert_clean_error(invoke("export", model_copy), "model.keras is missing")
+
+
+# --- without TensorFlow --------------------------------------------------------------------
+
+
+def _blocked_tensorflow(tmp_path: Path) -> dict:
+    """An environment where `import tensorflow` and `import keras` raise ImportError."""
+    block = tmp_path / "block"
+    for name in ("tensorflow", "keras"):
+        (block / name).mkdir(parents=True)
+        (block / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked by the test')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(block), str(REPO)])
+    return env
+
+
+def test_predict_works_where_tensorflow_cannot_be_imported(models, tmp_path):
+    model_dir = models["two-layers"]
+    strings = random_inputs(30, seed=6) + [""]
+    env = _blocked_tensorflow(tmp_path)
+    cmd = [sys.executable, "-m", "transducer", "predict", str(model_dir), "--format", "jsonl"]
+    out = subprocess.run(cmd, input="\n".join(strings) + "\n", capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(l) for l in out.stdout.splitlines()]
+    want = Predictor(model_dir, engine="keras").predict_batch(strings[:-1])
+    assert [r["output"] for r in rows] == [o for o, _ in want] + [""]
+    assert np.allclose([r["confidence"] for r in rows[:-1]], [c for _, c in want], atol=1e-5)
+
+    # The keras engine says what is missing, in one line.
+    out = subprocess.run(cmd + ["--engine", "keras"], input="abc\n", capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "needs TensorFlow" in out.stderr
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+
+def test_first_batch_comes_out_before_stdin_is_closed(models):
+    """With --batch-size 2, two lines in give two lines out while the pipe is still open."""
+    cmd = [sys.executable, "-m", "transducer", "predict", str(models["dense"]), "--batch-size", "2"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(l) for l in iter(p.stdout.readline, b"")], daemon=True)
+    reader.start()
+    try:
+        p.stdin.write(b"abc\nXYZ\n")
+        p.stdin.flush()
+        first = [lines.get(timeout=120), lines.get(timeout=10)]  # stdin still open here
+        assert p.poll() is None
+        p.stdin.write(b"de\n")
+        p.stdin.close()
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    reader.join(timeout=10)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    want = Predictor(models["dense"]).predict_batch(["abc", "XYZ", "de"])
+    assert [l.decode().rstrip("\n") for l in first + rest] == [o for o, _ in want]
