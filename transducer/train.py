@@ -183,13 +183,12 @@ def train(
     counts["resumed_from"] = start
     reporter.start(counts)
     started = time.time()
-
-
     with checkpoint.StopOnSignals() as stopper:
         interrupted = checkpoint.fit_epochs(
             model, dataset_for_epoch, val_ds, [keeper, checkpoint.saver(staging, identity, keeper)],
             start, train_cfg.epochs, stopper, finished=lambda: keeper.stopped_early,
         )
+    fit_seconds = time.time() - started  # the epochs (with validation and checkpoints) only
     if interrupted and not checkpoint.exists(staging):
         shutil.rmtree(staging, ignore_errors=True)
         raise TransducerError(
@@ -242,7 +241,7 @@ def train(
         "epochs_run": keeper.epochs_run,
         "interrupted": interrupted,
         "resumed_from_epoch": start,
-        "train_seconds": round(time.time() - started, 2),
+        "train_seconds": round(fit_seconds, 2),
     }
     # Every worker saves (saving reads synchronised variables, a collective op); only the
     # chief's copy is kept.
