@@ -165,6 +165,20 @@ def test_predict_reads_a_file_argument_and_batches(tiny_model, tmp_path):
     assert [l.split("\t")[0] for l in r.stdout.splitlines()] == words
 
 
+def test_aligned_nbest_in_every_format(tiny_model):
+    for fmt in ("text", "tsv", "jsonl"):
+        r = invoke("predict", tiny_model, "--nbest", 3, "--format", fmt, input="abc\n\nXe\n")
+        assert r.exit_code == 0, r.stderr
+        lines = r.stdout.split("\n")[:-1]
+        assert len(lines) == 3
+        if fmt == "text":
+            assert lines[1] == "" and len(lines[0].split("\t")) == 3
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    scores = [c["score"] for c in rows[0]["nbest"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert rows[0]["nbest"][0]["output"] == rows[0]["output"]
+
+
 def test_long_line_is_an_error_after_earlier_outputs(tiny_model):
     long = "a" * (TINY_MAX_LEN + 5)
     r = invoke("predict", tiny_model, "--batch-size", 2, input=f"abc\nde\nXY\n{long}\ncd\n")

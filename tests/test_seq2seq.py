@@ -237,8 +237,12 @@ def test_cli_predicts_one_line_per_input_in_order(trained_s2s, fmt, beam, nbest)
 def test_cli_nbest_larger_than_beam_is_an_argument_error(trained_s2s):
     from transducer.cli import app
 
-    r = runner.invoke(app, ["predict", str(trained_s2s[0]), "--nbest", "3"], input="ab\n")
+    r = runner.invoke(app, ["predict", str(trained_s2s[0]), "--nbest", "3", "--beam", "2"], input="ab\n")
     assert r.exit_code == 2 and "--beam" in r.stderr
+    # --nbest alone searches with a beam that wide.
+    r = runner.invoke(app, ["predict", str(trained_s2s[0]), "--nbest", "3", "--format", "jsonl"], input="ab\n")
+    assert r.exit_code == 0, r.stderr
+    assert len(json.loads(r.stdout)["nbest"]) == 3
 
 
 def test_cli_summarize_shows_the_whole_network(trained_s2s):

@@ -250,7 +250,7 @@ def predict(
     batch_size: int = typer.Option(1024, help="Lines per model call."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
     beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings."),
-    nbest: int = typer.Option(1, help="Candidates per line (at most --beam): tab-separated in text, with scores in tsv/jsonl."),
+    nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -269,7 +269,9 @@ def predict(
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
     if nbest > beam:
-        raise typer.BadParameter(f"must be at most --beam ({beam}); raise --beam too", param_hint="--nbest")
+        if beam != 1:
+            raise typer.BadParameter(f"must be at most --beam ({beam})", param_hint="--nbest")
+        beam = nbest  # --nbest K alone searches with a beam of K
     _quiet_tensorflow(verbose)
     # OpenBLAS's own threads thrash on the numpy engine's small matrices (20x slower on a
     # busy 2-core machine); the engine runs sub-batches in threads instead. Read when

@@ -159,7 +159,7 @@ class Predictor:
         decode_ids = self.info.output_vocab.decode
         results = []
         for cands in found:
-            nbest = [(decode_ids(c.ids), c.score, float(np.exp(c.logp))) for c in cands]
+            nbest = [(decode_ids(c.ids), float(c.score), float(np.exp(c.logp))) for c in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
 
