@@ -294,6 +294,10 @@ def predict(
             out.flush()  # each batch reaches the pipe as soon as it is done
     except BrokenPipeError:
         _silence_broken_pipe()
+    except KeyboardInterrupt:
+        # Whole batches already written stay valid; say where it stopped, exit like a shell tool.
+        err.print("interrupted; the output lines already written are complete", highlight=False)
+        raise typer.Exit(130)
     except TransducerError as e:
         try:
             out.flush()
