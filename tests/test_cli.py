@@ -257,3 +257,23 @@ def test_compare_heads_shows_agreement_and_timings():
     assert diff < 1e-6
     text = " ".join(r.stderr.split())
     assert "ms/batch" in text and "acts on the last axis" in text
+
+
+def test_ctrl_c_during_predict_exits_130_keeping_written_lines(tiny_model):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transducer", "predict", str(tiny_model), "--batch-size", "2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"abc\nde\nX\n")  # one full batch is answered; the third line waits
+    proc.stdin.flush()
+    first = proc.stdout.readline()  # blocks until the first batch is out
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)  # (communicate() would skip what readline() already buffered)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.returncode == 130
+    assert len((first + out).splitlines()) == 2
+    assert b"Traceback" not in err and b"interrupted" in err
