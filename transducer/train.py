@@ -1,4 +1,5 @@
-"""Training: pairs file -> vocabularies -> arrays -> model.fit -> model directory.
+"""Training: pairs file -> scan (vocabularies, split) -> tf.data stream -> model.fit,
+one epoch at a time with checkpoints -> model directory.
 
 The library never prints. Progress goes to a `Reporter` the caller passes in (the CLI's
 draws rich progress bars on stderr); Keras's own progress output is always off.
@@ -13,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-
 from . import artifacts, checkpoint, distribute, stream
 from .config import ModelConfig, TrainConfig, TransducerError
 from .vocab import END_ID, PAD_ID, Vocab
 
-METRIC_NAMES = ("loss", "char_acc", "exact_match")
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
 
 
@@ -68,7 +67,10 @@ def aligned_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
 
 
 def training_arrays(cfg: ModelConfig, pairs, in_vocab: Vocab, out_vocab: Vocab):
-    """([int feature arrays], [one-hot depth per feature], target ids) for cfg.arch."""
+    """([int feature arrays], [one-hot depth per feature], target ids) for cfg.arch.
+
+    The in-memory reference encoding: `train` streams instead (stream.assemble_features),
+    and the tests check that both give the same features for the same pairs."""
     if cfg.arch == "seq2seq":
         from .seq2seq import seq2seq_arrays
 
