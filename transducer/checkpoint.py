@@ -2,7 +2,7 @@
 
 A checkpoint lives in the model's staging area (artifacts.staging_dir), never in the
 published model directory, so the previous model in DIR stays untouched until a run
-finishes:
+finishes (or a signal stops it, which publishes the best model so far):
 
     DIR.partial/
       checkpoint/
@@ -161,10 +161,6 @@ def restore(ckpt: Checkpoint, model, keeper) -> int:
         setattr(keeper, key, math.inf if key == "best" and value is None else value)
     keeper.best_weights = ckpt.best
     return ckpt.epoch
-
-
-def discard(staging: Path) -> None:
-    shutil.rmtree(checkpoint_dir(staging), ignore_errors=True)
 
 
 def fit_epochs(model, dataset_for_epoch: Callable[[int], object], val_ds, callbacks, start: int,

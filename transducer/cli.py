@@ -18,7 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .config import ARCHS, ATTENTIONS, DISTRIBUTE, HEADS, ModelConfig, TrainConfig, TransducerError
+from .config import (
+    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, ON_LONG, ModelConfig,
+    TrainConfig, TransducerError,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -261,10 +264,10 @@ def predict(
 
         cat sample_data/dates_demo_inputs.txt | transducer predict models/dates --beam 5 --nbest 3 -f jsonl
     """
-    _choice(format, ("text", "tsv", "jsonl"), "--format")
-    _choice(on_long, ("error", "truncate", "copy"), "--on-long")
-    _choice(encoding_errors, ("strict", "replace"), "--encoding-errors")
-    _choice(engine, ("numpy", "keras"), "--engine")
+    _choice(format, FORMATS, "--format")
+    _choice(on_long, ON_LONG, "--on-long")
+    _choice(encoding_errors, ENCODING_ERRORS, "--encoding-errors")
+    _choice(engine, ENGINES, "--engine")
     for value, name in ((batch_size, "--batch-size"), (beam, "--beam"), (nbest, "--nbest")):
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
@@ -295,7 +298,7 @@ def predict(
     except BrokenPipeError:
         _silence_broken_pipe()
     except KeyboardInterrupt:
-        # Whole batches already written stay valid; say where it stopped, exit like a shell tool.
+        # Whole batches already written stay valid; exit as shell tools do on Ctrl-C.
         err.print("interrupted; the output lines already written are complete", highlight=False)
         raise typer.Exit(130)
     except TransducerError as e:
@@ -407,7 +410,7 @@ def evaluate(
 
         transducer evaluate models/dates sample_data/dates.test.tsv --json | jq .exact_match
     """
-    _choice(engine, ("numpy", "keras"), "--engine")
+    _choice(engine, ENGINES, "--engine")
     for value, name in ((beam, "--beam"), (batch_size, "--batch-size")):
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)

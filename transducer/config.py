@@ -13,6 +13,10 @@ from dataclasses import dataclass
 ARCHS = ("aligned", "seq2seq")
 HEADS = ("dense", "time-distributed")
 ATTENTIONS = ("luong", "bahdanau", "none")
+ENGINES = ("numpy", "keras")  # inference engines (engine.py)
+FORMATS = ("text", "tsv", "jsonl")  # predict's output formats
+ON_LONG = ("error", "truncate", "copy")  # what predict does with lines over max_len
+ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
 
 

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import WEIGHTS, ModelInfo, load_keras_model, read_info
-from .config import TransducerError
+from .config import ENGINES, TransducerError
 from .vocab import END_ID, PAD_ID
 
-ENGINES = ("numpy", "keras")
 SUB_BATCH = 256  # rows per numpy pass: keeps h, gates and projections in the CPU caches
 
 
@@ -317,11 +316,6 @@ def _input_proj(ids: np.ndarray, x: np.ndarray | None, kernel: np.ndarray) -> np
     if x is None:
         return kernel[ids]  # (B, T, 3H)
     return x @ kernel  # (B, T, 3H)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0 gives 1/inf = 0, as it should
-        return 1.0 / (1.0 + np.exp(-x))
 
 
 def _sigmoid_(x: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Inference: lines in, one prediction per line out, in order, in batches.
 
-`predict_lines` is a generator: it reads a chunk of lines, runs one batched model call,
+`predict_stream` is a generator: it reads a chunk of lines, runs one batched model call,
 yields the chunk's predictions, and only then reads on. Memory stays flat for any input
 length and a pipe's first results appear before its end.
 """
@@ -16,12 +16,10 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from .artifacts import ModelInfo, read_info
-from .config import TransducerError
+from .config import ON_LONG, TransducerError
 from .data import LongLine, decode_line, iter_bounded_lines
 from .engine import load_engine
 from .vocab import PAD_ID, UNK_ID
-
-ON_LONG = ("error", "truncate", "copy")
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back

@@ -31,6 +31,7 @@ the scan result is garbage-collected or the process exits).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 import sys
@@ -247,9 +248,12 @@ def split_buckets(lines, seed: int):
 def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None):
     """(input, output) pairs of `side` ("train", "val" or "all") in file order, read from the
     file again in Python: for code that needs strings (e.g. decoded validation metrics)."""
+    return itertools.islice(_iter_side(scan, side), limit)
+
+
+def _iter_side(scan: ScannedPairs, side: str):
     excluded = set(scan.excluded)
     chunk: list[tuple[bytes, str]] = []
-    count = 0
 
     def sides():
         buckets = split_buckets([raw for raw, _ in chunk], seed=scan.seed).numpy()  # (n,)
@@ -265,16 +269,9 @@ def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None):
                 continue
             chunk.append((raw, raw.decode("utf-8")))
             if len(chunk) >= CHUNK:
-                for pair in sides():
-                    yield pair
-                    count += 1
-                    if limit is not None and count >= limit:
-                        return
-    for pair in sides() if chunk else ():
-        yield pair
-        count += 1
-        if limit is not None and count >= limit:
-            return
+                yield from sides()
+    if chunk:
+        yield from sides()
 
 
 # --- the pipeline --------------------------------------------------------------------------
