@@ -7,6 +7,12 @@
       metrics.json   history (per-epoch lists) and final (best-epoch validation metrics)
       weights.npz    plain float arrays keyed by layer/weight name, for the TensorFlow-free
                      inference engine (see engine.py)
+      members/       only in an ensemble (`train --ensemble N`): members/2/ ... members/N/,
+        2/           each a complete model directory of the files above (member 2 on its own
+        ...          is a usable model); the top level is member 1, and its config.json says
+                     "ensemble": {"members": N, "seeds": [...]}. Directories without the key
+                     are one model, as before. All members share the architecture and the
+                     vocabularies (read_members checks); ensemble.py combines them.
 
 A directory is staged in `DIR.partial/` next to DIR (same filesystem) and published with
 rename(2): a crash leaves DIR as it was (the previous model, or nothing) and at worst a
@@ -29,6 +35,7 @@ from .vocab import Vocab
 
 SCHEMA_VERSION = 1
 CONFIG, MODEL, METRICS, WEIGHTS = "config.json", "model.keras", "metrics.json", "weights.npz"
+MEMBERS = "members"  # an ensemble's members 2..N, each a model directory (see the docstring)
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,43 @@ def read_info(model_dir: str | Path) -> ModelInfo:
     if model.input_vocab_size != len(input_vocab) or model.output_vocab_size != len(output_vocab):
         raise TransducerError(f"{cfg_path}: vocabulary sizes disagree with the model sizes")
     return ModelInfo(path, model, input_vocab, output_vocab, raw)
+
+
+def member_count(info: ModelInfo) -> int:
+    """1 for a plain model directory, N for an ensemble written by `train --ensemble N`."""
+    ensemble = info.raw.get("ensemble")
+    n = ensemble.get("members", 1) if isinstance(ensemble, dict) else 1
+    if not isinstance(n, int) or n < 1:
+        raise TransducerError(f"{info.path / CONFIG}: invalid ensemble member count {n!r}")
+    return n
+
+
+def member_dir(model_dir: Path, k: int) -> Path:
+    """Member k's directory (1-based): the model directory itself for member 1."""
+    return Path(model_dir) if k == 1 else Path(model_dir) / MEMBERS / str(k)
+
+
+def read_members(info: ModelInfo) -> list[ModelInfo]:
+    """Every member's ModelInfo, member 1 (`info` itself) first. Members must agree on the
+    vocabularies and the architecture, or their per-step distributions cannot be combined."""
+    members = [info]
+    for k in range(2, member_count(info) + 1):
+        path = member_dir(info.path, k)
+        if not (path / CONFIG).is_file():
+            raise TransducerError(f"{info.path}: ensemble member {k} is missing ({path / CONFIG})")
+        m = read_info(path)
+        for what, a, b in (
+            ("input vocabulary", info.input_vocab.symbols, m.input_vocab.symbols),
+            ("output vocabulary", info.output_vocab.symbols, m.output_vocab.symbols),
+            ("architecture", info.model, m.model),
+        ):
+            if a != b:
+                raise TransducerError(
+                    f"{info.path}: ensemble members disagree on the {what} (member 1 and member {k},"
+                    f" {path}); members must be trained together with `train --ensemble N`"
+                )
+        members.append(m)
+    return members
 
 
 def read_metrics(model_dir: Path) -> dict:

@@ -92,6 +92,7 @@ def train(
     ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
+    ensemble: int = typer.Option(1, help="Train N members (seeds --seed, --seed+1, ...) into one model directory; predict and evaluate average them."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Train a model on PAIRS and save it to --model-dir.
@@ -113,19 +114,30 @@ def train(
         tcfg = TrainConfig(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, val_split=val_split,
             patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
-            distribute=distribute,
+            distribute=distribute, ensemble=ensemble,
         )
-        from .train import train as run_train
-
         reporter = _RichReporter()
         try:
-            result = run_train(
-                pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
-            )
+            if ensemble > 1:
+                from .train_ensemble import train_ensemble
+
+                result = train_ensemble(
+                    pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter,
+                    resume=resume, on_member=_render_member,
+                )
+            else:
+                from .train import train as run_train
+
+                result = run_train(
+                    pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
+                )
         finally:
             reporter.close()
     except TransducerError as e:
         _fail(e)
+    if ensemble > 1:
+        _render_ensemble_result(result)
+        return
     _render_train_result(result)
     if result.interrupted:
         _render_interrupted(result)
@@ -144,6 +156,40 @@ def _render_interrupted(result) -> None:
         soft_wrap=True,
     )
     raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
+
+
+def _render_member(k: int, n: int, seed: int, event: str, result) -> None:
+    """train_ensemble's per-member progress, on stderr."""
+    if event == "start":
+        err.print(f"ensemble member {k} of {n} (seed {seed})", highlight=False)
+    elif event == "skip":
+        err.print(f"ensemble member {k} of {n} (seed {seed}): already trained, kept", highlight=False)
+    else:
+        _render_train_result(result)
+
+
+def _render_ensemble_result(result) -> None:
+    from .checkpoint import SIGNAL_EXIT
+
+    if result.interrupted:
+        k = len(result.skipped) + len(result.members)
+        err.print(
+            f"[yellow]{result.signal}:[/] stopped while training ensemble member {k};"
+            f" {escape(str(result.model_dir))} is unchanged. The finished members and member {k}'s"
+            f" checkpoint are kept in {escape(str(result.staging))}. To continue training, run the"
+            " same command again with --resume.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
+    f = result.final
+    err.print(
+        f"saved {result.model_dir}: an ensemble of {len(result.skipped) + len(result.members)} members;"
+        f" ensemble on validation: exact match (decoded strings) {f['decoded_exact_match']:.4f},"
+        f" character error rate {f['cer']:.4f}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 class _RichReporter:
@@ -453,7 +499,8 @@ def export(
     """Write (or refresh) DIR/weights.npz, the numpy engine's weights, from DIR/model.keras.
 
     `train` writes it already; use this for models trained before it did, or after
-    replacing model.keras. The file is replaced atomically.
+    replacing model.keras. The file is replaced atomically. For an ensemble, every
+    member's weights.npz is written.
 
     Example:
 
@@ -461,12 +508,13 @@ def export(
     """
     _quiet_tensorflow(verbose)
     try:
-        from .engine import export_model_dir
+        from .ensemble import export_model_dir
 
-        path = export_model_dir(model_dir)
+        paths = export_model_dir(model_dir)
     except TransducerError as e:
         _fail(e)
-    err.print(f"wrote {path}", highlight=False)
+    for path in paths:
+        err.print(f"wrote {path}", highlight=False)
 
 
 # --- summarize ---------------------------------------------------------------------------
@@ -571,6 +619,34 @@ def _summarize_dir(model_dir: Path) -> None:
         for k, v in final.items():
             mt.add_row(k, f"{v:.4f}")
         err.print(mt)
+    _summarize_members(info, metrics)
+
+
+def _summarize_members(info, metrics: dict) -> None:
+    """An ensemble: how many members, and each member's validation metrics."""
+    from .artifacts import member_dir, read_members, read_metrics
+
+    members = read_members(info)  # one-line error if they disagree
+    if len(members) == 1:
+        return
+    seeds = info.raw.get("ensemble", {}).get("seeds") or ["?"] * len(members)
+    t = Table(title=f"ensemble of {len(members)} members (the layer table is each member's)", title_justify="left")
+    for col in ("member", "seed", "directory", "best epoch", "val loss", "exact match (decoded)", "CER"):
+        t.add_column(col, justify="left" if col == "directory" else "right")
+    fmt = lambda d, k: f"{d[k]:.4f}" if k in d else ""  # noqa: E731
+    for k, m in enumerate(members, 1):
+        mm = read_metrics(member_dir(info.path, k))
+        final = mm.get("final", {})
+        t.add_row(
+            str(k), str(seeds[k - 1]), "(top level)" if k == 1 else str(m.path.relative_to(info.path)),
+            f"{mm.get('best_epoch', '?')} of {mm.get('epochs_run', '?')}",
+            fmt(final, "loss"), fmt(final, "decoded_exact_match"), fmt(final, "cer"),
+        )
+    combined = metrics.get("ensemble", {}).get("final", {})
+    if combined:
+        t.add_section()
+        t.add_row("ensemble", "", "", "", "", fmt(combined, "decoded_exact_match"), fmt(combined, "cer"))
+    err.print(t)
 
 
 HEADS_EXPLAINED = (

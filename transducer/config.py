@@ -89,6 +89,9 @@ class TrainConfig:
     skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
     distribute: str = "none"  # tf.distribute strategy: none | mirrored | multi-worker; batch_size
     #                           is then per replica (global batch = batch_size x replicas)
+    ensemble: int = 1  # members trained into one model directory (ensemble.py, train_ensemble.py)
+    member: int = 0  # this member's 0-based index: weights and shuffling are seeded with
+    #                  seed + member, the validation split with seed (shared by all members)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -103,6 +106,8 @@ class TrainConfig:
             raise TransducerError("--patience must be >= 0")
         if self.min_delta < 0:
             raise TransducerError("--min-delta must be >= 0")
+        if self.ensemble < 1:
+            raise TransducerError("--ensemble must be at least 1")
         if self.distribute not in DISTRIBUTE:
             raise TransducerError(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got {self.distribute!r}")
 

@@ -18,7 +18,7 @@ import numpy as np
 from .artifacts import ModelInfo, read_info
 from .config import ON_LONG, TransducerError
 from .data import LongLine, decode_line, iter_bounded_lines
-from .engine import load_engine
+from .ensemble import load_engine
 from .vocab import PAD_ID, UNK_ID
 
 

@@ -128,7 +128,8 @@ def train(
 
     from .model import build_model, compile_model, keras, tf
 
-    keras.utils.set_random_seed(train_cfg.seed)
+    init_seed = train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
+    keras.utils.set_random_seed(init_seed)
     tf.config.experimental.enable_op_determinism()
 
     # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
@@ -149,7 +150,7 @@ def train(
 
     def dataset_for_epoch(epoch: int):
         # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
-        return pipeline(data, "train", checkpoint.epoch_seed(train_cfg.seed, epoch))
+        return pipeline(data, "train", checkpoint.epoch_seed(init_seed, epoch))
 
     val_ds = None
     if val is not None:

@@ -1,0 +1,100 @@
+"""Ensembles: N members of one model directory, run as one engine. TensorFlow-free.
+
+`train --ensemble N` writes N members that differ only in their seed (artifacts.py has the
+directory layout, train_ensemble.py the training). An EnsembleEngine has the interface
+decode.py and predict.py already use (seq2seq_encode / seq2seq_step / aligned_probs /
+aligned_decode), so greedy search, beam search and the aligned k-best search run unchanged.
+
+Combining: at every decoder step (seq2seq) or output position (aligned) the members'
+distributions are averaged in log space and renormalised:
+
+    p(y) = exp(mean_k log p_k(y)) / sum_y' exp(mean_k log p_k(y'))
+
+a geometric mean. Renormalised, so what search ranks and what `confidence` reports are
+probabilities of a proper distribution, as for one model. N copies of one model give that
+model's distribution back (up to float rounding). Each log p_k is clamped at log(1e-30),
+as decode.py does, so one member's zero cannot veto a symbol on its own.
+
+seq2seq states: the ensemble's encoder outputs and decoder states are the members'
+concatenated on the last (feature) axis, so decode.py can select, repeat and drop rows
+(hypotheses) without knowing there are several members; each step splits them again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import ModelInfo, read_info, read_members
+from .engine import aligned_confidence, export_model_dir as export_one, load_engine as load_one
+
+LOG_FLOOR = 1e-30  # probabilities are clamped here before the log, as in decode.py
+
+
+def combine(probs: list[np.ndarray]) -> np.ndarray:
+    """Members' probabilities, each (..., V) -> their renormalised geometric mean (..., V)."""
+    logp = np.mean([np.log(np.maximum(p, LOG_FLOOR)) for p in probs], axis=0)  # (..., V)
+    logp -= logp.max(axis=-1, keepdims=True)  # stable: the largest term is exp(0)
+    p = np.exp(logp)
+    p /= p.sum(axis=-1, keepdims=True)
+    return p.astype(np.float32)
+
+
+def load_engine(info: ModelInfo, engine: str = "numpy"):
+    """engine.load_engine for a model directory that may hold an ensemble."""
+    members = read_members(info)
+    if len(members) == 1:
+        return load_one(info, engine)
+    return EnsembleEngine([load_one(m, engine) for m in members])
+
+
+def export_model_dir(model_dir) -> list[Path]:
+    """`transducer export`: (re)write every member's weights.npz; their paths, member 1 first."""
+    return [export_one(m.path) for m in read_members(read_info(model_dir))]
+
+
+class EnsembleEngine:
+    """N engines (members) with one engine's interface; see the module docstring."""
+
+    def __init__(self, engines: list):
+        self.engines = engines
+        self.info = engines[0].info  # member 1: the vocabularies and sizes all members share
+        self.name = engines[0].name
+        self.decoder_layers = engines[0].decoder_layers
+        self._widths: list[int] = []  # each member's encoder width, set by seq2seq_encode
+
+    def _split(self, x: np.ndarray) -> list[np.ndarray]:
+        """(..., sum of widths) -> each member's (..., width)."""
+        return np.split(x, np.cumsum(self._widths)[:-1], axis=-1)
+
+    def seq2seq_encode(self, ids: np.ndarray):
+        """(B, T) ids -> concatenated encoder outputs (B, T, N*W) and initial states (B, N*W)."""
+        encoded = [e.seq2seq_encode(ids) for e in self.engines]
+        self._widths = [enc.shape[-1] for enc, _ in encoded]
+        enc = np.concatenate([enc for enc, _ in encoded], axis=-1)  # (B, T, N*W)
+        init = np.concatenate([init for _, init in encoded], axis=-1)  # (B, N*W)
+        return enc, init
+
+    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray]):
+        """One step of every member: combined probs (n, V), concatenated states."""
+        encs = self._split(enc)  # each (n, T, W)
+        per_layer = [self._split(s) for s in states]  # [layer][member] -> (n, W)
+        probs, new_states = [], []
+        for k, engine in enumerate(self.engines):
+            p, s = engine.seq2seq_step(prev, encs[k], [layer[k] for layer in per_layer])
+            probs.append(p)
+            new_states.append(s)
+        joined = [np.concatenate([s[i] for s in new_states], axis=-1) for i in range(len(states))]
+        return combine(probs), joined
+
+    def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) ids -> combined (B, T, V) probabilities."""
+        return combine([e.aligned_probs(ids) for e in self.engines])
+
+    def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) ids -> (B, T) chosen ids (per-position argmax of the combined
+        distribution) and (B,) P(output string) under it."""
+        probs = self.aligned_probs(ids)  # (B, T, V)
+        best = probs.argmax(axis=-1)  # (B, T)
+        return best, aligned_confidence(probs, best)

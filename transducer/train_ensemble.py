@@ -1,0 +1,159 @@
+"""`train --ensemble N`: N members trained one after the other into one model directory.
+
+Member k (1-based) is an ordinary training run (train.train) with TrainConfig.member =
+k - 1: its weights and shuffling are seeded with --seed + k - 1, while the validation
+split stays --seed's, so every member sees the same training and validation pairs and
+the same vocabularies (which ensemble.py needs to combine them).
+
+While it runs, member k is trained and published into DIR.partial/members/k/ (its own
+checkpoints in DIR.partial/members/k.partial/, exactly as for one model). When all N are
+done, member 1 becomes DIR.partial/final/ and members 2..N its final/members/k/, the
+ensemble's decoded validation metrics are added, and final/ is published to DIR with one
+rename (artifacts.publish), as for one model.
+
+Stopping: Ctrl-C or SIGTERM interrupts the member in training (its checkpoint is kept,
+as for one model); finished members stay in DIR.partial/members/, DIR is left as it was,
+and the same command with --resume skips the finished members, resumes the interrupted
+one from its checkpoint and trains the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import artifacts, checkpoint, stream
+from .config import ModelConfig, TrainConfig, TransducerError
+
+MEMBERS_STAGING = "members"  # DIR.partial/members/k/: members while the ensemble trains
+
+
+@dataclass
+class EnsembleResult:
+    model_dir: Path  # where the ensemble was published (or would have been, if interrupted)
+    members: list = field(default_factory=list)  # train.TrainResult per member trained in this run
+    skipped: list[int] = field(default_factory=list)  # members already finished before --resume
+    final: dict = field(default_factory=dict)  # the ensemble's decoded validation metrics
+    interrupted: bool = False  # a signal stopped member len(skipped) + len(members)
+    signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
+    staging: Path | None = None  # when interrupted: DIR.partial, where --resume goes on
+
+
+def member_seeds(train_cfg: TrainConfig) -> list[int]:
+    return [train_cfg.seed + k for k in range(train_cfg.ensemble)]
+
+
+def train_ensemble(
+    pairs_path: str,
+    model_dir: str | Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    val_path: str | None = None,
+    force: bool = False,
+    reporter=None,
+    resume: bool = False,
+    on_member=None,
+) -> EnsembleResult:
+    """Train train_cfg.ensemble members and publish them as one model directory.
+
+    on_member(k, n, seed, event, result): called with event "start" before member k trains
+    (result None), "skip" for a member finished by an earlier run, "end" after it (result: its
+    TrainResult)."""
+    from .train import train
+
+    model_dir = Path(model_dir)
+    if train_cfg.distribute == "multi-worker":
+        raise TransducerError("--ensemble cannot be combined with --distribute multi-worker; use one machine")
+    staging = artifacts.staging_dir(model_dir)
+    members_root = staging / MEMBERS_STAGING
+    artifacts.check_writable(model_dir, force or resume)
+    if resume and not members_root.is_dir():
+        raise TransducerError(
+            f"cannot --resume: no interrupted ensemble run in {staging}; train without --resume"
+        )
+    if not resume:
+        if staging.exists() and not force:
+            raise TransducerError(
+                f"{staging} holds an interrupted run; pass --resume to continue it, or --force to start over"
+            )
+        shutil.rmtree(staging, ignore_errors=True)
+    members_root.mkdir(parents=True, exist_ok=True)
+    on_member = on_member or (lambda *a: None)
+
+    spooled = stream.local_copy(pairs_path)  # stdin can be read once; every member reads it
+    result = EnsembleResult(model_dir=model_dir)
+    try:
+        n = train_cfg.ensemble
+        for k, seed in enumerate(member_seeds(train_cfg), 1):
+            member_cfg = dataclasses.replace(train_cfg, member=k - 1)
+            where = members_root / str(k)
+            if _finished(where, model_cfg, member_cfg):
+                result.skipped.append(k)
+                on_member(k, n, seed, "skip", None)
+                continue
+            on_member(k, n, seed, "start", None)
+            member = train(
+                spooled, where, model_cfg, member_cfg, val_path=val_path, force=True, reporter=reporter,
+                resume=checkpoint.exists(artifacts.staging_dir(where)),
+            )
+            result.members.append(member)
+            on_member(k, n, seed, "end", member)
+            if member.interrupted:
+                result.interrupted, result.signal, result.staging = True, member.signal, staging
+                return result
+        result.final = _assemble(staging, model_dir, train_cfg, spooled, val_path, model_cfg)
+    finally:
+        if spooled != pairs_path:
+            Path(spooled).unlink(missing_ok=True)
+    return result
+
+
+def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> bool:
+    """Member published by an earlier run of the same command (and not interrupted)."""
+    if not (where / artifacts.CONFIG).is_file() or checkpoint.exists(artifacts.staging_dir(where)):
+        return False
+    saved = json.loads((where / artifacts.CONFIG).read_text(encoding="utf-8"))
+    now = {k: v for k, v in member_cfg.to_dict().items() if k != "epochs"}
+    before = {k: v for k, v in saved.get("train", {}).items() if k != "epochs"}
+    model_keys = {k: v for k, v in saved.get("model", {}).items() if k not in ("input_vocab_size", "output_vocab_size")}
+    wanted = {k: v for k, v in model_cfg.to_dict().items() if k not in ("input_vocab_size", "output_vocab_size")}
+    if before != now or model_keys != wanted:
+        raise TransducerError(
+            f"cannot --resume: ensemble member {where.name} in {where.parent} was trained with other"
+            " options; pass --force to start over"
+        )
+    return True
+
+
+def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path: str, val_path, model_cfg) -> dict:
+    """Members 1..N in staging/members/ -> one model directory, published to model_dir;
+    returns the ensemble's decoded validation metrics."""
+    from .evaluate import evaluate_pairs
+    from .predict import Predictor
+    from .train import EVAL_LIMIT
+
+    root, final = staging / MEMBERS_STAGING, staging / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    (root / "1").rename(final)
+    (final / artifacts.MEMBERS).mkdir()
+    for k in range(2, train_cfg.ensemble + 1):
+        (root / str(k)).rename(artifacts.member_dir(final, k))
+    config = json.loads((final / artifacts.CONFIG).read_text(encoding="utf-8"))
+    config["ensemble"] = {"members": train_cfg.ensemble, "seeds": member_seeds(train_cfg)}
+    artifacts.write_json(final / artifacts.CONFIG, config)
+
+    # The ensemble's own exact match and CER, on the held-out pairs every member validated on.
+    split = 0.0 if val_path is not None else train_cfg.val_split
+    scan = stream.scan_pairs(val_path or pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed)
+    side = "all" if val_path is not None else ("val" if scan.n_val else "train")
+    report = evaluate_pairs(Predictor(final, engine="numpy"), list(stream.iter_pairs(scan, side, EVAL_LIMIT)))
+    combined = {"decoded_exact_match": report.exact_match, "cer": report.cer}
+    metrics = artifacts.read_metrics(final)
+    metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined}
+    artifacts.write_json(final / artifacts.METRICS, metrics)
+    artifacts.publish(final, model_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    return combined
