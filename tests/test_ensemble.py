@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -148,37 +152,72 @@ def test_train_ensemble_end_to_end(tmp_path):
     assert invoke("predict", out, words).stdout == outputs["numpy"]
 
 
-def test_an_interrupted_ensemble_resumes_keeping_finished_members(tmp_path):
-    """A run that dies after member 1 (here: an exception at member 2's start) leaves member 1
-    in DIR.partial; a new run without --resume refuses, --resume trains member 2 only."""
+class SigintInMember:
+    """A reporter that sends this process a real SIGINT when epoch 1 of member `k` ends."""
+
+    def __init__(self, k: int):
+        self.k, self.member = k, 0
+
+    def on_member(self, k, n, seed, event, result):
+        self.member = k
+
+    def start(self, info): pass
+    def epoch_begin(self, epoch, epochs, steps): pass
+    def batch_end(self, step, logs): pass
+
+    def epoch_end(self, epoch, logs):
+        if self.member == self.k and epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGINT in member 2: DIR untouched, member 1 and member 2's checkpoint kept; a new run
+    without --resume refuses; --resume skips member 1, continues member 2 from its
+    checkpoint, and ends with exactly the weights of an uninterrupted run."""
     from transducer.train_ensemble import train_ensemble
 
     pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(150))
-    out = tmp_path / "ens"
     mcfg = ModelConfig(arch="aligned", hidden=8, max_len=12)
-    tcfg = TrainConfig(epochs=1, batch_size=32, ensemble=2)
-    events = []
+    tcfg = TrainConfig(epochs=2, batch_size=32, patience=100, ensemble=2)
+    whole = tmp_path / "whole"
+    train_ensemble(str(pairs), whole, mcfg, tcfg)
 
-    def die_at_member_2(k, n, seed, event, result):
-        events.append((k, event))
-        if (k, event) == (2, "start"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_ensemble(str(pairs), out, mcfg, tcfg, on_member=die_at_member_2)
+    out = tmp_path / "ens"
+    stopper = SigintInMember(2)
+    result = train_ensemble(str(pairs), out, mcfg, tcfg, reporter=stopper, on_member=stopper.on_member)
+    assert result.interrupted and result.signal == "SIGINT" and len(result.members) == 2
     assert not out.exists()
-    member_1 = artifacts.staging_dir(out) / "members" / "1" / artifacts.WEIGHTS
-    before = member_1.read_bytes()
+    assert (artifacts.staging_dir(out) / "members" / "2.partial" / "checkpoint").is_dir()
 
-    r = invoke("train", pairs, "-m", out, "--hidden", "8", "--max-len", "12", "--epochs", "1", "--batch-size", "32", "--ensemble", "2")
-    assert_clean_error(r, "holds an interrupted run", "--resume", code=2)
-
-    events.clear()
-    result = train_ensemble(str(pairs), out, mcfg, tcfg, resume=True, on_member=lambda k, n, s, e, r: events.append((k, e)))
-    assert events == [(1, "skip"), (2, "start"), (2, "end")]
-    assert result.skipped == [1] and not result.interrupted
-    assert (out / artifacts.WEIGHTS).read_bytes() == before
-    assert len(artifacts.read_members(artifacts.read_info(out))) == 2
+    cli = ["--hidden", "8", "--max-len", "12", "--epochs", "2", "--batch-size", "32", "--patience", "100"]
+    assert_clean_error(invoke("train", pairs, "-m", out, *cli, "--ensemble", "2"), "holds an interrupted run", "--resume", code=2)
+    r = invoke("train", pairs, "-m", out, *cli, "--ensemble", "2", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "member 1 of 2 (seed 0): already trained, kept" in r.stderr and "resuming after epoch 1" in r.stderr
+    for k in (1, 2):
+        a, b = (np.load(artifacts.member_dir(d, k) / artifacts.WEIGHTS) for d in (whole, out))
+        assert all(np.array_equal(a[key], b[key]) for key in a.files)
+    assert not artifacts.staging_dir(out).exists()
 
     # --resume after a finished run: nothing to resume
     assert_clean_error(invoke("train", pairs, "-m", out, "--ensemble", "2", "--resume"), "cannot --resume", code=2)
+
+
+def test_ctrl_c_in_a_real_ensemble_run_says_how_to_resume(tmp_path):
+    from test_guarantees import CLI_SMALL, _wait_for_checkpoint, subprocess_env
+
+    pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(120, seed=3))
+    model_dir = tmp_path / "m"
+    args = ["train", pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1000, "--ensemble", 2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transducer", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+    )
+    _wait_for_checkpoint(artifacts.staging_dir(model_dir) / "members" / "1.partial", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    err = " ".join(err.decode().split())
+    assert proc.returncode == 130, err
+    assert out == b"" and "Traceback" not in err
+    assert "stopped while training ensemble member 1" in err and "--resume" in err
+    assert not model_dir.exists()  # an ensemble is published whole or not at all
