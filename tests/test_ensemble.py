@@ -97,7 +97,9 @@ def test_members_with_different_vocabularies_are_a_one_line_error(tmp_path, whic
     words.write_text("abc\n")
     name = which.replace("_vocab", " vocabulary")
     for args in (["predict", ens, words], ["evaluate", ens, write_pairs(tmp_path / "t.tsv", [("abc", "ab")])], ["summarize", ens]):
-        assert_clean_error(invoke(*args), f"ensemble members disagree on the {name}", "member 2", code=2)
+        r = invoke(*args)
+        assert_clean_error(r, f"ensemble members disagree on the {name}", "member 2", code=2)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_a_missing_member_is_a_one_line_error(tmp_path):

@@ -588,10 +588,11 @@ def _layer_table(rows, title: str) -> Table:
 
 
 def _summarize_dir(model_dir: Path) -> None:
-    from .artifacts import load_keras_model, read_info, read_metrics
+    from .artifacts import load_keras_model, read_info, read_members, read_metrics
     from .model import layer_rows
 
     info = read_info(model_dir)
+    members = read_members(info)  # an ensemble whose members disagree fails before any table
     model = load_keras_model(info)
     err.print(_layer_table(layer_rows(model), title=f"{model_dir} ({info.model.arch})"))
     cfg = Table(title="config", title_justify="left", show_header=False)
@@ -619,14 +620,13 @@ def _summarize_dir(model_dir: Path) -> None:
         for k, v in final.items():
             mt.add_row(k, f"{v:.4f}")
         err.print(mt)
-    _summarize_members(info, metrics)
+    _summarize_members(info, members, metrics)
 
 
-def _summarize_members(info, metrics: dict) -> None:
+def _summarize_members(info, members: list, metrics: dict) -> None:
     """An ensemble: how many members, and each member's validation metrics."""
-    from .artifacts import member_dir, read_members, read_metrics
+    from .artifacts import member_dir, read_metrics
 
-    members = read_members(info)  # one-line error if they disagree
     if len(members) == 1:
         return
     seeds = info.raw.get("ensemble", {}).get("seeds") or ["?"] * len(members)
