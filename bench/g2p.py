@@ -26,8 +26,8 @@ same way:
        lengths (the closest reference: the one with the fewest edits)
 
 Each system runs its own train and predict commands as child processes: wall time of each
-and peak RSS (os.wait4's ru_maxrss of that child, which includes its waited-for
-descendants, e.g. Phonetisaurus's own tool chain).
+and peak RSS: ru_maxrss over the command's whole process tree, i.e. the largest single
+process in it (Phonetisaurus's wrappers run its C++ tools as children; see LAUNCHER).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import argparse
 import hashlib
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +45,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from bench_predict import machine, run_timed  # noqa: E402
+from bench_predict import machine  # noqa: E402
 
 from transducer.evaluate import edit_distance  # noqa: E402
 
@@ -62,6 +63,48 @@ CHAR_PHONE = {c: p for p, c in PHONE_CHAR.items()}
 assert len(CHAR_PHONE) == len(PHONE_CHAR) == 39
 TEST_FRACTION = 0.10
 DEFAULT_TOOL_ARGS = "--arch seq2seq --bidirectional --hidden 128 --max-len 32"
+
+
+# Runs argv[2:] and writes the peak RSS (KiB) of the largest process of its whole tree to
+# argv[1]. A fresh, small Python rather than this process: a child forked from here starts
+# with this process's RSS (the whole dictionary) and ru_maxrss keeps that. It is a child
+# subreaper, so descendants their parent never waits for (Phonetisaurus's predict leaves
+# its decoder, phonetisaurus-g2pfst, to exit on its own) are reparented to it and counted.
+LAUNCHER = """
+import ctypes, os, resource, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+code = 127
+while True:
+    try:
+        done, status = os.wait()
+    except ChildProcessError:
+        break
+    if done == pid:
+        code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def run_timed(cmd, stdin_path=None, stdout_path=os.devnull) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one command, through LAUNCHER; its stderr
+    (progress) passes through, so a long training run shows its epochs."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss, open(stdout_path, "wb") as out, \
+            open(stdin_path or os.devnull, "rb") as stdin:
+        t0 = time.perf_counter()
+        code = subprocess.call([sys.executable, "-c", LAUNCHER, rss.name, *map(str, cmd)], stdin=stdin, stdout=out)
+        wall = time.perf_counter() - t0
+        peak_kib = int(rss.read() or 0)
+    if code != 0:
+        raise SystemExit(f"{shlex.join(map(str, cmd))} failed with exit status {code}")
+    return wall, peak_kib / 1024
 
 
 def word_hash(word: str) -> int:
