@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import make_pairs, write_pairs
 from test_cli import assert_clean_error, invoke
@@ -47,6 +49,19 @@ def test_combine_is_the_renormalised_geometric_mean():
     np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-6)
     # a member's zero is clamped at 1e-30, not -inf: the symbol is unlikely, not impossible
     assert 0 < combine([np.array([0.5, 0.5, 0.0]), np.array([0.1, 0.1, 0.8])])[2] < 1e-9
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 6), st.integers(0, 2**32 - 1))
+def test_combine_contract(n_members, V, seed):
+    """A distribution; the members' order does not matter; copies give the member back."""
+    rng = np.random.default_rng(seed)
+    probs = [rng.dirichlet(np.ones(V), size=3).astype(np.float32) for _ in range(n_members)]  # (3, V) each
+    got = combine(probs)
+    assert got.shape == (3, V) and np.all(got >= 0)
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(combine(probs[::-1]), got, rtol=1e-5)
+    np.testing.assert_allclose(combine([probs[0]] * n_members), probs[0], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("engine", ["numpy", "keras"])
