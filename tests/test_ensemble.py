@@ -238,3 +238,14 @@ def test_ctrl_c_in_a_real_ensemble_run_says_how_to_resume(tmp_path):
     assert out == b"" and "Traceback" not in err
     assert "stopped while training ensemble member 1" in err and "--resume" in err
     assert not model_dir.exists()  # an ensemble is published whole or not at all
+
+
+def test_bad_data_leaves_nothing_to_resume(tmp_path):
+    """An error before any member finished (here: an invalid row) leaves no staging area,
+    so the corrected command runs without --force."""
+    bad = tmp_path / "pairs.tsv"
+    bad.write_text("abc\tABC\nno tab here\n")
+    out = tmp_path / "ens"
+    r = invoke("train", bad, "-m", out, "--hidden", "8", "--max-len", "12", "--ensemble", "2")
+    assert_clean_error(r, "line 2", code=2)
+    assert not out.exists() and not artifacts.staging_dir(out).exists()

@@ -70,21 +70,21 @@ def train_ensemble(
     staging = artifacts.staging_dir(model_dir)
     members_root = staging / MEMBERS_STAGING
     artifacts.check_writable(model_dir, force or resume)
-    if resume and not members_root.is_dir():
+    if resume and not (members_root.is_dir() and _has_progress(staging)):
         raise TransducerError(
             f"cannot --resume: no interrupted ensemble run in {staging}; train without --resume"
         )
     if not resume:
-        if staging.exists() and not force:
+        if _has_progress(staging) and not force:
             raise TransducerError(
                 f"{staging} holds an interrupted run; pass --resume to continue it, or --force to start over"
             )
         shutil.rmtree(staging, ignore_errors=True)
-    members_root.mkdir(parents=True, exist_ok=True)
     on_member = on_member or (lambda *a: None)
 
     spooled = stream.local_copy(pairs_path)  # stdin can be read once; every member reads it
     result = EnsembleResult(model_dir=model_dir)
+    members_root.mkdir(parents=True, exist_ok=True)
     try:
         n = train_cfg.ensemble
         for k, seed in enumerate(member_seeds(train_cfg), 1):
@@ -108,7 +108,18 @@ def train_ensemble(
     finally:
         if spooled != pairs_path:
             Path(spooled).unlink(missing_ok=True)
+        if not _has_progress(staging):  # e.g. bad data: nothing to resume, nothing to refuse over
+            shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def _has_progress(staging: Path) -> bool:
+    """Whether `staging` holds work a new run must not silently discard: a (single-model)
+    checkpoint, a finished ensemble member, or a member's checkpoint."""
+    root = staging / MEMBERS_STAGING
+    if checkpoint.exists(staging):
+        return True
+    return root.is_dir() and any((p / artifacts.CONFIG).is_file() or checkpoint.exists(p) for p in root.iterdir())
 
 
 def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> bool:
