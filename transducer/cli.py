@@ -19,8 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import (
-    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, ON_LONG, ModelConfig,
-    TrainConfig, TransducerError,
+    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS, ON_LONG,
+    ModelConfig, TrainConfig, TransducerError,
 )
 
 app = typer.Typer(
@@ -92,6 +92,9 @@ def train(
     ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
+    log_format: Optional[str] = typer.Option(
+        None, help=f"Progress on stderr: {' | '.join(LOG_FORMATS)} (default: rich on a terminal, plain otherwise)."
+    ),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Train a model on PAIRS and save it to --model-dir.
@@ -99,11 +102,15 @@ def train(
     Example:
 
         transducer train sample_data/translit.train.tsv --model-dir models/translit
+
+        nohup transducer train sample_data/translit.train.tsv -m models/translit --log-format jsonl 2> train.log &
     """
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
     _choice(attention, ATTENTIONS, "--attention")
     _choice(distribute, DISTRIBUTE, "--distribute")
+    if log_format is not None:
+        _choice(log_format, LOG_FORMATS, "--log-format")
     _quiet_tensorflow(verbose)
     try:
         mcfg = ModelConfig(
@@ -115,9 +122,10 @@ def train(
             patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
             distribute=distribute,
         )
+        from .progress import make_reporter
         from .train import train as run_train
 
-        reporter = _RichReporter()
+        reporter = make_reporter(log_format, err)
         try:
             result = run_train(
                 pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
@@ -126,7 +134,7 @@ def train(
             reporter.close()
     except TransducerError as e:
         _fail(e)
-    _render_train_result(result)
+    reporter.end(result)
     if result.interrupted:
         _render_interrupted(result)
 
@@ -144,100 +152,6 @@ def _render_interrupted(result) -> None:
         soft_wrap=True,
     )
     raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
-
-
-class _RichReporter:
-    """Progress bar per epoch on stderr."""
-
-    def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        self.task = None
-        self.started = False
-
-    def start(self, info):
-        err.print(
-            f"training on {info['n_train']} pairs, validating on {info['n_val']}"
-            f" (input vocab {info['input_vocab']}, output vocab {info['output_vocab']},"
-            f" {info['parameters']:,} parameters)",
-            highlight=False,
-        )
-        if info.get("resumed_from"):
-            err.print(f"resuming after epoch {info['resumed_from']} from the checkpoint", highlight=False, soft_wrap=True)
-        if info.get("distribute", "none") != "none":
-            err.print(
-                f"distributed ({info['distribute']}): global batch {info['global_batch']}"
-                f" = {info['global_batch'] // info['replicas']} per replica x {info['replicas']} replica(s)",
-                highlight=False,
-            )
-        if info["skipped"]:
-            kinds = ", ".join(f"{n} {kind}" for kind, n in info.get("skipped_by_kind", {}).items())
-            err.print(
-                f"[yellow]skipped {info['skipped']} invalid row(s)[/] ({kinds}): {info['skipped_detail']}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info.get("duplicates"):
-            err.print(
-                f"[yellow]note:[/] {info['duplicates']} repeated row(s) kept (first: line"
-                f" {info['first_duplicate']}); repeats weigh more in training",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info["conflicts"]:
-            err.print(
-                f"[yellow]note:[/] {info['conflicts']} input(s) have more than one output;"
-                f" the model can learn only one of them ({escape(info.get('first_conflict', ''))})",
-                highlight=False,
-                soft_wrap=True,
-            )
-        self.progress.start()
-        self.started = True
-
-    def epoch_begin(self, epoch, epochs, steps):
-        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", metrics="")
-
-    def batch_end(self, step, logs):
-        self.progress.update(self.task, completed=step, metrics=_fmt(logs))
-
-    def epoch_end(self, epoch, logs):
-        self.progress.update(self.task, metrics=_fmt(logs, val=True))
-
-    def close(self):
-        if self.started:
-            self.progress.stop()
-
-
-def _fmt(logs: dict, val: bool = False) -> str:
-    parts = [f"loss {logs.get('loss', float('nan')):.4f}", f"acc {logs.get('char_acc', float('nan')):.3f}"]
-    if val and "val_loss" in logs:
-        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', float('nan')):.3f}")
-    return "  ".join(parts)
-
-
-def _render_train_result(result) -> None:
-    table = Table(title="final metrics (best epoch's weights)", title_justify="left")
-    table.add_column("metric")
-    table.add_column("train (last epoch)", justify="right")
-    table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
-    for key, label in (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match")):
-        last = result.history.get(key, [float("nan")])[-1]
-        table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
-    for key, label in (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate")):
-        if key in result.final:
-            table.add_row(label, "", f"{result.final[key]:.4f}")
-    err.print(table)
-    how = "interrupted" if result.interrupted else "early stopping" if result.stopped_early else "all epochs"
-    err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
 
 
 # --- predict -----------------------------------------------------------------------------
