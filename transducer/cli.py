@@ -31,6 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+out = Console()  # stdout: a command's result (tables, pictures) when it is for people
 
 VERBOSE_HELP = "Show TensorFlow's own logs (silenced by default)."
 
@@ -401,6 +402,7 @@ def summarize(
     arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     compare_heads: bool = typer.Option(False, help="Build both heads with the same weights, compare outputs and speed."),
+    json_out: bool = typer.Option(False, "--json", help="With DIR: print its training curves, final metrics and hyperparameters as one JSON object (no TensorFlow)."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Show the network as a table: layers, output shapes, parameter counts.
@@ -409,13 +411,22 @@ def summarize(
 
         transducer summarize models/translit
 
+        transducer summarize models/translit --json | jq .best_epoch
+
         transducer summarize --input-size 15 --max-len 64 --hidden 16 --head time-distributed --no-reset-after
     """
     _choice(head, HEADS, "--head")
     _choice(arch, ARCHS, "--arch")
     _choice(attention, ATTENTIONS, "--attention")
+    if json_out and model_dir is None:
+        raise typer.BadParameter("needs a model directory (DIR)", param_hint="--json")
     _quiet_tensorflow(verbose)
     try:
+        if json_out:
+            from .history import read_training_summary
+
+            sys.stdout.write(json.dumps(read_training_summary(model_dir).to_dict(), ensure_ascii=False) + "\n")
+            return
         if model_dir is not None:
             _summarize_dir(model_dir)
             return
@@ -475,16 +486,58 @@ def _summarize_dir(model_dir: Path) -> None:
     if m.arch == "seq2seq":
         cfg.add_row("attention", m.attention)
     err.print(cfg)
-    metrics = read_metrics(info.path)
-    final = metrics.get("final")
-    if final:
-        mt = Table(title="final metrics", title_justify="left")
+    from .history import read_training_summary
+
+    _render_training(read_training_summary(info.path))
+
+
+def _render_training(summary) -> None:
+    """How the model was trained: hyperparameters and time, final metrics, curves."""
+    from .charts import epoch_plot, sparkline
+    from .progress import duration, fmt_value, ordered
+
+    hp = dict(summary.hyperparameters)
+    t = Table(title="training", title_justify="left", show_header=False)
+    t.add_row("epochs", f"{summary.epochs_run} run (at most {hp.pop('epochs', '?')})")
+    t.add_row("best epoch", str(summary.best_epoch or "?"))
+    if summary.train_seconds is not None:
+        per = summary.train_seconds / max(summary.epochs_run, 1)
+        t.add_row("training time", f"{duration(summary.train_seconds)} ({duration(per)} per epoch)")
+    first = ("batch_size", "learning_rate")  # then the rest as config.json lists them (schedule...), seed last
+    for k in [*[k for k in first if k in hp], *[k for k in hp if k not in first and k != "seed"], "seed"]:
+        if k in hp:
+            t.add_row(k.replace("_", " "), str(hp[k]))
+    out.print(t)
+    if summary.final:
+        names = summary.final_names()
+        mt = Table(title=f"final metrics (epoch {summary.best_epoch}'s weights)", title_justify="left")
         mt.add_column("metric")
         mt.add_column("value", justify="right")
-        mt.add_row("best epoch", f"{metrics.get('best_epoch', '?')} of {metrics.get('epochs_run', '?')}")
-        for k, v in final.items():
-            mt.add_row(k, f"{v:.4f}")
-        err.print(mt)
+        for k, v in ordered(summary.final):
+            mt.add_row(names[k], f"{v:.4f}")
+        out.print(mt)
+    curves, names = summary.curves, summary.curve_names()
+    if not curves:
+        return
+    plots = (
+        ({"loss": "●", "val_loss": "○"}, "loss per epoch"),
+        ({"val_exact_match": "●"}, "validation exact match per epoch"),
+    )
+    for marks, title in plots:
+        marks = {k: m for k, m in marks.items() if k in curves}
+        if marks:
+            legend = ", ".join(f"{m} {names[k]}" for k, m in marks.items()) + (", ◉ both" if len(marks) > 1 else "")
+            out.print(f"{title} ({legend})", markup=False, highlight=False, soft_wrap=True)
+            lines = epoch_plot({k: curves[k] for k in marks}, marks, summary.best_epoch)
+            out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    ct = Table(title="per-epoch curves", title_justify="left")
+    for col in ("curve", "epoch 1", f"best (epoch {summary.best_epoch})", "last", "trend"):
+        ct.add_column(col, justify="left" if col in ("curve", "trend") else "right", no_wrap=col == "trend")
+    best = summary.best_epoch - 1
+    for k, vals in ordered(curves):
+        at_best = fmt_value(k, vals[best]) if 0 <= best < len(vals) else ""
+        ct.add_row(names[k], fmt_value(k, vals[0]), at_best, fmt_value(k, vals[-1]), sparkline(vals))
+    out.print(ct)
 
 
 HEADS_EXPLAINED = (
