@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 BARS = "▁▂▃▄▅▆▇█"
-SHADES = " ░▒▓█"  # heat-map cells, from 0 to 1
+SHADE_STEPS = ((0.75, "█"), (0.5, "▓"), (0.25, "▒"), (0.05, "░"))  # heat-map cell per weight floor
+SHADE_LEGEND = "█ ≥ 0.75, ▓ ≥ 0.5, ▒ ≥ 0.25, ░ ≥ 0.05, blank below"
 MAX_COLUMNS = 60  # a plot wider than this many epochs samples them
 
 
@@ -38,9 +39,11 @@ def sparkline(values: list[float]) -> str:
 
 
 def shade(weight: float) -> str:
-    """One heat-map cell for a weight in [0, 1]: blank, ░, ▒, ▓ or █."""
-    w = min(max(weight, 0.0), 1.0)
-    return SHADES[min(int(w * len(SHADES)), len(SHADES) - 1)] if w >= 0.05 else " "
+    """One heat-map cell for a weight in [0, 1] (see SHADE_LEGEND)."""
+    for floor, cell in SHADE_STEPS:
+        if weight >= floor:
+            return cell
+    return " "
 
 
 def epoch_plot(

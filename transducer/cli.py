@@ -357,6 +357,89 @@ def evaluate(
         sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
 
 
+# --- explain -----------------------------------------------------------------------------
+
+
+@app.command()
+def explain(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    text: str = typer.Argument(..., help="One input string (quote it if it has spaces)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers (steps, probabilities, attention rows) as one JSON object."),
+    engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
+    top: int = typer.Option(3, help="Most probable symbols listed at each step."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Show why the model gives its output for TEXT: each step's probabilities and, for
+    seq2seq, the attention heat-map (rows: output characters, columns: input characters).
+
+    Examples:
+
+        transducer explain models/dates "March 3, 2021"
+
+        transducer explain models/dates "March 3, 2021" --json | jq .output
+    """
+    _choice(engine, ENGINES, "--engine")
+    if top < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--top")
+    _quiet_tensorflow(verbose)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in predict
+    from .explain import explain as run_explain
+
+    try:
+        ex = run_explain(model_dir, text, engine=engine, top=top)
+    except TransducerError as e:
+        _fail(e)
+    if json_out:
+        sys.stdout.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+        return
+    lines = _explanation_lines(ex)
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _show(ch: str) -> str:
+    """A character as one terminal cell: control, combining and wide characters as ·."""
+    import unicodedata
+
+    if ch == " ":
+        return "␣"
+    if not ch.isprintable() or unicodedata.combining(ch) or unicodedata.east_asian_width(ch) in "WF":
+        return "·"
+    return ch
+
+
+def _explanation_lines(ex) -> list[str]:
+    from .charts import SHADE_LEGEND, shade
+
+    lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
+    if ex.unknown:
+        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: read as <unk>")
+    tops = ["  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top) for s in ex.steps]
+    label_w = max([5, *(len(s.symbol) for s in ex.steps)])
+    lines.append("")
+    if ex.arch == "aligned":
+        lines.append(f"{'pos':>3}  {'in':<{label_w}}  {'out':<{label_w}}  {'p':<6}  most probable")
+        for t, (s, alts) in enumerate(zip(ex.steps, tops)):
+            seen = ex.input_symbols[t] if t < len(ex.input_symbols) else "<pad>"
+            lines.append(f"{t + 1:>3}  {seen:<{label_w}}  {s.symbol:<{label_w}}  {s.probability:.4f}  {alts}")
+        return lines
+    if not ex.has_attention:
+        lines.append("(this model has no attention: --attention none)")
+    n = len(ex.text)
+    header = "".join(f"{_show(c)} " for c in ex.text)
+    if ex.has_attention:
+        lines.append(f"attention: a row per output step, a column per input character, pad = the padding after it ({SHADE_LEGEND})")
+        lines.append(f"{'out':<{label_w}}  {'p':<6}  {header}│pad│  most probable")
+    else:
+        lines.append(f"{'out':<{label_w}}  {'p':<6}  most probable")
+    for s, alts in zip(ex.steps, tops):
+        row = f"{s.symbol:<{label_w}}  {s.probability:.4f}  "
+        if s.attention is not None:
+            cells = "".join(shade(w) * 2 for w in s.attention[:n])
+            row += f"{cells}│{shade(sum(s.attention[n:])) * 3}│  "
+        lines.append(row + alts)
+    return lines
+
+
 # --- export ------------------------------------------------------------------------------
 
 
