@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import LOG_FORMATS
+from .history import readable
 
 # Keras's metric names, in the order a line shows them; others follow in their own order.
 EPOCH_ORDER = ("loss", "char_acc", "exact_match", "val_loss", "val_char_acc", "val_exact_match", "learning_rate")
@@ -140,9 +141,9 @@ class PlainReporter(_Clock):
         self.write(f"epoch {epoch}/{self.epochs}  {duration(self.epoch_seconds())}  {metrics}")
 
     def end(self, result):
-        on = "validation" if result.counts.get("n_val") else "training data"
-        metrics = "  ".join(f"{k} {v:.4f}" for k, v in ordered(result.final))
-        self.write(f"final (epoch {result.best_epoch}'s weights, on the {on}): {metrics}")
+        on = "validation" if result.counts.get("n_val") else "training"
+        metrics = ", ".join(f"{readable(k, on)} {v:.4f}" for k, v in ordered(result.final))
+        self.write(f"final (epoch {result.best_epoch}'s weights): {metrics}")
         self.write(how_it_ended(result))
 
 
