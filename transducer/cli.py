@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -382,7 +383,6 @@ def explain(
     if top < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--top")
     _quiet_tensorflow(verbose)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in predict
     from .explain import explain as run_explain
 
     try:
@@ -398,8 +398,6 @@ def explain(
 
 def _show(ch: str) -> str:
     """A character as one terminal cell: control, combining and wide characters as ·."""
-    import unicodedata
-
     if ch == " ":
         return "␣"
     if not ch.isprintable() or unicodedata.combining(ch) or unicodedata.east_asian_width(ch) in "WF":
