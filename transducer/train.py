@@ -2,7 +2,8 @@
 one epoch at a time with checkpoints -> model directory.
 
 The library never prints. Progress goes to a `Reporter` the caller passes in (the CLI's
-draws rich progress bars on stderr); Keras's own progress output is always off.
+are in progress.py: rich bars, plain lines or JSON rows on stderr); Keras's own progress
+output is always off.
 """
 
 from __future__ import annotations
