@@ -139,6 +139,13 @@ def test_train_ensemble_end_to_end(tmp_path):
     assert "decoded_exact_match" in json.loads((out / artifacts.METRICS).read_text())["ensemble"]["final"]
     assert not artifacts.staging_dir(out).exists()
 
+    # --log-format jsonl: every stderr line is one JSON object, members and the ensemble included
+    r = invoke("train", pairs, "-m", out, *opts, "--ensemble", "2", "--force", "--log-format", "jsonl")
+    assert r.exit_code == 0, r.stderr
+    events = [json.loads(line)["event"] for line in r.stderr.splitlines()]
+    assert events[0] == "member" and events.count("member") == 2 and events[-1] == "ensemble"
+    assert not artifacts.staging_dir(out).exists()
+
     # Member 1 is exactly the model a plain run with the same seed trains; member 2 differs.
     plain = tmp_path / "plain"
     assert invoke("train", pairs, "-m", plain, *opts).exit_code == 0

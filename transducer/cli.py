@@ -147,7 +147,7 @@ def train(
     except TransducerError as e:
         _fail(e)
     if ensemble > 1:
-        _render_ensemble_result(result)
+        _render_ensemble_result(reporter, result)
         return
     reporter.end(result)
     if result.interrupted:
@@ -170,20 +170,29 @@ def _render_interrupted(result) -> None:
 
 
 def _render_member(reporter, k: int, n: int, seed: int, event: str, result) -> None:
-    """train_ensemble's per-member progress, on stderr; a member's end is the reporter's."""
-    if event == "start":
-        err.print(f"ensemble member {k} of {n} (seed {seed})", highlight=False)
-    elif event == "skip":
-        err.print(f"ensemble member {k} of {n} (seed {seed}): already trained, kept", highlight=False)
-    else:
+    """train_ensemble's per-member progress, on stderr; a member's end is the reporter's.
+    With --log-format jsonl these are events too ({"event": "member", ...})."""
+    if event == "end":
         reporter.end(result)
+    elif hasattr(reporter, "event"):  # jsonl: every line stays one JSON object
+        reporter.event("member", member=k, members=n, seed=seed, status=event)
+    else:
+        kept = ": already trained, kept" if event == "skip" else ""
+        err.print(f"ensemble member {k} of {n} (seed {seed}){kept}", highlight=False)
 
 
-def _render_ensemble_result(result) -> None:
+def _render_ensemble_result(reporter, result) -> None:
     from .checkpoint import SIGNAL_EXIT
 
+    members = len(result.skipped) + len(result.members)
+    jsonl = hasattr(reporter, "event")
+    if jsonl:
+        reporter.event(
+            "ensemble", model_dir=str(result.model_dir), members=members, interrupted=result.interrupted,
+            final=result.final,
+        )
     if result.interrupted:
-        k = len(result.skipped) + len(result.members)
+        k = members
         err.print(
             f"[yellow]{result.signal}:[/] stopped while training ensemble member {k};"
             f" {escape(str(result.model_dir))} is unchanged. The finished members and member {k}'s"
@@ -193,9 +202,11 @@ def _render_ensemble_result(result) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
+    if jsonl:
+        return
     f = result.final
     err.print(
-        f"saved {result.model_dir}: an ensemble of {len(result.skipped) + len(result.members)} members;"
+        f"saved {result.model_dir}: an ensemble of {members} members;"
         f" ensemble on validation: exact match (decoded strings) {f['decoded_exact_match']:.4f},"
         f" character error rate {f['cer']:.4f}",
         highlight=False,
