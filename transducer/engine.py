@@ -14,7 +14,14 @@ probability of the emitted string. For a unidirectional model the numpy engine r
 step by step and drops each row from the batch once it has emitted </s> (or <pad>):
 nothing after that changes the string or its probability, and an aligned model's output
 at step t depends only on steps <= t. A bidirectional model's outputs depend on the whole
-padded input, so it is computed in full, as Keras does.
+padded input, so it is computed in full, as Keras does (always max_len wide: see
+ModelConfig.variable_length).
+
+A masked seq2seq model (config "masked") gets rows padded to their group's longest line
+and computes what Keras computes with its padding mask: the forward GRU is causal, so
+only its final state is taken at each row's last real character; the backward GRU runs
+over each row reversed within its own length (tf.reverse_sequence), so it starts at the
+last real character; attention scores of padded positions lose 1e9, as in Keras.
 """
 
 from __future__ import annotations
