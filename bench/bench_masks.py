@@ -45,7 +45,10 @@ def run(code: Path, args: list[str], stdin: Path | None = None) -> tuple[float, 
     env = {**os.environ, "PYTHONPATH": str(code), "TF_CPP_MIN_LOG_LEVEL": "3"}
     t0 = time.perf_counter()
     with open(stdin, "rb") if stdin else open(os.devnull, "rb") as f:
-        p = subprocess.run([sys.executable, "-m", "transducer", *map(str, args)], stdin=f, capture_output=True, env=env)
+        # cwd elsewhere: `python -m` puts the working directory first on sys.path, which
+        # would shadow PYTHONPATH when run from a checkout.
+        p = subprocess.run([sys.executable, "-m", "transducer", *map(str, args)], stdin=f, capture_output=True,
+                           env=env, cwd=tempfile.gettempdir())
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, args))} failed: {p.stderr.decode()[-2000:]}")
     return time.perf_counter() - t0, p.stdout.decode()
@@ -68,6 +71,13 @@ def main() -> None:
     args = ap.parse_args()
     now = REPO
     work = Path(tempfile.mkdtemp(prefix="bench-masks-"))
+    args.before = args.before.resolve()
+    for code in (args.before, now):  # each side really runs its own code
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        found = subprocess.run([sys.executable, "-c", "import transducer; print(transducer.__file__)"], env=env,
+                               cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True).stdout.strip()
+        assert found == str(code / "transducer" / "__init__.py"), found
+        print(f"code: {found}")
     rows = [line.split("\t") for line in (REPO / "sample_data/cmudict.train.tsv").read_text().splitlines()]
     rows = [(a, b) for a, b in rows if len(a) <= 16 and len(b) <= 16][: args.pairs]
     data = work / "cmudict16.tsv"

@@ -65,8 +65,8 @@ def seq2seq_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
     enc, _ = in_vocab.encode_batch([p[0] for p in pairs], max_len, fill=PAD_ID)  # (N, max_len)
     tgt, _ = out_vocab.encode_batch([p[1] for p in pairs], T, fill=END_ID)  # (N, T)
     dec_in = np.concatenate([np.full((len(pairs), 1), START_ID, np.int32), tgt[:, :-1]], axis=1)  # (N, T)
-    # Past the end the decoder input is </s> (a shifted fill); those steps are not counted
-    # by the metrics, and the loss on them only teaches "after </s> comes </s>".
+    # Past the end the decoder input is </s> (a shifted fill); those steps are counted
+    # neither by the metrics nor by a masked model's loss (model.sequence_loss).
     return [enc, dec_in], [len(in_vocab), len(out_vocab)], tgt
 
 
@@ -81,12 +81,12 @@ def _encoder(model, chars, cfg: ModelConfig, mask):
     for i in range(1, cfg.layers + 1):
         if cfg.bidirectional:
             name = f"encoder_bidirectional_{i}"
-            bi = model.get_layer(name) if model else layers.Bidirectional(_gru(cfg, cfg.hidden, f"encoder_gru_{i}"), name=name)
+            bi = model.get_layer(name) if model is not None else layers.Bidirectional(_gru(cfg, cfg.hidden, f"encoder_gru_{i}"), name=name)
             x, fwd, bwd = bi(x, mask=mask)  # (None, T, 2H), (None, H), (None, H)
             state = [fwd, bwd]
         else:
             name = f"encoder_gru_{i}"
-            gru = model.get_layer(name) if model else _gru(cfg, cfg.hidden, name)
+            gru = model.get_layer(name) if model is not None else _gru(cfg, cfg.hidden, name)
             x, h = gru(x, mask=mask)  # (None, T, H), (None, H)
             state = [h]
         if cfg.dropout > 0 and model is None:
