@@ -30,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=3, help="epochs per configuration; the first is not timed")
+    ap.add_argument("--arch", choices=["seq2seq", "aligned", "both"], default="both")
     args = ap.parse_args()
 
     from transducer import stream
@@ -44,6 +45,8 @@ def main() -> None:
     print(f"{len(rows)} pairs, batch 64, hidden 64, {args.epochs - 1} timed epoch(s) after one warm-up")
     print(f"{'model':<24} {'max_len':>8} {'batches':>22} {'s/epoch':>8} {'pairs/s':>8}")
     for arch, bi in [("seq2seq", True), ("aligned", False)]:
+        if args.arch not in ("both", arch):
+            continue
         for max_len, masked in [(64, False), (64, True), (16, True)]:
             scan = stream.scan_pairs(str(path), max_len, False, 0.0, 0)
             iv, ov = scan.vocabs()
@@ -60,7 +63,8 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
             s = statistics.median(times[1:])
             label = "masked, bucketed" if masked else "before (unmasked)"
-            print(f"{arch + (' bi' if bi else ''):<24} {max_len:>8} {label:>22} {s:>8.2f} {len(rows) / s:>8.0f}")
+            print(f"{arch + (' bi' if bi else ''):<24} {max_len:>8} {label:>22} {s:>8.2f} {len(rows) / s:>8.0f}"
+                  f"   (timed epochs: {', '.join(f'{t:.2f}' for t in times[1:])} s)")
 
 
 if __name__ == "__main__":
