@@ -106,6 +106,7 @@ class KerasEngine:
         self.model = model if model is not None else _load_keras(info)
         self.decoder_layers = info.model.layers
         self._seq2seq = None  # (encoder, step) inference models, built on first use
+        self._scores_step = None  # the step model that also returns attention scores (explain)
 
     def _seq2seq_models(self):
         if self._seq2seq is None:
@@ -125,15 +126,35 @@ class KerasEngine:
         mask = (ids != PAD_ID) if self.info.model.masked else None  # (B, T)
         return np.asarray(enc, np.float32), np.asarray(init, np.float32), mask
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray]):
-        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states."""
+    def seq2seq_step(
+        self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
+        return_attention: bool = False,
+    ):
+        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
+        (and with `return_attention`, the attention weights (N, T), None without attention).
+        mask: the encoder mask from seq2seq_encode (None for a model written before masks)."""
         from .vocab import one_hot
 
-        _, step = self._seq2seq_models()
+        if return_attention:
+            step = self._attention_step()
+        else:
+            _, step = self._seq2seq_models()
         x = one_hot(prev[:, None], self.info.model.output_vocab_size)  # (N, 1, Vout)
         out = step.predict_on_batch([x, enc, *([mask] if mask is not None else []), *states])
         probs = np.asarray(out[0], np.float32)[:, 0]  # (N, Vout)
-        return probs, [np.asarray(s, np.float32) for s in out[1:]]
+        states = [np.asarray(s, np.float32) for s in out[1 : 1 + self.decoder_layers]]
+        if not return_attention:
+            return probs, states
+        has_scores = len(out) > 1 + self.decoder_layers
+        return probs, states, np.asarray(out[-1], np.float32)[:, 0] if has_scores else None  # (N, T)
+
+    def _attention_step(self):
+        """The step model with the attention layer's own scores as an extra output (explain)."""
+        if self._scores_step is None:
+            from .seq2seq import inference_models
+
+            self._scores_step = inference_models(self.model, self.info.model, attention_scores=True)[1]
+        return self._scores_step
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
@@ -297,9 +318,15 @@ class NumpyEngine:
             return enc, np.concatenate([last[:, :H], enc[:, 0, H:]], axis=-1), mask  # (B, 2H)
         return enc, last.copy(), mask  # (B, H)
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray]):
-        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states."""
+    def seq2seq_step(
+        self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
+        return_attention: bool = False,
+    ):
+        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
+        (and with `return_attention`, the attention weights (N, T), None without attention).
+        mask: the encoder mask from seq2seq_encode (None for a model written before masks)."""
         cfg = self.info.model
+        weights = None
         x = None
         new_states = []
         for i in range(1, cfg.layers + 1):
@@ -311,6 +338,8 @@ class NumpyEngine:
             context = np.einsum("nt,ntw->nw", weights, enc)  # (N, W)
             combined = np.concatenate([x, context], axis=-1)  # (N, 2W)
             x = np.tanh(combined @ self.get("attention_combine/kernel") + self.get("attention_combine/bias"))
+        if return_attention:
+            return self.head(x), new_states, weights
         return self.head(x), new_states  # (N, V)
 
     def attention_weights(self, query: np.ndarray, enc: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -94,12 +94,12 @@ def _encoder(model, chars, cfg: ModelConfig, mask):
     return x, state
 
 
-def _attend(attend, y, enc_out, mask):
+def _attend(attend, y, enc_out, mask, **kwargs):
     """Context vectors for decoder outputs `y` over the encoder outputs; padded encoder
     positions (mask False) get no weight."""
     if mask is None:
-        return attend([y, enc_out])  # (None, T+1, W): query = decoder, value = key = encoder
-    return attend([y, enc_out], mask=[None, mask])
+        return attend([y, enc_out], **kwargs)  # (None, T+1, W): query = decoder, value = key = encoder
+    return attend([y, enc_out], mask=[None, mask], **kwargs)
 
 
 def build_seq2seq(cfg: ModelConfig, variable_length: bool = False):
@@ -133,12 +133,14 @@ def build_seq2seq(cfg: ModelConfig, variable_length: bool = False):
     return keras.Model([chars, prev], probs, name="seq2seq")
 
 
-def inference_models(model, cfg: ModelConfig):
+def inference_models(model, cfg: ModelConfig, attention_scores: bool = False):
     """(encoder, step) Keras models sharing the trained model's layers (by name).
 
     encoder: chars (B, T, Vin) -> [encoder outputs (B, T, W), initial state (B, W)]
     step:    [prev one-hot (B, 1, Vout), encoder outputs, (masked models: encoder mask
              (B, T) bool), state_1..state_L (B, W)] -> [probs (B, Vout), new state_1..state_L]
+             with `attention_scores` (and attention), one more output: the attention
+             layer's own weights (B, 1, T), from return_attention_scores=True
     A masked model's time axes are None: each batch runs to its own longest string.
     """
     W = encoder_width(cfg)
@@ -158,12 +160,23 @@ def inference_models(model, cfg: ModelConfig):
     for i in range(1, cfg.layers + 1):
         y, h = model.get_layer(f"decoder_gru_{i}")(y, initial_state=states_in[i - 1])  # (B, 1, W)
         states_out.append(h)
+    scores = []
     if cfg.attention != "none":
-        context = _attend(model.get_layer("attention"), y, enc_out, enc_mask)  # (B, 1, W)
+        attend = model.get_layer("attention")
+        if attention_scores:
+            # A twin of the trained layer (same config, same weights): Keras 3 cannot build
+            # a model from a layer called once without and then with return_attention_scores
+            # (Function.__init__ checks the outputs against the layer's first call).
+            twin = type(attend).from_config({**attend.get_config(), "name": "attention_scores"})
+            context, weights = _attend(twin, y, enc_out, enc_mask, return_attention_scores=True)  # (B, 1, W), (B, 1, T)
+            twin.set_weights(attend.get_weights())
+            scores = [weights]
+        else:
+            context = _attend(attend, y, enc_out, enc_mask)  # (B, 1, W)
         y = model.get_layer("attention_concat")([y, context])
         y = model.get_layer("attention_combine")(y)
     head = "time_distributed" if cfg.head == "time-distributed" else "dense"
     probs = model.get_layer("softmax")(model.get_layer(head)(y))  # (B, 1, Vout)
     inputs = [prev, enc_out, *([enc_mask] if cfg.masked else []), *states_in]
-    step = keras.Model(inputs, [probs, *states_out], name="seq2seq_step")
+    step = keras.Model(inputs, [probs, *states_out, *scores], name="seq2seq_step")
     return encoder, step
