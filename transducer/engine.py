@@ -311,6 +311,8 @@ class NumpyEngine:
         mask = (ids != PAD_ID) if cfg.masked else None  # (B, T): right-padded, so a prefix
         lengths = None if mask is None else mask.sum(axis=1)  # (B,)
         enc = self.recurrent_stack(ids, prefix="encoder_", lengths=lengths)  # (B, T, W)
+        if mask is not None:
+            enc[~mask] = 0.0  # as Keras outputs at padded steps; an empty row encodes to zeros
         last = enc[:, -1] if lengths is None else enc[np.arange(len(ids)), np.maximum(lengths - 1, 0)]  # (B, W)
         if cfg.bidirectional:
             # Final states: forward after the last (real) position, backward after the first.
