@@ -50,7 +50,7 @@ def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequence
             x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x)
         else:
             x = gru(x)  # (None, T, hidden) or (None, hidden) for the last, label-style
-        if cfg.dropout > 0:
+        if cfg.dropout:  # None (not yet chosen) builds none either
             x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
     return x
 
@@ -109,10 +109,11 @@ def exact_match(y_true, y_pred):
     return ops.cast(ops.all(ops.logical_or(correct, ops.logical_not(counted)), axis=1), "float32")
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
+def compile_model(model: keras.Model, learning_rate: float, loss=None) -> None:
+    """Adam on `loss` (default: sparse categorical cross-entropy; see recipe.smoothed_loss)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=loss or "sparse_categorical_crossentropy",
         metrics=[char_acc, exact_match],
     )
 
