@@ -224,6 +224,19 @@ def test_max_len_counts_normalized_characters(nfd_model):
     assert r.exit_code != 0 and "input is 12 characters" in r.stderr
 
 
+def test_a_huge_line_is_normalized_from_its_beginning(nfd_model):
+    huge = "é" * 300_000  # far over the byte limit: streamed, the model sees its start
+    lines = f"ab\n{huge}\n{'é' * 4}\n"
+    r = invoke("predict", nfd_model, "--on-long", "truncate", input=lines)
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout.split("\n")
+    assert len(out) == 4 and out[3] == ""
+    # The truncated huge line is read as its first 8 decomposed characters: "éééé".
+    assert out[1] == out[2]
+    r = invoke("predict", nfd_model, "--on-long", "copy", "-f", "tsv", input=lines)
+    assert r.exit_code == 0 and r.stdout.split("\n")[1] == f"{huge}\t{huge}"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40), st.sampled_from(["none", "nfc", "nfd", "nfkc", "nfkd"]), st.integers(1, 10))
 def test_a_line_over_the_byte_limit_is_over_max_len_once_normalized(text, form, max_len):
