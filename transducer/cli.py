@@ -76,8 +76,7 @@ def train(
     layers: int = typer.Option(1, help="Stacked GRU layers."),
     bidirectional: bool = typer.Option(False, help="Read the input both ways (each position sees all of it)."),
     dropout: Optional[float] = typer.Option(
-        None, help="Dropout after each GRU layer (seq2seq: and on attention weights). Default: aligned 0;"
-        " seq2seq 0.3 under 50,000 training pairs, 0.1 from there on."
+        None, help="Dropout after each GRU layer (seq2seq: and on attention weights). Default: aligned 0, seq2seq 0.1."
     ),
     reset_after: bool = typer.Option(True, help="GRU reset gate after the matmul (Keras 3 default); --no-reset-after is Keras 2's."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
@@ -103,7 +102,9 @@ def train(
         " without improvement). Default: aligned constant, seq2seq plateau."
     ),
     lr_patience: Optional[int] = typer.Option(None, help="plateau: epochs without improvement before halving (default 2)."),
-    label_smoothing: float = typer.Option(0.0, help="Spread this share of each target's probability over all symbols."),
+    label_smoothing: Optional[float] = typer.Option(
+        None, help="Spread this share of each target's probability over all symbols (default: aligned 0, seq2seq 0.1)."
+    ),
     init_from: Optional[Path] = typer.Option(
         None, help="Start from this trained model's weights and vocabularies (architecture options default to its own)."
     ),
@@ -140,19 +141,23 @@ def train(
 
             given = {k for k in architecture if ctx.get_parameter_source(k).name != "DEFAULT"}
             architecture.update({k: v for k, v in architecture_of(init_from).items() if k not in given})
-        from .recipe import default_normalize, train_defaults
+        from .recipe import default_dropout, default_normalize, train_defaults
 
         if architecture["normalize"] is None:
             architecture["normalize"] = default_normalize(architecture["arch"])
+        dropout = default_dropout(architecture["arch"]) if dropout is None else dropout
         mcfg = ModelConfig(dropout=dropout, **architecture)
 
-        chosen = dict(patience=patience, min_delta=min_delta, lr_schedule=lr_schedule, lr_patience=lr_patience)
+        chosen = dict(
+            patience=patience, min_delta=min_delta, lr_schedule=lr_schedule, lr_patience=lr_patience,
+            label_smoothing=label_smoothing,
+        )
         tcfg = TrainConfig(**{
             **train_defaults(mcfg.arch),
             **{k: v for k, v in chosen.items() if v is not None},
             "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "val_split": val_split,
             "seed": seed, "skip_invalid": skip_invalid, "distribute": distribute,
-            "label_smoothing": label_smoothing, "init_from": str(init_from) if init_from else None,
+            "init_from": str(init_from) if init_from else None,
         })
         from .train import train as run_train
 

@@ -43,9 +43,8 @@ class ModelConfig:
     hidden: int = 128  # units in each GRU layer
     layers: int = 1  # stacked GRU layers (encoder and decoder each, for seq2seq)
     bidirectional: bool = False  # GRUs read both ways, so every position sees the whole input
-    dropout: float | None = 0.0  # Dropout after each GRU layer (not recurrent dropout: keeps cuDNN's
-    #                              path) and, for seq2seq, on the attention weights; None: chosen
-    #                              by `train` from the number of training pairs (recipe.auto_dropout)
+    dropout: float = 0.0  # Dropout after each GRU layer (not recurrent dropout: keeps cuDNN's
+    #                       path) and, for seq2seq, on the attention weights
     reset_after: bool = True  # Keras 3 default; False reproduces Keras 2 parameter counts
     head: str = "dense"  # per-timestep output layer: "dense" or "time-distributed"
     attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
@@ -67,7 +66,7 @@ class ModelConfig:
         for name in ("max_len", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise TransducerError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+        if not 0.0 <= self.dropout < 1.0:
             raise TransducerError("--dropout must be in [0, 1)")
         if self.normalize not in NORMALIZE:
             raise TransducerError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")

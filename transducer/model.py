@@ -50,7 +50,7 @@ def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequence
             x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x)
         else:
             x = gru(x)  # (None, T, hidden) or (None, hidden) for the last, label-style
-        if cfg.dropout:  # None (not yet chosen) builds none either
+        if cfg.dropout > 0:
             x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
     return x
 

@@ -89,7 +89,7 @@ def build_seq2seq(cfg: ModelConfig):
         else:
             x, state = gru(x)  # (None, T, H), (None, H)
             state = (state,)
-        if cfg.dropout:  # None (not yet chosen) builds none either
+        if cfg.dropout > 0:
             x = layers.Dropout(cfg.dropout, name=f"encoder_dropout_{i}")(x)
     enc_out = x  # (None, T, W)
     if cfg.bidirectional:
@@ -100,12 +100,12 @@ def build_seq2seq(cfg: ModelConfig):
     y = prev
     for i in range(1, cfg.layers + 1):
         y, _ = _gru(cfg, W, f"decoder_gru_{i}")(y, initial_state=init)  # (None, T+1, W)
-        if cfg.dropout:  # None (not yet chosen) builds none either
+        if cfg.dropout > 0:
             y = layers.Dropout(cfg.dropout, name=f"decoder_dropout_{i}")(y)
 
     if cfg.attention != "none":
         # Dropout on the attention weights too (training only; Keras's default is 0).
-        attend = getattr(layers, ATTENTION_LAYER[cfg.attention])(dropout=cfg.dropout or 0.0, name="attention")
+        attend = getattr(layers, ATTENTION_LAYER[cfg.attention])(dropout=cfg.dropout, name="attention")
         context = attend([y, enc_out])  # (None, T+1, W): query = decoder, value = key = encoder
         y = layers.Concatenate(name="attention_concat")([y, context])  # (None, T+1, 2W)
         y = layers.Dense(W, activation="tanh", name="attention_combine")(y)  # (None, T+1, W)

@@ -129,8 +129,6 @@ def train(
     # --init-from keeps the source model's vocabularies (its weights are indexed by them).
     in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
-    if cfg.dropout is None:
-        cfg = cfg.replace(dropout=recipe.auto_dropout(cfg.arch, n_train))
 
     from .model import build_model, compile_model, keras, tf
 
@@ -184,7 +182,6 @@ def train(
         "input_vocab": len(in_vocab),
         "output_vocab": len(out_vocab),
         "parameters": int(model.count_params()),
-        "dropout": cfg.dropout,
         # --init-from: training input characters the source model never saw (read as <unk>)
         "unseen_input_chars": "".join(sorted(data.in_chars - set(in_vocab.symbols))) if source else "",
         **plan.counts(),  # distribute, replicas, global_batch, is_chief
