@@ -616,8 +616,12 @@ def _summarize_dir(model_dir: Path) -> None:
         cfg.add_row(k, str(v))
     if m.arch == "seq2seq":
         cfg.add_row("attention", m.attention)
-    err.print(cfg)
+    cfg.add_row("dropout", str(m.dropout))
+    cfg.add_row("normalize", m.normalize)
     metrics = read_metrics(info.path)
+    if metrics.get("stop_reason"):
+        cfg.add_row("stopped early", metrics["stop_reason"])
+    err.print(cfg)
     final = metrics.get("final")
     if final:
         mt = Table(title="final metrics", title_justify="left")
