@@ -20,6 +20,7 @@ ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
 NORMALIZE = ("none", "nfc", "nfd", "nfkc", "nfkd")  # Unicode normalization of the text (normalization.py)
 LR_SCHEDULES = ("constant", "plateau")  # learning-rate schedules (recipe.py)
+LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
 
 
 class TransducerError(Exception):
