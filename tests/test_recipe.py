@@ -136,7 +136,7 @@ def source(tmp_path_factory) -> Path:
     model_dir = root / "source"
     r = invoke("train", data, "-m", model_dir, *SMALL, "--epochs", 4, "--patience", 1, "--min-delta", 0.9)
     assert r.exit_code == 0, r.stderr
-    assert "(early stopping: validation loss did not improve by 90% for 1 epoch(s)" in " ".join(r.stderr.split())
+    assert "(early stopping: validation loss did not improve by 90% and validation exact match did not rise for 1 epoch(s)" in " ".join(r.stderr.split())
     assert "learning_rate 0.003" in r.stderr  # the learning rate is in the progress line
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["stop_reason"] and len(metrics["history"]["learning_rate"]) == metrics["epochs_run"]
