@@ -97,7 +97,8 @@ def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 10
     for i in range(0, len(inputs), batch_size):
         chunk = inputs[i : i + batch_size]
         predictions.update(zip(chunk, (out for out, _ in predictor.predict_batch(chunk))))
-    return score(pairs, predictions)
+    # References in the form outputs are written in (composed, for a decomposing model).
+    return score([(src, predictor.for_output(tgt)) for src, tgt in pairs], predictions)
 
 
 def evaluate(model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024) -> EvalReport:
@@ -105,7 +106,7 @@ def evaluate(model_dir, test_path: str, engine: str = "numpy", beam: int = 1, ba
     from .predict import Predictor
 
     predictor = Predictor(model_dir, engine=engine, beam=beam, cache=0)  # inputs are distinct already
-    test = read_pairs(test_path, predictor.max_len)
+    test = read_pairs(test_path, predictor.max_len, normalize=predictor.normalize)
     return evaluate_pairs(predictor, test.pairs, batch_size)
 
 

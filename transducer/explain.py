@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import normalization
 from .artifacts import ModelInfo, read_info
 from .config import TransducerError
 from .decode import NOT_EMITTED
@@ -63,6 +64,7 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
         raise TransducerError("--top must be at least 1")
     info = read_info(model_dir)
     max_len = info.model.max_len
+    text = normalization.normalize(info.model.normalize, text)  # the symbols the model reads
     if len(text) > max_len:
         raise TransducerError(f"the text is {len(text)} characters long; this model reads at most {max_len} (its max_len)")
     eng = load_engine(info, engine)
@@ -76,7 +78,7 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
         text=text,
         input_symbols=tuple(ch if ok else UNK for ch, ok in zip(text, known)),
         unknown=tuple(dict.fromkeys(ch for ch, ok in zip(text, known) if not ok)),
-        output=info.output_vocab.decode(chosen),
+        output=normalization.for_output(info.model.normalize, info.output_vocab.decode(chosen)),
         probability=probability,
         steps=tuple(steps),
         has_attention=info.model.arch == "seq2seq" and info.model.attention != "none",

@@ -78,20 +78,37 @@ def exact_match(y_true, y_pred):
     return ops.cast(ops.all(ops.logical_or(correct, ops.logical_not(counted)), axis=1), "float32")
 
 
-def sequence_loss(y_true, y_pred):
-    """Per sequence: the mean cross-entropy over its counted positions (the characters and
-    the first </s>), so a batch's padding (however long) adds nothing to the loss."""
-    y_true = ops.cast(y_true, "int32")
-    ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)  # (B, T)
-    counted = ops.cast(_counted(y_true), ce.dtype)  # (B, T)
-    return ops.sum(ce * counted, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)  # (B,)
+def sequence_loss(masked: bool = True, label_smoothing: float = 0.0):
+    """The training loss, per sequence (B,). Cross-entropy per position, label-smoothed when
+    asked (Keras's sparse loss has no smoothing): the target distribution is (1 - e) on the
+    right symbol plus e spread evenly over all V, so loss = (1 - e) * -log p[y] + e *
+    mean_v(-log p[v]). masked: the mean over each sequence's counted positions (the
+    characters and the first </s>), so a batch's padding adds nothing; False: the mean
+    over every position (models written before masks)."""
+    e = float(label_smoothing)
+
+    def loss(y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        if e:
+            logp = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))  # (B, T, V)
+            nll = -ops.take_along_axis(logp, ops.expand_dims(y_true, -1), axis=-1)[..., 0]  # (B, T)
+            ce = (1.0 - e) * nll - e * ops.mean(logp, axis=-1)  # (B, T)
+        else:
+            ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)  # (B, T)
+        if not masked:
+            return ops.mean(ce, axis=1)  # (B,)
+        counted = ops.cast(_counted(y_true), ce.dtype)  # (B, T)
+        return ops.sum(ce * counted, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)  # (B,)
+
+    loss.__name__ = "sequence_loss"
+    return loss
 
 
-def compile_model(model: keras.Model, learning_rate: float, masked: bool = True) -> None:
+def compile_model(model: keras.Model, learning_rate: float, masked: bool = True, label_smoothing: float = 0.0) -> None:
     """masked False: the loss of models written before masks (every position, padding too)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=sequence_loss if masked else "sparse_categorical_crossentropy",
+        loss=sequence_loss(masked, label_smoothing),
         metrics=[char_acc, exact_match],
     )
 

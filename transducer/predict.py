@@ -23,6 +23,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from . import normalization
 from .artifacts import ModelInfo, read_info
 from .config import CACHE_LINES, ON_LONG, TransducerError
 from .data import LongLine, decode_line, iter_bounded_lines
@@ -59,6 +60,7 @@ class SpooledLine:
     `--format tsv/jsonl` can echo it. `head` holds its first max_len characters."""
 
     def __init__(self, long: LongLine, name: str, line_no: int, errors: str, max_len: int):
+        """max_len: characters of the line's beginning kept in `head`."""
         self.file = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
         self.head = ""
         decoder = codecs.getincrementaldecoder("utf-8")(errors)
@@ -135,7 +137,8 @@ class Predictor:
             self.engine = load_engine(self.info, engine)
         else:
             self.info, self.engine = engine.info, engine
-        self.max_len = self.info.model.max_len
+        self.max_len = self.info.model.max_len  # characters of the normalized input
+        self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = beam, nbest
         self._check_fit()
 
@@ -164,9 +167,24 @@ class Predictor:
         """[(output, confidence)] for strings of at most max_len chars."""
         return [(out, conf) for out, conf, _ in self.predict_candidates(strings)]
 
+    def model_input(self, text: str) -> str:
+        """What the model sees of `text` (or of a long line's beginning): its first max_len
+        characters in the model's normalization form."""
+        return normalization.head(self.normalize, text, self.max_len)
+
+    def input_length(self, text: str) -> int:
+        """Characters of `text` as max_len counts them: in the model's normalization form."""
+        return len(normalization.normalize(self.normalize, text))
+
+    def for_output(self, text: str) -> str:
+        """A model-form string as the user sees it (composed when the model decomposes)."""
+        return normalization.for_output(self.normalize, text)
+
     def predict_candidates(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
-        """[(output, confidence, n-best list or None)] for strings of at most max_len chars:
-        each distinct string computed once, unless the cache already holds it."""
+        """[(output, confidence, n-best list or None)] for strings of at most max_len
+        characters once normalized: each distinct string computed once, unless the cache
+        already holds it."""
+        strings = [self.model_input(s) for s in strings]
         if not self.cache.size:
             return self._compute(strings)
         results = {}
@@ -216,9 +234,11 @@ class Predictor:
             if self.beam == 1 and self.nbest == 1:
                 best, conf = self.engine.aligned_decode(ids)  # (B, T), (B,)
                 outputs = self.info.output_vocab.decode_batch(best)
-                return [(o, c, None) for o, c in zip(outputs, conf.tolist())]
+                return [(self.for_output(o), c, None) for o, c in zip(outputs, conf.tolist())]
             found = decode.aligned_kbest(self.engine.aligned_probs(ids), self.nbest)
-        decode_ids = self.info.output_vocab.decode
+        def decode_ids(ids):
+            return self.for_output(self.info.output_vocab.decode(ids))
+
         results = []
         for cands in found:
             nbest = [(decode_ids(c.ids), float(c.score), float(np.exp(c.logp))) for c in cands]
@@ -244,9 +264,10 @@ def predict_stream(
         raise TransducerError(f"--on-long must be one of {', '.join(ON_LONG)}, got {on_long!r}")
     stats = stats if stats is not None else PredictStats()
     max_len = predictor.max_len
-    # A line of max_len characters is at most 4 * max_len bytes of UTF-8 (+ "\r\n"); a
-    # longer one is over max_len whatever it holds, and is never read whole into memory.
-    limit = 4 * max_len + 2
+    # A line of max_len characters is at most 4 * max_len bytes of UTF-8 (+ "\r\n"), more
+    # when normalization composes characters; a longer one is over max_len whatever it
+    # holds, and is never read whole into memory.
+    limit = normalization.byte_limit(predictor.normalize, max_len)
     chunk: list[tuple[int, str | SpooledLine]] = []
     for line_no, raw in iter_bounded_lines(stream, limit):
         stats.lines += 1
@@ -258,7 +279,7 @@ def predict_stream(
             except TransducerError:
                 yield _run_chunk(predictor, chunk, stats, on_long)  # every earlier line first
                 raise
-            length = len(text)
+            length = predictor.input_length(text)
         if length is None or length > max_len:
             stats.long_lines += 1
             stats.first_long_line = stats.first_long_line or line_no
@@ -276,7 +297,8 @@ def predict_stream(
             if chunk:
                 yield _run_chunk(predictor, chunk, stats, on_long)
                 chunk = []
-            spooled = SpooledLine(raw, name, line_no, encoding_errors, max_len)
+            head_chars = normalization.head_chars(predictor.normalize, max_len)
+            spooled = SpooledLine(raw, name, line_no, encoding_errors, head_chars)
             try:
                 yield _run_chunk(predictor, [(line_no, spooled)], stats, on_long)
             finally:
@@ -294,8 +316,8 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
     """Predictions for one chunk, in order; empty and copied lines skip the model."""
     max_len = predictor.max_len
     vocab = predictor.info.input_vocab
-    heads = [x.head if isinstance(x, SpooledLine) else x[:max_len] for _, x in chunk]  # what the model sees
-    longs = [isinstance(x, SpooledLine) or len(x) > max_len for _, x in chunk]
+    heads = [predictor.model_input(x.head if isinstance(x, SpooledLine) else x) for _, x in chunk]  # what the model sees
+    longs = [isinstance(x, SpooledLine) or predictor.input_length(x) > max_len for _, x in chunk]
     todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
     ids, _ = vocab.encode_batch([heads[i] for i in todo], max_len, fill=PAD_ID)  # (B, T)
     unknown = dict(zip(todo, np.count_nonzero(ids == UNK_ID, axis=1).tolist()))  # line -> count

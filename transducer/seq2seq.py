@@ -124,7 +124,8 @@ def build_seq2seq(cfg: ModelConfig, variable_length: bool = False):
             y = layers.Dropout(cfg.dropout, name=f"decoder_dropout_{i}")(y)
 
     if cfg.attention != "none":
-        attend = getattr(layers, ATTENTION_LAYER[cfg.attention])(name="attention")
+        # Dropout on the attention weights too (training only; Keras's default is 0).
+        attend = getattr(layers, ATTENTION_LAYER[cfg.attention])(dropout=cfg.dropout, name="attention")
         context = _attend(attend, y, enc_out, mask)  # (None, T+1, W)
         y = layers.Concatenate(name="attention_concat")([y, context])  # (None, T+1, 2W)
         y = layers.Dense(W, activation="tanh", name="attention_combine")(y)  # (None, T+1, W)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import normalization
 from .config import ModelConfig
 from .data import MAX_REPORTED, InvalidRow, _row_problem, check_usable, display_name, iter_raw_lines, open_binary
 from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab
@@ -100,30 +101,51 @@ class ScannedPairs:
         return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def local_copy(path: str) -> str:
-    """A path the pipeline can read (again): stdin is spooled to a temporary file."""
-    if path != "-":
+def local_copy(path: str, normalize: str = "none") -> str:
+    """A path the pipeline can read (again): stdin is spooled to a temporary file, and
+    with a normalization form the file is copied with every line normalized (same line
+    numbers; a line that is not UTF-8 is copied as it is, for the scan to report)."""
+    if path != "-" and normalize == "none":
         open_binary(path).close()  # same errors as read_pairs: no such file, directory, ...
         return path
-    fd, spooled = tempfile.mkstemp(prefix="transducer-stdin-", suffix=".tsv")
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    source = open_binary(path)
+    fd, spooled = tempfile.mkstemp(prefix="transducer-pairs-", suffix=".tsv")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if normalize == "none":
+                shutil.copyfileobj(source, out, 1 << 20)
+            else:
+                for _, raw in iter_raw_lines(source):  # drops the BOM and line endings
+                    try:
+                        raw = normalization.normalize(normalize, raw.decode("utf-8")).encode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    out.write(raw + b"\n")
+    except BaseException:
+        _unlink(spooled)
+        raise
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
     return spooled
 
 
-def scan_pairs(path: str, max_len: int, skip_invalid: bool, val_split: float, seed: int) -> ScannedPairs:
-    """One pass over `path` (`-` for stdin): validate, count, split, collect characters."""
-    local = local_copy(path)
+def scan_pairs(
+    path: str, max_len: int, skip_invalid: bool, val_split: float, seed: int, normalize: str = "none"
+) -> ScannedPairs:
+    """One pass over `path` (`-` for stdin): validate, count, split, collect characters;
+    lengths and characters are those of the `normalize` form (normalization.py)."""
+    local = local_copy(path, normalize)
     try:
         result = _scan(display_name(path), local, max_len, _threshold(val_split), seed)
         if val_split > 0 and result.n_val == 0 and result.n_rows >= 2:
             # A requested split is never silently empty: the smallest hash goes to validation.
             result = _scan(result.name, local, max_len, result.min_bucket + 1, seed)
     except BaseException:
-        if path == "-":
+        if local != path:
             _unlink(local)
         raise
-    if path == "-":
+    if local != path:
         weakref.finalize(result, _unlink, local)
     check_usable(result.name, result.n_rows, result.n_invalid, result.describe_invalid(), skip_invalid)
     return result
