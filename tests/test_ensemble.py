@@ -88,12 +88,12 @@ def test_ensemble_steps_are_the_combined_member_steps(tmp_path):
     ens = load_engine(artifacts.read_info(make_ensemble([a, b], tmp_path / "ab")))
     ea, eb = (load_engine(artifacts.read_info(d)) for d in (a, b))
     ids, _ = ens.info.input_vocab.encode_batch(WORDS, ens.info.model.max_len)
-    enc, init = ens.seq2seq_encode(ids)
-    (enc_a, init_a), (enc_b, init_b) = ea.seq2seq_encode(ids), eb.seq2seq_encode(ids)
+    enc, init, mask = ens.seq2seq_encode(ids)
+    (enc_a, init_a, mask_a), (enc_b, init_b, _) = ea.seq2seq_encode(ids), eb.seq2seq_encode(ids)
     prev = np.full(len(WORDS), 2, np.int32)  # <s>
-    probs, states = ens.seq2seq_step(prev, enc, [init] * ens.decoder_layers)
-    pa, sa = ea.seq2seq_step(prev, enc_a, [init_a])
-    pb, sb = eb.seq2seq_step(prev, enc_b, [init_b])
+    probs, states = ens.seq2seq_step(prev, enc, mask, [init] * ens.decoder_layers)
+    pa, sa = ea.seq2seq_step(prev, enc_a, mask_a, [init_a])
+    pb, sb = eb.seq2seq_step(prev, enc_b, mask_a, [init_b])
     np.testing.assert_allclose(probs, combine([pa, pb]), rtol=1e-6)
     np.testing.assert_allclose(states[0], np.concatenate([sa[0], sb[0]], axis=-1))
     assert not np.allclose(pa, pb)  # the members really differ

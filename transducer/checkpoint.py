@@ -25,7 +25,6 @@ batches as an uninterrupted one and, on CPU, ends with identical weights.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -42,7 +41,6 @@ from .config import TransducerError
 CHECKPOINT = "checkpoint"
 LATEST = "latest.json"
 STATE, VARIABLES, OPTIMIZER, BEST = "state.json", "variables.npz", "optimizer.npz", "best.npz"
-KEEPER_FIELDS = ("best", "best_epoch", "epochs_run", "wait", "stopped_early", "history")
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report
 
 
@@ -83,7 +81,7 @@ def save(staging: Path, epoch: int, identity: dict, model, keeper) -> None:
         state = {
             "epoch": epoch,
             "identity": identity,
-            "keeper": {k: _jsonable(getattr(keeper, k)) for k in KEEPER_FIELDS},
+            "keeper": keeper.state(),  # early stopping, schedule and history (recipe.Progress)
             "variables": [v.path for v in model.variables],
             "optimizer": [v.path for v in model.optimizer.variables],
         }
@@ -157,8 +155,7 @@ def restore(ckpt: Checkpoint, model, keeper) -> int:
         raise TransducerError("cannot --resume: the checkpoint's optimizer state does not match")
     for var, value in zip(model.optimizer.variables, ckpt.optimizer):
         var.assign(value)
-    for key, value in ckpt.state["keeper"].items():
-        setattr(keeper, key, math.inf if key == "best" and value is None else value)
+    keeper.load_state(ckpt.state["keeper"])  # the learning rate is an optimizer variable, restored above
     keeper.best_weights = ckpt.best
     return ckpt.epoch
 
@@ -225,12 +222,6 @@ class StopOnSignals:
                     raise Interrupted
 
         return _StopAtBatch()
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _save_arrays(path: Path, arrays) -> None:

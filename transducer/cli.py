@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import (
-    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS, ON_LONG,
-    ModelConfig, TrainConfig, TransducerError,
+    ARCHS, ATTENTIONS, CACHE_LINES, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS,
+    LR_SCHEDULES, NORMALIZE, ON_LONG, ModelConfig, TrainConfig, TransducerError,
 )
 
 app = typer.Typer(
@@ -69,6 +69,7 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     pairs: str = typer.Argument(..., help="UTF-8 file of input<TAB>output lines; - reads stdin."),
     model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Directory to write the model to."),
     arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
@@ -76,17 +77,39 @@ def train(
     hidden: int = typer.Option(128, help="Units in each GRU layer."),
     layers: int = typer.Option(1, help="Stacked GRU layers."),
     bidirectional: bool = typer.Option(False, help="Read the input both ways (each position sees all of it)."),
-    dropout: float = typer.Option(0.0, help="Dropout after each GRU layer."),
+    dropout: Optional[float] = typer.Option(
+        None, help="Dropout after each GRU layer (seq2seq: and on attention weights). Default: aligned 0, seq2seq 0.1."
+    ),
     reset_after: bool = typer.Option(True, help="GRU reset gate after the matmul (Keras 3 default); --no-reset-after is Keras 2's."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
-    max_len: int = typer.Option(64, help="Longest input/output string in characters."),
+    max_len: int = typer.Option(64, help="Longest input/output string in characters (of the --normalize form)."),
+    normalize: Optional[str] = typer.Option(
+        None, help=f"Unicode normalization of training pairs and, later, of inputs: {' | '.join(NORMALIZE)}"
+        " (default: aligned none, seq2seq nfd)."
+    ),
     epochs: int = typer.Option(30, help="Maximum epochs (early stopping usually ends sooner)."),
     batch_size: int = typer.Option(64, help="Sequences per training step (per replica with --distribute)."),
     learning_rate: float = typer.Option(3e-3, help="Adam learning rate."),
     val_split: float = typer.Option(0.1, help="Fraction of pairs held out for validation."),
     val_file: Optional[str] = typer.Option(None, help="Validation pairs file (instead of --val-split)."),
-    patience: int = typer.Option(2, help="Epochs without validation-loss improvement before stopping."),
-    min_delta: float = typer.Option(1e-3, help="Smallest validation-loss drop that counts as improvement."),
+    patience: Optional[int] = typer.Option(
+        None, help="Epochs without improvement before stopping (default: aligned 2, seq2seq 4)."
+    ),
+    min_delta: Optional[float] = typer.Option(
+        None, help="Smallest validation-loss drop that counts as improvement: aligned, absolute (default"
+        " 1e-3); seq2seq, a fraction of the best loss (default 1e-3 = 0.1%)."
+    ),
+    lr_schedule: Optional[str] = typer.Option(
+        None, help=f"Learning-rate schedule: {' | '.join(LR_SCHEDULES)} (halve after --lr-patience epochs"
+        " without improvement). Default: aligned constant, seq2seq plateau."
+    ),
+    lr_patience: Optional[int] = typer.Option(None, help="plateau: epochs without improvement before halving (default 2)."),
+    label_smoothing: Optional[float] = typer.Option(
+        None, help="Spread this share of each target's probability over all symbols (default: aligned 0, seq2seq 0.1)."
+    ),
+    init_from: Optional[Path] = typer.Option(
+        None, help="Start from this trained model's weights and vocabularies (architecture options default to its own)."
+    ),
     seed: int = typer.Option(0, help="Random seed: same seed and data give the same model on CPU."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (reported) instead of stopping."),
     distribute: str = typer.Option(
@@ -112,19 +135,41 @@ def train(
     _choice(head, HEADS, "--head")
     _choice(attention, ATTENTIONS, "--attention")
     _choice(distribute, DISTRIBUTE, "--distribute")
-    if log_format is not None:
-        _choice(log_format, LOG_FORMATS, "--log-format")
+    for value, allowed, option in (
+        (normalize, NORMALIZE, "--normalize"), (lr_schedule, LR_SCHEDULES, "--lr-schedule"),
+        (log_format, LOG_FORMATS, "--log-format"),
+    ):
+        if value is not None:
+            _choice(value, allowed, option)
     _quiet_tensorflow(verbose)
     try:
-        mcfg = ModelConfig(
+        architecture = dict(
             arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
-            dropout=dropout, reset_after=reset_after, head=head, attention=attention,
+            reset_after=reset_after, head=head, attention=attention, normalize=normalize,
         )
-        tcfg = TrainConfig(
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, val_split=val_split,
-            patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
-            distribute=distribute, ensemble=ensemble,
+        if init_from is not None:  # options not given on the command line follow the model
+            from .train import architecture_of
+
+            given = {k for k in architecture if ctx.get_parameter_source(k).name != "DEFAULT"}
+            architecture.update({k: v for k, v in architecture_of(init_from).items() if k not in given})
+        from .recipe import default_dropout, default_normalize, train_defaults
+
+        if architecture["normalize"] is None:
+            architecture["normalize"] = default_normalize(architecture["arch"])
+        dropout = default_dropout(architecture["arch"]) if dropout is None else dropout
+        mcfg = ModelConfig(dropout=dropout, **architecture)
+
+        chosen = dict(
+            patience=patience, min_delta=min_delta, lr_schedule=lr_schedule, lr_patience=lr_patience,
+            label_smoothing=label_smoothing,
         )
+        tcfg = TrainConfig(**{
+            **train_defaults(mcfg.arch),
+            **{k: v for k, v in chosen.items() if v is not None},
+            "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "val_split": val_split,
+            "seed": seed, "skip_invalid": skip_invalid, "distribute": distribute,
+            "init_from": str(init_from) if init_from else None, "ensemble": ensemble,
+        })
         from .progress import make_reporter
 
         reporter = make_reporter(log_format, err)
@@ -228,6 +273,7 @@ def predict(
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
     beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings."),
     nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl."),
+    cache: int = typer.Option(CACHE_LINES, help="Distinct lines whose results are kept and reused (about 250 bytes each); 0 computes every line."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -245,6 +291,8 @@ def predict(
     for value, name in ((batch_size, "--batch-size"), (beam, "--beam"), (nbest, "--nbest")):
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
+    if cache < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--cache")
     if nbest > beam:
         if beam != 1:
             raise typer.BadParameter(f"must be at most --beam ({beam})", param_hint="--nbest")
@@ -261,7 +309,7 @@ def predict(
     sys.stdout.flush()
     out = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
-        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest)
+        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, cache=cache)
         stream = open_binary(file)
         render = _RENDER[format]
         for batch in predict_stream(
@@ -627,6 +675,8 @@ def _summarize_dir(model_dir: Path) -> None:
         cfg.add_row(k, str(v))
     if m.arch == "seq2seq":
         cfg.add_row("attention", m.attention)
+    cfg.add_row("dropout", str(m.dropout))
+    cfg.add_row("normalize", m.normalize)
     err.print(cfg)
     from .history import read_training_summary
 

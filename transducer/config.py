@@ -18,7 +18,11 @@ FORMATS = ("text", "tsv", "jsonl")  # predict's output formats
 ON_LONG = ("error", "truncate", "copy")  # what predict does with lines over max_len
 ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
+NORMALIZE = ("none", "nfc", "nfd", "nfkc", "nfkd")  # Unicode normalization of the text (normalization.py)
+LR_SCHEDULES = ("constant", "plateau")  # learning-rate schedules (recipe.py)
 LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
+CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results are kept
+#                       (each entry holds the line, its output and a float: ~250 bytes)
 
 
 class TransducerError(Exception):
@@ -42,13 +46,19 @@ class ModelConfig:
     hidden: int = 128  # units in each GRU layer
     layers: int = 1  # stacked GRU layers (encoder and decoder each, for seq2seq)
     bidirectional: bool = False  # GRUs read both ways, so every position sees the whole input
-    dropout: float = 0.0  # Dropout after each GRU layer (not recurrent dropout: keeps cuDNN's path)
+    dropout: float = 0.0  # Dropout after each GRU layer (not recurrent dropout: keeps cuDNN's
+    #                       path) and, for seq2seq, on the attention weights
     reset_after: bool = True  # Keras 3 default; False reproduces Keras 2 parameter counts
     head: str = "dense"  # per-timestep output layer: "dense" or "time-distributed"
     attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
     return_sequences: bool = True  # False: sequence-to-label variant, for `summarize` only
     input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
     output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
+    masked: bool = True  # padding is masked (GRUs, attention, loss) and batches are padded to
+    #                      their own longest string; False: a model written before masks
+    #                      (its config.json has no such key), run exactly as it was trained
+    normalize: str = "none"  # Unicode form of the text the model sees (inputs and outputs);
+    #                          "none" for models written before the option existed
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -64,6 +74,18 @@ class ModelConfig:
                 raise TransducerError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise TransducerError("--dropout must be in [0, 1)")
+        if self.normalize not in NORMALIZE:
+            raise TransducerError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")
+
+    @property
+    def variable_length(self) -> bool:
+        """Training batches (and seq2seq inference batches) are padded to their own longest
+        string, not to max_len. Not for an aligned bidirectional model: its output may run
+        past the input into the padding (outputs longer than inputs), and its backward
+        direction reads that span, so the span stays max_len and results never depend on
+        how a batch is padded. (A unidirectional aligned model is causal: padding after a
+        position never reaches it.)"""
+        return self.masked and not (self.arch == "aligned" and self.bidirectional)
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -74,6 +96,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {"masked": False, **d}  # written before masks existed: unmasked, as trained
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -86,6 +109,16 @@ class TrainConfig:
     patience: int = 2  # epochs without val-loss improvement before stopping
     min_delta: float = 1e-3  # a val-loss drop smaller than this is no improvement: stops
     #                          runs that polish an already perfect model for many epochs
+    relative_delta: bool = False  # min_delta is a fraction of the best loss (seq2seq recipe),
+    #                               not an absolute drop (classic aligned behaviour)
+    watch_exact: bool = False  # a rise of validation exact match also counts as improvement,
+    #                            and the kept weights are those of the best exact match
+    lr_schedule: str = "constant"  # "constant", or "plateau": multiply the learning rate by
+    #                                lr_factor after lr_patience epochs without improvement
+    lr_patience: int = 2  # plateau: epochs without improvement before each reduction
+    lr_factor: float = 0.5  # plateau: what the learning rate is multiplied by
+    label_smoothing: float = 0.0  # share of each target's probability spread over all symbols
+    init_from: str | None = None  # model directory whose weights (and vocabularies) start training
     seed: int = 0  # seeds the split, weight init and shuffling: same seed, same result on CPU
     skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
     distribute: str = "none"  # tf.distribute strategy: none | mirrored | multi-worker; batch_size
@@ -109,6 +142,14 @@ class TrainConfig:
             raise TransducerError("--min-delta must be >= 0")
         if self.ensemble < 1:
             raise TransducerError("--ensemble must be at least 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TransducerError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.lr_patience < 1:
+            raise TransducerError("--lr-patience must be at least 1")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise TransducerError("--lr-factor must be in (0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise TransducerError("--label-smoothing must be in [0, 1)")
         if self.distribute not in DISTRIBUTE:
             raise TransducerError(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got {self.distribute!r}")
 

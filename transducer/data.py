@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+from . import normalization
 from .config import TransducerError
 
 MAX_REPORTED = 5  # invalid rows listed one by one before "and N more"
@@ -158,8 +159,9 @@ def decode_line(raw: bytes, name: str, line_no: int, errors: str = "strict") -> 
         ) from None
 
 
-def read_pairs(path: str, max_len: int, skip_invalid: bool = False) -> PairsFile:
-    """Parse `input<TAB>output` rows; invalid rows stop (default) or are skipped."""
+def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: str = "none") -> PairsFile:
+    """Parse `input<TAB>output` rows; invalid rows stop (default) or are skipped. Rows
+    are brought to the `normalize` form first (lengths count its characters)."""
     name = display_name(path)
     stream = open_binary(path)
     result = PairsFile(name=name, pairs=[], line_nos=[])
@@ -169,7 +171,7 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False) -> PairsFile
     try:
         for line_no, raw in iter_raw_lines(stream):
             try:
-                text = raw.decode("utf-8")
+                text = normalization.normalize(normalize, raw.decode("utf-8"))
             except UnicodeDecodeError as e:
                 reason = f"not valid UTF-8 (byte {e.start + 1} of the line)"
                 result.invalid.append(InvalidRow(line_no, reason, "not valid UTF-8"))

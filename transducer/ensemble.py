@@ -69,24 +69,34 @@ class EnsembleEngine:
         return np.split(x, np.cumsum(self._widths)[:-1], axis=-1)
 
     def seq2seq_encode(self, ids: np.ndarray):
-        """(B, T) ids -> concatenated encoder outputs (B, T, N*W) and initial states (B, N*W)."""
+        """(B, T) ids -> concatenated encoder outputs (B, T, N*W), initial states (B, N*W)
+        and the encoder mask (B, T) (the members share the architecture, so the mask too)."""
         encoded = [e.seq2seq_encode(ids) for e in self.engines]
-        self._widths = [enc.shape[-1] for enc, _ in encoded]
-        enc = np.concatenate([enc for enc, _ in encoded], axis=-1)  # (B, T, N*W)
-        init = np.concatenate([init for _, init in encoded], axis=-1)  # (B, N*W)
-        return enc, init
+        self._widths = [enc.shape[-1] for enc, _, _ in encoded]
+        enc = np.concatenate([enc for enc, _, _ in encoded], axis=-1)  # (B, T, N*W)
+        init = np.concatenate([init for _, init, _ in encoded], axis=-1)  # (B, N*W)
+        return enc, init, encoded[0][2]
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray]):
-        """One step of every member: combined probs (n, V), concatenated states."""
+    def seq2seq_step(
+        self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
+        return_attention: bool = False,
+    ):
+        """One step of every member: combined probs (n, V), concatenated states (and with
+        `return_attention`, the members' attention weights averaged, (n, T), for explain)."""
         encs = self._split(enc)  # each (n, T, W)
         per_layer = [self._split(s) for s in states]  # [layer][member] -> (n, W)
-        probs, new_states = [], []
+        probs, new_states, weights = [], [], []
         for k, engine in enumerate(self.engines):
-            p, s = engine.seq2seq_step(prev, encs[k], [layer[k] for layer in per_layer])
-            probs.append(p)
-            new_states.append(s)
+            out = engine.seq2seq_step(prev, encs[k], mask, [layer[k] for layer in per_layer], return_attention)
+            probs.append(out[0])
+            new_states.append(out[1])
+            if return_attention:
+                weights.append(out[2])
         joined = [np.concatenate([s[i] for s in new_states], axis=-1) for i in range(len(states))]
-        return combine(probs), joined
+        if not return_attention:
+            return combine(probs), joined
+        attention = None if weights[0] is None else np.mean(weights, axis=0)  # (n, T)
+        return combine(probs), joined, attention
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> combined (B, T, V) probabilities."""

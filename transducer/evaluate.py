@@ -97,15 +97,16 @@ def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 10
     for i in range(0, len(inputs), batch_size):
         chunk = inputs[i : i + batch_size]
         predictions.update(zip(chunk, (out for out, _ in predictor.predict_batch(chunk))))
-    return score(pairs, predictions)
+    # References in the form outputs are written in (composed, for a decomposing model).
+    return score([(src, predictor.for_output(tgt)) for src, tgt in pairs], predictions)
 
 
 def evaluate(model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024) -> EvalReport:
     """`transducer evaluate`: score the model in `model_dir` on a pairs file."""
     from .predict import Predictor
 
-    predictor = Predictor(model_dir, engine=engine, beam=beam)
-    test = read_pairs(test_path, predictor.max_len)
+    predictor = Predictor(model_dir, engine=engine, beam=beam, cache=0)  # inputs are distinct already
+    test = read_pairs(test_path, predictor.max_len, normalize=predictor.normalize)
     return evaluate_pairs(predictor, test.pairs, batch_size)
 
 
@@ -114,5 +115,5 @@ def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, f
     from .engine import KerasEngine
     from .predict import Predictor
 
-    report = evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model)), pairs)
+    report = evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs)
     return {"decoded_exact_match": report.exact_match, "cer": report.cer}

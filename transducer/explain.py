@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import normalization
 from .artifacts import ModelInfo, read_info
 from .config import TransducerError
 from .decode import NOT_EMITTED
-from .engine import aligned_confidence, load_engine
+from .engine import aligned_confidence
+from .ensemble import load_engine  # an ensemble is explained as it predicts: combined
 from .vocab import END_ID, PAD_ID, START_ID, UNK, UNK_ID
 
 TOP = 3  # symbols listed per step
@@ -63,6 +65,7 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
         raise TransducerError("--top must be at least 1")
     info = read_info(model_dir)
     max_len = info.model.max_len
+    text = normalization.normalize(info.model.normalize, text)  # the symbols the model reads
     if len(text) > max_len:
         raise TransducerError(f"the text is {len(text)} characters long; this model reads at most {max_len} (its max_len)")
     eng = load_engine(info, engine)
@@ -76,7 +79,7 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
         text=text,
         input_symbols=tuple(ch if ok else UNK for ch, ok in zip(text, known)),
         unknown=tuple(dict.fromkeys(ch for ch, ok in zip(text, known) if not ok)),
-        output=info.output_vocab.decode(chosen),
+        output=normalization.for_output(info.model.normalize, info.output_vocab.decode(chosen)),
         probability=probability,
         steps=tuple(steps),
         has_attention=info.model.arch == "seq2seq" and info.model.attention != "none",
@@ -91,12 +94,12 @@ def _top(probs: np.ndarray, info: ModelInfo, k: int) -> tuple[Choice, ...]:
 
 def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
     """Greedy decoding of one line, as decode.greedy does it, keeping every step's numbers."""
-    enc, init = eng.seq2seq_encode(ids)  # (1, T, W), (1, W)
+    enc, init, mask = eng.seq2seq_encode(ids)  # (1, T, W), (1, W), (1, T) or None
     states = [init] * eng.decoder_layers
     prev = np.full(1, START_ID, np.int32)
     steps, chosen, logp = [], [], 0.0
     for t in range(info.model.max_len + 1):
-        probs, states, weights = eng.seq2seq_step(prev, enc, states, return_attention=True)  # (1, V), (1, T)
+        probs, states, weights = eng.seq2seq_step(prev, enc, mask, states, return_attention=True)  # (1, V), (1, T)
         p = probs[0].astype(np.float64)  # (V,)
         emitted = p.copy()
         emitted[list(NOT_EMITTED)] = -1.0  # never emitted: not candidates (as in decode.py)

@@ -3,6 +3,13 @@
 `predict_stream` is a generator: it reads a chunk of lines, runs one batched model call,
 yields the chunk's predictions, and only then reads on. Memory stays flat for any input
 length and a pipe's first results appear before its end.
+
+Inside a chunk, each distinct line is computed once, and a bounded cache (`--cache`,
+least recently used lines dropped first) keeps results across chunks: the words of
+running text or the names of a table repeat a lot. A masked seq2seq model's lines are
+sorted by length and run in groups of GROUP, each padded to its own longest line only;
+results go back in input order. Masks make a line's result independent of its group, so
+neither the grouping nor the cache changes any output or confidence.
 """
 
 from __future__ import annotations
@@ -10,19 +17,41 @@ from __future__ import annotations
 import codecs
 import itertools
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from . import normalization
 from .artifacts import ModelInfo, read_info
-from .config import ON_LONG, TransducerError
+from .config import CACHE_LINES, ON_LONG, TransducerError
 from .data import LongLine, decode_line, iter_bounded_lines
 from .ensemble import load_engine
 from .vocab import PAD_ID, UNK_ID
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
+GROUP = 256  # lines of similar length run together in one masked seq2seq model call
+
+
+class ResultCache:
+    """A bounded map line -> result, dropping the least recently used line first."""
+
+    def __init__(self, size: int):
+        self.size = size  # most lines kept; 0 turns caching (and merging repeats) off
+        self.entries: OrderedDict[str, tuple] = OrderedDict()
+
+    def get(self, line: str):
+        hit = self.entries.get(line)
+        if hit is not None:
+            self.entries.move_to_end(line)
+        return hit
+
+    def put(self, line: str, result: tuple) -> None:
+        self.entries[line] = result
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
 
 
 class SpooledLine:
@@ -31,6 +60,7 @@ class SpooledLine:
     `--format tsv/jsonl` can echo it. `head` holds its first max_len characters."""
 
     def __init__(self, long: LongLine, name: str, line_no: int, errors: str, max_len: int):
+        """max_len: characters of the line's beginning kept in `head`."""
         self.file = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
         self.head = ""
         decoder = codecs.getincrementaldecoder("utf-8")(errors)
@@ -91,9 +121,13 @@ class Predictor:
     the most probable strings (decode.aligned_kbest).
     """
 
-    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1):
+    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, cache: int = CACHE_LINES):
         """engine: "numpy" | "keras", or an engine object already built (then its model is
-        used and model_dir only names it), e.g. KerasEngine(info, model=just_trained)."""
+        used and model_dir only names it), e.g. KerasEngine(info, model=just_trained).
+        cache: distinct lines whose results are kept across calls (0: every line computed)."""
+        if cache < 0:
+            raise TransducerError("--cache must be >= 0")
+        self.cache = ResultCache(cache)
         if beam < 1:
             raise TransducerError("--beam must be at least 1")
         if not 1 <= nbest <= beam:
@@ -103,7 +137,8 @@ class Predictor:
             self.engine = load_engine(self.info, engine)
         else:
             self.info, self.engine = engine.info, engine
-        self.max_len = self.info.model.max_len
+        self.max_len = self.info.model.max_len  # characters of the normalized input
+        self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = beam, nbest
         self._check_fit()
 
@@ -119,7 +154,7 @@ class Predictor:
                 if tuple(width) != (1, self.max_len, vout):
                     raise ValueError(f"output shape {tuple(width)}")
             else:
-                self.predict_batch([probe])
+                self._compute([probe])
         except TransducerError:
             raise
         except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
@@ -132,15 +167,62 @@ class Predictor:
         """[(output, confidence)] for strings of at most max_len chars."""
         return [(out, conf) for out, conf, _ in self.predict_candidates(strings)]
 
+    def model_input(self, text: str) -> str:
+        """What the model sees of `text` (or of a long line's beginning): its first max_len
+        characters in the model's normalization form."""
+        return normalization.head(self.normalize, text, self.max_len)
+
+    def input_length(self, text: str) -> int:
+        """Characters of `text` as max_len counts them: in the model's normalization form."""
+        return len(normalization.normalize(self.normalize, text))
+
+    def for_output(self, text: str) -> str:
+        """A model-form string as the user sees it (composed when the model decomposes)."""
+        return normalization.for_output(self.normalize, text)
+
     def predict_candidates(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
-        """[(output, confidence, n-best list or None)] for strings of at most max_len chars."""
+        """[(output, confidence, n-best list or None)] for strings of at most max_len
+        characters once normalized: each distinct string computed once, unless the cache
+        already holds it."""
+        strings = [self.model_input(s) for s in strings]
+        if not self.cache.size:
+            return self._compute(strings)
+        results = {}
+        todo = []
+        for s in dict.fromkeys(strings):
+            hit = self.cache.get(s)
+            if hit is None:
+                todo.append(s)
+            else:
+                results[s] = hit
+        for s, result in zip(todo, self._compute(todo)):
+            results[s] = result
+            self.cache.put(s, result)
+        return [results[s] for s in strings]
+
+    def _compute(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """Run the model. A masked seq2seq model runs groups of similar length, each to its
+        own longest string. An aligned model runs to max_len (it may write past the end
+        of the input; a unidirectional one stops once every line has ended), as does a
+        model written before masks (it was trained on max_len-long rows)."""
         if not strings:
             return []
-        ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
-        return self.candidates_for_ids(ids)
+        encode = self.info.input_vocab.encode_batch
+        if not (self.info.model.arch == "seq2seq" and self.info.model.masked):
+            return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0])
+        order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
+        out: list = [None] * len(strings)
+        for g in range(0, len(order), GROUP):
+            rows = order[g : g + GROUP]
+            group = [strings[i] for i in rows]
+            ids, _ = encode(group, max(1, len(group[-1])), fill=PAD_ID)  # (G, longest)
+            for i, result in zip(rows, self.candidates_for_ids(ids)):
+                out[i] = result
+        return out
 
     def candidates_for_ids(self, ids: np.ndarray) -> list[tuple[str, float, list | None]]:
-        """predict_candidates for (B, max_len) input ids."""
+        """Candidates for (B, T) right-padded input ids (T = max_len, or shorter for a
+        masked seq2seq model)."""
         from . import decode
 
         if self.info.model.arch == "seq2seq":
@@ -152,9 +234,11 @@ class Predictor:
             if self.beam == 1 and self.nbest == 1:
                 best, conf = self.engine.aligned_decode(ids)  # (B, T), (B,)
                 outputs = self.info.output_vocab.decode_batch(best)
-                return [(o, c, None) for o, c in zip(outputs, conf.tolist())]
+                return [(self.for_output(o), c, None) for o, c in zip(outputs, conf.tolist())]
             found = decode.aligned_kbest(self.engine.aligned_probs(ids), self.nbest)
-        decode_ids = self.info.output_vocab.decode
+        def decode_ids(ids):
+            return self.for_output(self.info.output_vocab.decode(ids))
+
         results = []
         for cands in found:
             nbest = [(decode_ids(c.ids), float(c.score), float(np.exp(c.logp))) for c in cands]
@@ -180,9 +264,10 @@ def predict_stream(
         raise TransducerError(f"--on-long must be one of {', '.join(ON_LONG)}, got {on_long!r}")
     stats = stats if stats is not None else PredictStats()
     max_len = predictor.max_len
-    # A line of max_len characters is at most 4 * max_len bytes of UTF-8 (+ "\r\n"); a
-    # longer one is over max_len whatever it holds, and is never read whole into memory.
-    limit = 4 * max_len + 2
+    # A line of max_len characters is at most 4 * max_len bytes of UTF-8 (+ "\r\n"), more
+    # when normalization composes characters; a longer one is over max_len whatever it
+    # holds, and is never read whole into memory.
+    limit = normalization.byte_limit(predictor.normalize, max_len)
     chunk: list[tuple[int, str | SpooledLine]] = []
     for line_no, raw in iter_bounded_lines(stream, limit):
         stats.lines += 1
@@ -194,7 +279,7 @@ def predict_stream(
             except TransducerError:
                 yield _run_chunk(predictor, chunk, stats, on_long)  # every earlier line first
                 raise
-            length = len(text)
+            length = predictor.input_length(text)
         if length is None or length > max_len:
             stats.long_lines += 1
             stats.first_long_line = stats.first_long_line or line_no
@@ -212,7 +297,8 @@ def predict_stream(
             if chunk:
                 yield _run_chunk(predictor, chunk, stats, on_long)
                 chunk = []
-            spooled = SpooledLine(raw, name, line_no, encoding_errors, max_len)
+            head_chars = normalization.head_chars(predictor.normalize, max_len)
+            spooled = SpooledLine(raw, name, line_no, encoding_errors, head_chars)
             try:
                 yield _run_chunk(predictor, [(line_no, spooled)], stats, on_long)
             finally:
@@ -230,8 +316,8 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
     """Predictions for one chunk, in order; empty and copied lines skip the model."""
     max_len = predictor.max_len
     vocab = predictor.info.input_vocab
-    heads = [x.head if isinstance(x, SpooledLine) else x[:max_len] for _, x in chunk]  # what the model sees
-    longs = [isinstance(x, SpooledLine) or len(x) > max_len for _, x in chunk]
+    heads = [predictor.model_input(x.head if isinstance(x, SpooledLine) else x) for _, x in chunk]  # what the model sees
+    longs = [isinstance(x, SpooledLine) or predictor.input_length(x) > max_len for _, x in chunk]
     todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
     ids, _ = vocab.encode_batch([heads[i] for i in todo], max_len, fill=PAD_ID)  # (B, T)
     unknown = dict(zip(todo, np.count_nonzero(ids == UNK_ID, axis=1).tolist()))  # line -> count
@@ -240,7 +326,7 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
             unknown[i] = sum(vocab.id_of(c) == UNK_ID for c in head)
     stats.unknown_chars += sum(unknown.values())
     stats.unknown_lines += sum(u > 0 for u in unknown.values())
-    by_pos = dict(zip(todo, predictor.candidates_for_ids(ids) if todo else []))
+    by_pos = dict(zip(todo, predictor.predict_candidates([heads[i] for i in todo])))
     out = []
     for i, (line_no, text) in enumerate(chunk):
         if i in by_pos:

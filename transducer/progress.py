@@ -68,6 +68,13 @@ def start_messages(info: dict) -> list[tuple[str, bool]]:
         f" {info['parameters']:,} parameters)",
         False,
     )]
+    if info.get("unseen_input_chars"):
+        chars = info["unseen_input_chars"]
+        lines.append((
+            f"warning: {len(chars)} input character(s) the --init-from model never saw are read as"
+            f" <unk>: {chars[:40]!r}",
+            True,
+        ))
     if info.get("resumed_from"):
         lines.append((f"resuming after epoch {info['resumed_from']} from the checkpoint", False))
     if info.get("distribute", "none") != "none":
@@ -96,6 +103,8 @@ def start_messages(info: dict) -> list[tuple[str, bool]]:
 
 def how_it_ended(result) -> str:
     how = "interrupted" if result.interrupted else "early stopping" if result.stopped_early else "all epochs"
+    if result.stop_reason:  # e.g. "validation loss did not improve by 0.1% for 4 epoch(s) (...)"
+        how += f": {result.stop_reason}"
     return (
         f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how});"
         f" training took {duration(result.train_seconds)}"
@@ -171,6 +180,7 @@ class JsonlReporter(PlainReporter):
             epochs_run=result.epochs_run,
             best_epoch=result.best_epoch,
             stopped_early=result.stopped_early,
+            stop_reason=result.stop_reason,
             interrupted=result.interrupted,
             train_seconds=result.train_seconds,
             final={k: _json_number(v) for k, v in result.final.items()},

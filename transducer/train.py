@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import artifacts, checkpoint, distribute, stream
+from . import artifacts, checkpoint, distribute, recipe, stream
 from .config import ModelConfig, TrainConfig, TransducerError
 from .vocab import END_ID, PAD_ID, Vocab
 
@@ -54,6 +54,7 @@ class TrainResult:
     epochs_run: int  # epochs completed
     interrupted: bool  # stopped by SIGINT/SIGTERM: best model so far published, checkpoint kept
     stopped_early: bool  # early stopping ended training before --epochs
+    stop_reason: str = ""  # why early stopping ended it, e.g. "validation loss did not improve ..."
     counts: dict = field(default_factory=dict)  # n_train, n_val, skipped, duplicates, conflicts
     signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
     checkpoint: Path | None = None  # when interrupted: where --resume continues from
@@ -111,11 +112,13 @@ def train(
 
     # One pass to validate, count, split and build the vocabularies; the pairs themselves
     # are streamed from the file by tf.data (see stream.py).
+    source = _init_source(train_cfg.init_from, model_cfg) if train_cfg.init_from else None
     split = 0.0 if val_path is not None else train_cfg.val_split
-    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed)
+    form = model_cfg.normalize  # both sides of every pair, before lengths are checked
+    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed, form)
     val = None
     if val_path is not None:
-        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed)
+        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed, form)
     n_train, n_val = data.n_train, (val.n_rows if val is not None else data.n_val)
     if not n_train:
         raise TransducerError(
@@ -125,7 +128,8 @@ def train(
 
     # Vocabularies come from training pairs only: validation characters the model never
     # saw in training are <unk>, exactly as they would be at prediction time.
-    in_vocab, out_vocab = data.vocabs()
+    # --init-from keeps the source model's vocabularies (its weights are indexed by them).
+    in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
 
     from .model import build_model, compile_model, keras, tf
@@ -161,8 +165,10 @@ def train(
         val_ds = pipeline(data, "val")
 
     with plan.strategy.scope():
-        model = build_model(cfg)
-        compile_model(model, train_cfg.learning_rate)
+        model = build_model(cfg, cfg.variable_length)  # time axis None: length-bucketed batches
+        if source is not None:
+            _copy_weights(artifacts.load_keras_model(source), model)
+        compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing)
     distribute.patch_for_multi_worker(plan, model, dataset_for_epoch(0).element_spec)
 
     counts = {
@@ -178,12 +184,14 @@ def train(
         "input_vocab": len(in_vocab),
         "output_vocab": len(out_vocab),
         "parameters": int(model.count_params()),
+        # --init-from: training input characters the source model never saw (read as <unk>)
+        "unseen_input_chars": "".join(sorted(data.in_chars - set(in_vocab.symbols))) if source else "",
         **plan.counts(),  # distribute, replicas, global_batch, is_chief
     }
 
     steps = math.ceil(n_train / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
-    keeper = _BestKeeper(monitor, train_cfg.patience, train_cfg.min_delta, reporter, train_cfg.epochs, steps)
+    keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
     start = checkpoint.restore(ckpt, model, keeper) if ckpt else 0
     counts["resumed_from"] = start
     reporter.start(counts)
@@ -219,7 +227,7 @@ def train(
     if plan.mode != "none":
         # Decoding builds inference models from the trained layers; do that on a plain copy,
         # outside the strategy whose mirrored variables Keras cannot call step by step.
-        plain = build_model(cfg)
+        plain = build_model(cfg, cfg.variable_length)
         plain.set_weights(model.get_weights())
     else:
         plain = model
@@ -244,6 +252,7 @@ def train(
         "final": final,
         "best_epoch": keeper.best_epoch,
         "epochs_run": keeper.epochs_run,
+        "stop_reason": keeper.stop_reason,
         "interrupted": interrupted,
         "resumed_from_epoch": start,
         "train_seconds": round(fit_seconds, 2),
@@ -260,12 +269,53 @@ def train(
         epochs_run=keeper.epochs_run,
         interrupted=interrupted,
         stopped_early=keeper.stopped_early,
+        stop_reason=keeper.stop_reason,
         counts=counts,
         signal=stopper.signal if interrupted else None,
         checkpoint=checkpoint.checkpoint_dir(staging) if interrupted else None,
         resumed_from=start,
         train_seconds=metrics["train_seconds"],
     )
+
+
+# ModelConfig fields that must agree between a model and one trained --init-from it.
+ARCHITECTURE = ("arch", "max_len", "hidden", "layers", "bidirectional", "reset_after", "head", "attention", "normalize")
+
+
+def _init_source(model_dir: str, model_cfg: ModelConfig) -> artifacts.ModelInfo:
+    """The model --init-from starts from, checked against this run's architecture."""
+    source = artifacts.read_info(model_dir)
+    diffs = [
+        f"{key} {getattr(source.model, key)!r} there, {getattr(model_cfg, key)!r} here"
+        for key in ARCHITECTURE
+        if getattr(source.model, key) != getattr(model_cfg, key)
+    ]
+    if diffs:
+        raise TransducerError(
+            f"--init-from {model_dir}: its architecture differs from this run's ({'; '.join(diffs)})"
+        )
+    return source
+
+
+def _source_vocabs(source: artifacts.ModelInfo, data) -> tuple[Vocab, Vocab]:
+    """The source model's vocabularies, if they can hold the new data: new input
+    characters are read as <unk> (counted in the start report), but an output character
+    the model cannot write is an error."""
+    unseen = sorted(data.out_chars - set(source.output_vocab.symbols))
+    if unseen:
+        shown = ", ".join(repr(c) for c in unseen[:10]) + (" ..." if len(unseen) > 10 else "")
+        raise TransducerError(
+            f"--init-from {source.path}: {data.name} has {len(unseen)} output character(s) the"
+            f" model cannot write ({shown}); train a new model instead"
+        )
+    return source.input_vocab, source.output_vocab
+
+
+def _copy_weights(trained, model) -> None:
+    """Every weighted layer's weights from the trained source model, by layer name."""
+    for layer in trained.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
 
 
 def _checkpoint_to_resume(staging: Path, identity: dict, resume: bool, force: bool):
@@ -326,20 +376,29 @@ def _keras_callback_base():
 
 
 class _BestKeeper(_keras_callback_base()):
-    """Early stopping that keeps the best weights in memory (so Ctrl-C keeps them too),
-    records history, and forwards progress to the reporter."""
+    """Carries out recipe.judge's decisions: keeps the best weights in memory (so Ctrl-C
+    keeps them too), lowers the learning rate, stops; records history (learning rate
+    included) and forwards progress to the reporter."""
 
-    def __init__(self, monitor: str, patience: int, min_delta: float, reporter: Reporter, epochs: int, steps: int):
+    def __init__(self, cfg: TrainConfig, monitor: str, reporter: Reporter, epochs: int, steps: int):
         super().__init__()
-        self.monitor, self.patience, self.min_delta, self.reporter = monitor, patience, min_delta, reporter
+        self.cfg, self.monitor, self.reporter = cfg, monitor, reporter
         self.epochs, self.steps = epochs, steps
-        self.best = math.inf
+        self.progress = recipe.Progress()
         self.best_weights = None
-        self.best_epoch = 0
-        self.epochs_run = 0
-        self.wait = 0
-        self.stopped_early = False
-        self.history: dict[str, list[float]] = {}
+
+    # What train and checkpoint read: the state lives in self.progress.
+    best_epoch = property(lambda self: self.progress.best_epoch)
+    epochs_run = property(lambda self: self.progress.epochs_run)
+    stopped_early = property(lambda self: self.progress.stopped_early)
+    stop_reason = property(lambda self: self.progress.stop_reason)
+    history = property(lambda self: self.progress.history)
+
+    def state(self) -> dict:
+        return self.progress.state()
+
+    def load_state(self, state: dict) -> None:
+        self.progress.load_state(state)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.reporter.epoch_begin(epoch + 1, self.epochs, self.steps)
@@ -349,20 +408,24 @@ class _BestKeeper(_keras_callback_base()):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        optimizer = self.model.optimizer
         # The rate this epoch ran with (a schedule's current value), unless a callback
         # already logged it; kept in the history like the metrics.
         logs.setdefault("learning_rate", current_learning_rate(self.model))
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
-        self.epochs_run = epoch + 1
-        current = logs.get(self.monitor, math.inf)
-        # Patience counts epochs without a drop of min_delta; any drop still keeps the
-        # better weights, so a slow last improvement is not thrown away.
-        self.wait = 0 if current < self.best - self.min_delta else self.wait + 1
-        if current < self.best or self.best_weights is None:
-            self.best, self.best_epoch = current, epoch + 1
+        exact = logs.get("val_exact_match") if self.monitor == "val_loss" else None
+        decision = recipe.judge(self.cfg, self.progress, epoch + 1, logs.get(self.monitor, math.inf), exact)
+        if decision.keep_weights:
             self.best_weights = self.model.get_weights()
-        if self.wait and self.wait >= self.patience:
-            self.stopped_early = True
+        if decision.lower_lr:
+            optimizer.learning_rate = logs["learning_rate"] * self.cfg.lr_factor
+        if decision.stop:
             self.model.stop_training = True
         self.reporter.epoch_end(epoch + 1, logs)
+
+
+def architecture_of(model_dir) -> dict:
+    """The ARCHITECTURE fields of a trained model (for --init-from: options not given)."""
+    info = artifacts.read_info(model_dir)
+    return {key: getattr(info.model, key) for key in ARCHITECTURE}
