@@ -69,8 +69,8 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 def train(
     pairs: str = typer.Argument(..., help="UTF-8 file of input<TAB>output lines; - reads stdin."),
     model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Directory to write the model to."),
-    arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
-    head: str = typer.Option("dense", help=f"Per-timestep output layer: {' | '.join(HEADS)}."),
+    arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)} (label: the second column is one label per string)."),
+    head: str = typer.Option("dense", help=f"Per-timestep output layer: {' | '.join(HEADS)} (label models: dense only)."),
     hidden: int = typer.Option(128, help="Units in each GRU layer."),
     layers: int = typer.Option(1, help="Stacked GRU layers."),
     bidirectional: bool = typer.Option(False, help="Read the input both ways (each position sees all of it)."),
@@ -193,6 +193,14 @@ class _RichReporter:
                 highlight=False,
                 soft_wrap=True,
             )
+        if info.get("unseen_labels"):
+            err.print(
+                f"[yellow]note:[/] {info['unseen_labels']} validation row(s) have a label no training"
+                " row has; the model cannot output it, so they are left out of the validation loss"
+                " and accuracy (the final macro-F1 counts them as wrong)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if info["conflicts"]:
             err.print(
                 f"[yellow]note:[/] {info['conflicts']} input(s) have more than one output;"
@@ -218,9 +226,15 @@ class _RichReporter:
 
 
 def _fmt(logs: dict, val: bool = False) -> str:
-    parts = [f"loss {logs.get('loss', float('nan')):.4f}", f"acc {logs.get('char_acc', float('nan')):.3f}"]
+    nan = float("nan")
+    if "accuracy" in logs:  # a label model: one label per string, accuracy is exact match
+        parts = [f"loss {logs.get('loss', nan):.4f}", f"acc {logs['accuracy']:.3f}"]
+        if val and "val_loss" in logs:
+            parts.append(f"val_loss {logs['val_loss']:.4f} val_acc {logs.get('val_accuracy', nan):.3f}")
+        return "  ".join(parts)
+    parts = [f"loss {logs.get('loss', nan):.4f}", f"acc {logs.get('char_acc', nan):.3f}"]
     if val and "val_loss" in logs:
-        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', float('nan')):.3f}")
+        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', nan):.3f}")
     return "  ".join(parts)
 
 
@@ -229,10 +243,14 @@ def _render_train_result(result) -> None:
     table.add_column("metric")
     table.add_column("train (last epoch)", justify="right")
     table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
-    for key, label in (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match")):
-        last = result.history.get(key, [float("nan")])[-1]
+    keyed = (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match"), ("accuracy", "accuracy"))
+    for key, label in keyed:
+        if key not in result.history:  # char_acc/exact_match for strings, accuracy for labels
+            continue
+        last = result.history[key][-1]
         table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
-    for key, label in (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate")):
+    decoded = (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate"), ("macro_f1", "macro-F1"))
+    for key, label in decoded:
         if key in result.final:
             table.add_row(label, "", f"{result.final[key]:.4f}")
     err.print(table)
@@ -252,8 +270,8 @@ def predict(
     encoding_errors: str = typer.Option("strict", help="Invalid UTF-8 input: strict (error) | replace."),
     batch_size: int = typer.Option(1024, help="Lines per model call."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
-    beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings."),
-    nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl."),
+    beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings; label: no effect."),
+    nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl (label models: the K most probable labels)."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -290,6 +308,8 @@ def predict(
         predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest)
         stream = open_binary(file)
         render = _RENDER[format]
+        if format == "tsv" and predictor.info.model.arch == "label":
+            render = _tsv_label
         for batch in predict_stream(
             predictor, stream, display_name(file), on_long, encoding_errors, batch_size, stats
         ):
@@ -325,6 +345,14 @@ def _tsv(p) -> list:
     if p.nbest:  # input, then candidate<TAB>score for each candidate
         return [_pieces(p.input), *(f"\t{c}\t{score:.6g}" for c, score, _ in p.nbest), "\n"]
     return [_pieces(p.input), "\t", _pieces(p.output), "\n"]
+
+
+def _tsv_label(p) -> list:
+    """A label model's tsv: input<TAB>label<TAB>probability (n-best: as _tsv)."""
+    if p.nbest:
+        return _tsv(p)
+    conf = "" if p.confidence is None else f"{p.confidence:.6g}"  # empty or copied lines
+    return [_pieces(p.input), "\t", _pieces(p.output), "\t", conf, "\n"]
 
 
 def _jsonl(p) -> list:
@@ -423,6 +451,9 @@ def evaluate(
         report = run_evaluate(model_dir, test_file, engine=engine, beam=beam, batch_size=batch_size)
     except TransducerError as e:
         _fail(e)
+    if hasattr(report, "confusion"):  # a label model
+        _render_label_report(report, f"{model_dir} on {test_file}", errors, json_out)
+        return
     table = Table(title=f"{model_dir} on {test_file}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -440,6 +471,40 @@ def evaluate(
         err.print(worst)
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
+
+
+def _render_label_report(report, title: str, errors: int, json_out: bool) -> None:
+    """Accuracy, macro-F1 and the confusion table on stdout (the command's result); with
+    --json only the JSON object, holding the same numbers."""
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
+        return
+    out = Console(soft_wrap=False)
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("lines (distinct inputs)", f"{report.n} ({report.n_inputs})")
+    table.add_row("accuracy", f"{report.accuracy:.4f}")
+    table.add_row("macro-F1", f"{report.macro_f1:.4f}")
+    out.print(table)
+    confusion = Table(title="confusion (rows: reference, columns: predicted)", title_justify="left")
+    confusion.add_column("reference", style="bold")
+    for label in report.labels:
+        confusion.add_column(escape(label), justify="right")
+    confusion.add_column("recall", justify="right")
+    confusion.add_column("F1", justify="right")
+    for i, (label, row) in enumerate(zip(report.labels, report.confusion)):
+        stats = report.per_label[label]
+        cells = [f"[bold]{n}[/]" if j == i else (str(n) if n else "·") for j, n in enumerate(row)]  # bold: right
+        confusion.add_row(escape(label), *cells, f"{stats['recall']:.3f}", f"{stats['f1']:.3f}")
+    out.print(confusion)
+    if errors and report.mistakes:
+        worst = Table(title=f"first {min(errors, len(report.mistakes))} mistakes", title_justify="left")
+        for col in ("input", "reference", "prediction"):
+            worst.add_column(col)
+        for m in report.mistakes[:errors]:
+            worst.add_row(escape(m.input), escape(m.reference), escape(m.prediction))
+        out.print(worst)
 
 
 # --- export ------------------------------------------------------------------------------
@@ -483,7 +548,7 @@ def summarize(
     bidirectional: bool = typer.Option(False, help="Bidirectional GRUs."),
     head: str = typer.Option("dense", help=f"Output layer: {' | '.join(HEADS)}."),
     reset_after: bool = typer.Option(True, help="Keras 3 GRU (default); --no-reset-after gives Keras 2's counts."),
-    return_sequences: bool = typer.Option(True, help="--no-return-sequences: the sequence-to-label variant."),
+    return_sequences: bool = typer.Option(True, help="--no-return-sequences: the sequence-to-label model, the same as --arch label."),
     arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     compare_heads: bool = typer.Option(False, help="Build both heads with the same weights, compare outputs and speed."),
@@ -505,15 +570,13 @@ def summarize(
         if model_dir is not None:
             _summarize_dir(model_dir)
             return
-        if not return_sequences and head == "time-distributed":
-            err.print(
-                "[yellow]note:[/] without return_sequences the GRU emits one vector, with no time"
-                " axis for TimeDistributed to map over; the head is a plain Dense",
-                highlight=False,
-            )
+        if not return_sequences:  # the last GRU returns one vector: the label model
+            if arch == "seq2seq":
+                raise TransducerError("--no-return-sequences is the label model; it does not combine with --arch seq2seq")
+            arch = "label"
         cfg = ModelConfig(
             arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
-            reset_after=reset_after, head=head, attention=attention, return_sequences=return_sequences,
+            reset_after=reset_after, head=head, attention=attention,
             input_vocab_size=input_size, output_vocab_size=output_size or input_size,
         )
         if compare_heads:
@@ -551,7 +614,7 @@ def _summarize_dir(model_dir: Path) -> None:
     for k, v in (
         ("architecture", m.arch), ("head", m.head), ("max_len", m.max_len), ("hidden", m.hidden),
         ("layers", m.layers), ("bidirectional", m.bidirectional), ("reset_after", m.reset_after),
-        ("input vocab", f"{len(info.input_vocab)} symbols"), ("output vocab", f"{len(info.output_vocab)} symbols"),
+        ("input vocab", f"{len(info.input_vocab)} symbols"), _output_row(info),
         ("trained on", f"{info.raw.get('data', {}).get('n_train', '?')} pairs"),
         ("transducer version", info.raw.get("transducer_version", "?")),
     ):
@@ -571,6 +634,15 @@ def _summarize_dir(model_dir: Path) -> None:
         for k, v in final.items():
             mt.add_row(k, f"{v:.4f}")
         err.print(mt)
+
+
+def _output_row(info) -> tuple[str, str]:
+    """The config table's output vocabulary row; a label model lists its labels."""
+    n = len(info.output_vocab)
+    if info.model.arch != "label":
+        return "output vocab", f"{n} symbols"
+    shown = escape(", ".join(info.output_vocab.symbols[:20])) + (f", ... ({n - 20} more)" if n > 20 else "")
+    return "labels", f"{n}: {shown}"
 
 
 HEADS_EXPLAINED = (

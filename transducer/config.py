@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-ARCHS = ("aligned", "seq2seq")
+ARCHS = ("aligned", "seq2seq", "label")
 HEADS = ("dense", "time-distributed")
 ATTENTIONS = ("luong", "bahdanau", "none")
 ENGINES = ("numpy", "keras")  # inference engines (engine.py)
@@ -36,7 +36,8 @@ class TransducerError(Exception):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "aligned"  # "aligned": one softmax per input position; "seq2seq": encoder-decoder
+    arch: str = "aligned"  # "aligned": one softmax per input position; "seq2seq": encoder-decoder;
+    #                        "label": one softmax per string (label.py)
     max_len: int = 64  # longest input (and output) string, in characters
     hidden: int = 128  # units in each GRU layer
     layers: int = 1  # stacked GRU layers (encoder and decoder each, for seq2seq)
@@ -45,9 +46,9 @@ class ModelConfig:
     reset_after: bool = True  # Keras 3 default; False reproduces Keras 2 parameter counts
     head: str = "dense"  # per-timestep output layer: "dense" or "time-distributed"
     attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
-    return_sequences: bool = True  # False: sequence-to-label variant, for `summarize` only
     input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
     output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
+    #                             (for arch "label": the number of labels, no reserved symbols)
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -63,6 +64,18 @@ class ModelConfig:
                 raise TransducerError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise TransducerError("--dropout must be in [0, 1)")
+        if self.arch == "label" and self.head == "time-distributed":
+            raise TransducerError(
+                "--head time-distributed does not apply to --arch label: its last GRU returns one"
+                " vector per string (return_sequences=False), so no time axis is left for"
+                " TimeDistributed to map over; use --head dense"
+            )
+
+    @property
+    def return_sequences(self) -> bool:
+        """Whether the last GRU layer returns a vector per position (aligned, seq2seq) or
+        one per string (label: the classic sequence-to-label model)."""
+        return self.arch != "label"
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

@@ -35,8 +35,10 @@ def gru_name(i: int) -> str:
     return f"gru_{i}"
 
 
-def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences: bool = True):
-    """`cfg.layers` GRUs (optionally bidirectional), each followed by Dropout if asked."""
+def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences: bool = True, mask=None):
+    """`cfg.layers` GRUs (optionally bidirectional), each followed by Dropout if asked.
+    `mask` (None, T) bool, if given, is passed to every GRU: masked steps keep the state."""
+    masked = {} if mask is None else {"mask": mask}
     for i in range(1, cfg.layers + 1):
         seq = last_return_sequences if i == cfg.layers else True
         gru = layers.GRU(
@@ -47,9 +49,9 @@ def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequence
         )
         if cfg.bidirectional:
             # Concatenated forward/backward states: (None, T, 2*hidden).
-            x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x)
+            x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x, **masked)
         else:
-            x = gru(x)  # (None, T, hidden) or (None, hidden) for the last, label-style
+            x = gru(x, **masked)  # (None, T, hidden) or (None, hidden) for the last, label-style
         if cfg.dropout > 0:
             x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
     return x
@@ -77,6 +79,10 @@ def build_model(cfg: ModelConfig) -> keras.Model:
         from .seq2seq import build_seq2seq
 
         return build_seq2seq(cfg)
+    if cfg.arch == "label":
+        from .label import build_label
+
+        return build_label(cfg)
     return build_aligned(cfg)
 
 
@@ -110,10 +116,16 @@ def exact_match(y_true, y_pred):
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
+    if model.name == "label":  # one label id per string (label.py), not a string of ids
+        from .label import label_metrics
+
+        metrics = label_metrics()
+    else:
+        metrics = [char_acc, exact_match]
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
-        metrics=[char_acc, exact_match],
+        metrics=metrics,
     )
 
 
