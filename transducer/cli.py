@@ -96,9 +96,11 @@ def train(
 ):
     """Train a model on PAIRS and save it to --model-dir.
 
-    Example:
+    Examples:
 
         transducer train sample_data/translit.train.tsv --model-dir models/translit
+
+        transducer train sample_data/langid.train.tsv --model-dir models/langid --arch label --bidirectional --hidden 64 --max-len 20
     """
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
@@ -423,20 +425,23 @@ def _warn_stats(stats, on_long: str) -> None:
 def evaluate(
     model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
     test_file: str = typer.Argument(..., help="Held-out input<TAB>reference lines; an input on several lines has several references."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (n, exact_match, wer, cer, ...) on stdout."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (n, exact_match, wer, cer, ...; label models: accuracy, macro_f1, confusion, ...) on stdout."),
     errors: int = typer.Option(0, help="List the N worst mistakes (input, reference, prediction)."),
     beam: int = typer.Option(1, help="Beam width for seq2seq models (1: greedy)."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
     batch_size: int = typer.Option(1024, help="Lines per model call."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
-    """Exact match, word error rate and character error rate on a test file.
+    """Exact match, word error rate and character error rate on a test file (label
+    models: accuracy, macro-F1 and a confusion table).
 
     Example:
 
         transducer evaluate models/dates sample_data/dates.test.tsv --errors 5
 
         transducer evaluate models/dates sample_data/dates.test.tsv --json | jq .exact_match
+
+        transducer evaluate models/langid sample_data/langid.test.tsv --json | jq .macro_f1
     """
     _choice(engine, ENGINES, "--engine")
     for value, name in ((beam, "--beam"), (batch_size, "--batch-size")):
