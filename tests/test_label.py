@@ -136,7 +136,18 @@ def test_numpy_and_keras_engines_agree(tmp_path, variant):
     assert_engines_agree(model_dir)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
+# Keras drops the Bidirectional wrapper's prefix from weight paths on load_model, so
+# `export` (from model.keras) names a bidirectional model's weights unlike `train` does:
+# the known export-naming bug that issue 11 fixes for every architecture. Strict, so this
+# marker fails (and is removed) once that fix is merged.
+EXPORT_NAMING = pytest.mark.xfail(strict=True, reason="issue 11: export names bidirectional weights without their wrapper")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [pytest.param(v, marks=EXPORT_NAMING) if v["bidirectional"] else v for v in VARIANTS],
+    ids=lambda v: "-".join(f"{k}={v[k]}" for k in v),
+)
 def test_export_then_predict(tmp_path, variant):
     """`transducer export` rewrites the numpy engine's weights from model.keras alone."""
     model_dir, _ = random_label_model(tmp_path / "m", seed=len(tmp_path.name), **variant)
@@ -348,19 +359,22 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     from test_distribute import GLOBAL, PER_REPLICA, TRAIN, _assert_same_weights, _env, _worker_cmd
     from transducer.train import train
 
+    # 96 rows, no validation split: every global batch of 16 splits evenly over the two
+    # replicas (an uneven last batch fails in Keras's mirrored training, label or not).
     pairs = write_pairs(tmp_path / "p.tsv", label_pairs(96, seed=6))
     model = {"arch": "label", "max_len": MAX_LEN, "hidden": 6, "bidirectional": True}
-    train(str(pairs), tmp_path / "one", ModelConfig(**model), TrainConfig(**TRAIN, batch_size=GLOBAL))
+    run = {**TRAIN, "val_split": 0.0}
+    train(str(pairs), tmp_path / "one", ModelConfig(**model), TrainConfig(**run, batch_size=GLOBAL))
     args = {
         "logical_cpus": 2,
         "pairs": str(pairs),
         "model": model,
         "inputs": ["abc", "cc", "xyb"],
-        "runs": [{"model_dir": str(tmp_path / "two"), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
+        "runs": [{"model_dir": str(tmp_path / "two"), "train": {**run, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
     }
     proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (two,) = json.loads(proc.stdout)
-    assert two["counts"]["replicas"] == 2
+    assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == GLOBAL
     _assert_same_weights(tmp_path / "one", two["written"])
     assert two["preds"] == [label for label, _ in Predictor(tmp_path / "one").predict_batch(["abc", "cc", "xyb"])]
