@@ -12,9 +12,12 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import write_pairs
 from test_cli import assert_clean_error, invoke
+from test_guarantees import documents, expected_raw_lines
 from transducer import artifacts
 from transducer.config import ModelConfig, TrainConfig, TransducerError
 from transducer.engine import SUB_BATCH, KerasEngine, NumpyEngine
@@ -378,3 +381,41 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == GLOBAL
     _assert_same_weights(tmp_path / "one", two["written"])
     assert two["preds"] == [label for label, _ in Predictor(tmp_path / "one").predict_batch(["abc", "cc", "xyb"])]
+
+
+@pytest.fixture(scope="module")
+def label_predictor(tmp_path_factory):
+    model_dir, _ = random_label_model(tmp_path_factory.mktemp("guarantees") / "m", bidirectional=True)
+    return Predictor(model_dir)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=documents(), on_long=st.sampled_from(["truncate", "copy"]), batch_size=st.integers(1, 4))
+def test_every_line_gets_one_label_in_order(label_predictor, data, on_long, batch_size):
+    """predict's guarantee for label models: one output line per input line, in order, in
+    every format; a label (or, for an empty line, nothing; a long line under copy, itself)."""
+    import io
+
+    from transducer.cli import _RENDER, _tsv_label, _write_batch
+    from transducer.predict import PredictStats, predict_stream
+
+    lines = [raw.decode("utf-8") for raw in expected_raw_lines(data)]
+    rendered = {fmt: io.BytesIO() for fmt in ("text", "tsv", "jsonl")}
+    render = {**_RENDER, "tsv": _tsv_label}
+    got = []
+    stream = predict_stream(label_predictor, io.BytesIO(data), "<doc>", on_long, "strict", batch_size, PredictStats())
+    for batch in stream:
+        for fmt, out in rendered.items():
+            _write_batch(out, batch, render[fmt])
+        got += [(p.line_no, p.output if isinstance(p.output, str) else "".join(p.output.pieces())) for p in batch]
+    assert [n for n, _ in got] == list(range(1, len(lines) + 1))
+    for line, (_, out) in zip(lines, got):
+        if line == "":
+            assert out == ""
+        elif on_long == "copy" and len(line) > MAX_LEN:
+            assert out == line
+        else:
+            assert out in LABELS
+    for fmt, out in rendered.items():
+        assert out.getvalue().count(b"\n") == len(lines), fmt
+    assert rendered["text"].getvalue().decode("utf-8").split("\n")[:-1] == [o for _, o in got]

@@ -245,13 +245,17 @@ def _render_train_result(result) -> None:
     table.add_column("metric")
     table.add_column("train (last epoch)", justify="right")
     table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
-    keyed = (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match"), ("accuracy", "accuracy"))
+    keyed = (
+        ("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match"), ("accuracy", "accuracy"),
+    )
     for key, label in keyed:
         if key not in result.history:  # char_acc/exact_match for strings, accuracy for labels
             continue
         last = result.history[key][-1]
         table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
-    decoded = (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate"), ("macro_f1", "macro-F1"))
+    decoded = (
+        ("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate"), ("macro_f1", "macro-F1"),
+    )
     for key, label in decoded:
         if key in result.final:
             table.add_row(label, "", f"{result.final[key]:.4f}")

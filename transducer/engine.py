@@ -277,7 +277,6 @@ class NumpyEngine:
                         break
         return best, logp
 
-
     # label: label.build_label's layers, each row run to its own length.
 
     def label_probs(self, ids: np.ndarray) -> np.ndarray:
@@ -416,7 +415,7 @@ def _gru_step_biased(xp, h, rk, b, reset_after: bool):
     return out  # (B, H)
 
 
-def gru_masked(xp: np.ndarray, lengths: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, reverse: bool = False):
+def gru_masked(xp: np.ndarray, lengths: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, reverse=False):
     """A GRU over right-padded rows, each run to its own length, as Keras runs a masked
     GRU (a masked step keeps the state). xp: (B, T, 3H) input projections (bias not
     included); lengths: (B,) real steps per row. Forward reads positions 0..len-1;

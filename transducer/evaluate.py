@@ -184,7 +184,9 @@ def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 10
     return score(pairs, predictions)
 
 
-def evaluate(model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024) -> EvalReport | LabelReport:
+def evaluate(
+    model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024
+) -> EvalReport | LabelReport:
     """`transducer evaluate`: score the model in `model_dir` on a pairs file."""
     from .predict import Predictor
 

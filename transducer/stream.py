@@ -371,7 +371,9 @@ def pairs_dataset(
     from .model import tf
 
     labels = cfg.arch == "label"
-    n = scan.rows_with_labels(side, out_vocab) if labels else {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
+    n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
+    if labels:
+        n = scan.rows_with_labels(side, out_vocab)  # rows with a label the model has
     # Line 0 does not exist; it keeps the table non-empty (TF refuses empty tables).
     excluded = tf.constant(np.concatenate([[0], np.frombuffer(scan.excluded, dtype=np.int64)]))
     skip = tf.lookup.StaticHashTable(
