@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -19,8 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import (
-    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, ON_LONG, ModelConfig,
-    TrainConfig, TransducerError,
+    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS, ON_LONG,
+    ModelConfig, TrainConfig, TransducerError,
 )
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+out = Console()  # stdout: a command's result (tables, pictures) when it is for people
 
 VERBOSE_HELP = "Show TensorFlow's own logs (silenced by default)."
 
@@ -92,6 +94,9 @@ def train(
     ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
+    log_format: Optional[str] = typer.Option(
+        None, help=f"Progress on stderr: {' | '.join(LOG_FORMATS)} (default: rich on a terminal, plain otherwise)."
+    ),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Train a model on PAIRS and save it to --model-dir.
@@ -100,12 +105,16 @@ def train(
 
         transducer train sample_data/translit.train.tsv --model-dir models/translit
 
+        nohup transducer train sample_data/translit.train.tsv -m models/translit --log-format jsonl 2> train.log &
+
         transducer train sample_data/langid.train.tsv --model-dir models/langid --arch label --bidirectional --hidden 64 --max-len 20
     """
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
     _choice(attention, ATTENTIONS, "--attention")
     _choice(distribute, DISTRIBUTE, "--distribute")
+    if log_format is not None:
+        _choice(log_format, LOG_FORMATS, "--log-format")
     _quiet_tensorflow(verbose)
     try:
         mcfg = ModelConfig(
@@ -117,9 +126,10 @@ def train(
             patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
             distribute=distribute,
         )
+        from .progress import make_reporter
         from .train import train as run_train
 
-        reporter = _RichReporter()
+        reporter = make_reporter(log_format, err)
         try:
             result = run_train(
                 pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
@@ -128,7 +138,7 @@ def train(
             reporter.close()
     except TransducerError as e:
         _fail(e)
-    _render_train_result(result)
+    reporter.end(result)
     if result.interrupted:
         _render_interrupted(result)
 
@@ -146,122 +156,6 @@ def _render_interrupted(result) -> None:
         soft_wrap=True,
     )
     raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
-
-
-class _RichReporter:
-    """Progress bar per epoch on stderr."""
-
-    def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        self.task = None
-        self.started = False
-
-    def start(self, info):
-        err.print(
-            f"training on {info['n_train']} pairs, validating on {info['n_val']}"
-            f" (input vocab {info['input_vocab']}, output vocab {info['output_vocab']},"
-            f" {info['parameters']:,} parameters)",
-            highlight=False,
-        )
-        if info.get("resumed_from"):
-            err.print(f"resuming after epoch {info['resumed_from']} from the checkpoint", highlight=False, soft_wrap=True)
-        if info.get("distribute", "none") != "none":
-            err.print(
-                f"distributed ({info['distribute']}): global batch {info['global_batch']}"
-                f" = {info['global_batch'] // info['replicas']} per replica x {info['replicas']} replica(s)",
-                highlight=False,
-            )
-        if info["skipped"]:
-            kinds = ", ".join(f"{n} {kind}" for kind, n in info.get("skipped_by_kind", {}).items())
-            err.print(
-                f"[yellow]skipped {info['skipped']} invalid row(s)[/] ({kinds}): {info['skipped_detail']}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info.get("duplicates"):
-            err.print(
-                f"[yellow]note:[/] {info['duplicates']} repeated row(s) kept (first: line"
-                f" {info['first_duplicate']}); repeats weigh more in training",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info.get("unseen_labels"):
-            err.print(
-                f"[yellow]note:[/] {info['unseen_labels']} validation row(s) have a label no training"
-                " row has; the model cannot output it, so they are left out of the validation loss"
-                " and accuracy (the final macro-F1 counts them as wrong)",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info["conflicts"]:
-            err.print(
-                f"[yellow]note:[/] {info['conflicts']} input(s) have more than one output;"
-                f" the model can learn only one of them ({escape(info.get('first_conflict', ''))})",
-                highlight=False,
-                soft_wrap=True,
-            )
-        self.progress.start()
-        self.started = True
-
-    def epoch_begin(self, epoch, epochs, steps):
-        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", metrics="")
-
-    def batch_end(self, step, logs):
-        self.progress.update(self.task, completed=step, metrics=_fmt(logs))
-
-    def epoch_end(self, epoch, logs):
-        self.progress.update(self.task, metrics=_fmt(logs, val=True))
-
-    def close(self):
-        if self.started:
-            self.progress.stop()
-
-
-def _fmt(logs: dict, val: bool = False) -> str:
-    nan = float("nan")
-    if "accuracy" in logs:  # a label model: one label per string, accuracy is exact match
-        parts = [f"loss {logs.get('loss', nan):.4f}", f"acc {logs['accuracy']:.3f}"]
-        if val and "val_loss" in logs:
-            parts.append(f"val_loss {logs['val_loss']:.4f} val_acc {logs.get('val_accuracy', nan):.3f}")
-        return "  ".join(parts)
-    parts = [f"loss {logs.get('loss', nan):.4f}", f"acc {logs.get('char_acc', nan):.3f}"]
-    if val and "val_loss" in logs:
-        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', nan):.3f}")
-    return "  ".join(parts)
-
-
-def _render_train_result(result) -> None:
-    table = Table(title="final metrics (best epoch's weights)", title_justify="left")
-    table.add_column("metric")
-    table.add_column("train (last epoch)", justify="right")
-    table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
-    keyed = (
-        ("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match"), ("accuracy", "accuracy"),
-    )
-    for key, label in keyed:
-        if key not in result.history:  # char_acc/exact_match for strings, accuracy for labels
-            continue
-        last = result.history[key][-1]
-        table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
-    decoded = (
-        ("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate"), ("macro_f1", "macro-F1"),
-    )
-    for key, label in decoded:
-        if key in result.final:
-            table.add_row(label, "", f"{result.final[key]:.4f}")
-    err.print(table)
-    how = "interrupted" if result.interrupted else "early stopping" if result.stopped_early else "all epochs"
-    err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
 
 
 # --- predict -----------------------------------------------------------------------------
@@ -488,7 +382,6 @@ def _render_label_report(report, title: str, errors: int, json_out: bool) -> Non
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
         return
-    out = Console(soft_wrap=False)
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -514,6 +407,86 @@ def _render_label_report(report, title: str, errors: int, json_out: bool) -> Non
         for m in report.mistakes[:errors]:
             worst.add_row(escape(m.input), escape(m.reference), escape(m.prediction))
         out.print(worst)
+
+
+# --- explain -----------------------------------------------------------------------------
+
+
+@app.command()
+def explain(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    text: str = typer.Argument(..., help="One input string (quote it if it has spaces)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers (steps, probabilities, attention rows) as one JSON object."),
+    engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
+    top: int = typer.Option(3, help="Most probable symbols listed at each step."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Show why the model gives its output for TEXT: each step's probabilities and, for
+    seq2seq, the attention heat-map (rows: output characters, columns: input characters).
+
+    Examples:
+
+        transducer explain models/dates "March 3, 2021"
+
+        transducer explain models/dates "March 3, 2021" --json | jq .output
+    """
+    _choice(engine, ENGINES, "--engine")
+    if top < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--top")
+    _quiet_tensorflow(verbose)
+    from .explain import explain as run_explain
+
+    try:
+        ex = run_explain(model_dir, text, engine=engine, top=top)
+    except TransducerError as e:
+        _fail(e)
+    if json_out:
+        sys.stdout.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+        return
+    lines = _explanation_lines(ex)
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _show(ch: str) -> str:
+    """A character as one terminal cell: control, combining and wide characters as ·."""
+    if ch == " ":
+        return "␣"
+    if not ch.isprintable() or unicodedata.combining(ch) or unicodedata.east_asian_width(ch) in "WF":
+        return "·"
+    return ch
+
+
+def _explanation_lines(ex) -> list[str]:
+    from .charts import SHADE_LEGEND, shade
+
+    lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
+    if ex.unknown:
+        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: read as <unk>")
+    tops = ["  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top) for s in ex.steps]
+    label_w = max([5, *(len(s.symbol) for s in ex.steps)])
+    lines.append("")
+    if ex.arch == "aligned":
+        lines.append(f"{'pos':>3}  {'in':<{label_w}}  {'out':<{label_w}}  {'p':<6}  most probable")
+        for t, (s, alts) in enumerate(zip(ex.steps, tops)):
+            seen = ex.input_symbols[t] if t < len(ex.input_symbols) else "<pad>"
+            lines.append(f"{t + 1:>3}  {seen:<{label_w}}  {s.symbol:<{label_w}}  {s.probability:.4f}  {alts}")
+        return lines
+    if not ex.has_attention:
+        lines.append("(this model has no attention: --attention none)")
+    n = len(ex.text)
+    header = "".join(f"{_show(c)} " for c in ex.text)
+    if ex.has_attention:
+        lines.append(f"attention: a row per output step, a column per input character, pad = the padding after it ({SHADE_LEGEND})")
+        lines.append(f"{'out':<{label_w}}  {'p':<6}  {header}│pad│  most probable")
+    else:
+        lines.append(f"{'out':<{label_w}}  {'p':<6}  most probable")
+    for s, alts in zip(ex.steps, tops):
+        row = f"{s.symbol:<{label_w}}  {s.probability:.4f}  "
+        if s.attention is not None:
+            cells = "".join(shade(w) * 2 for w in s.attention[:n])
+            row += f"{cells}│{shade(sum(s.attention[n:])) * 3}│  "
+        lines.append(row + alts)
+    return lines
 
 
 # --- export ------------------------------------------------------------------------------
@@ -561,6 +534,7 @@ def summarize(
     arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     compare_heads: bool = typer.Option(False, help="Build both heads with the same weights, compare outputs and speed."),
+    json_out: bool = typer.Option(False, "--json", help="With DIR: print its training curves, final metrics and hyperparameters as one JSON object (no TensorFlow)."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Show the network as a table: layers, output shapes, parameter counts.
@@ -569,13 +543,22 @@ def summarize(
 
         transducer summarize models/translit
 
+        transducer summarize models/translit --json | jq .best_epoch
+
         transducer summarize --input-size 15 --max-len 64 --hidden 16 --head time-distributed --no-reset-after
     """
     _choice(head, HEADS, "--head")
     _choice(arch, ARCHS, "--arch")
     _choice(attention, ATTENTIONS, "--attention")
+    if json_out and model_dir is None:
+        raise typer.BadParameter("needs a model directory (DIR)", param_hint="--json")
     _quiet_tensorflow(verbose)
     try:
+        if json_out:
+            from .history import read_training_summary
+
+            sys.stdout.write(json.dumps(read_training_summary(model_dir).to_dict(), ensure_ascii=False) + "\n")
+            return
         if model_dir is not None:
             _summarize_dir(model_dir)
             return
@@ -633,16 +616,59 @@ def _summarize_dir(model_dir: Path) -> None:
     if m.arch == "seq2seq":
         cfg.add_row("attention", m.attention)
     err.print(cfg)
-    metrics = read_metrics(info.path)
-    final = metrics.get("final")
-    if final:
-        mt = Table(title="final metrics", title_justify="left")
+    from .history import read_training_summary
+
+    _render_training(read_training_summary(info.path))
+
+
+def _render_training(summary) -> None:
+    """How the model was trained: hyperparameters and time, final metrics, curves."""
+    from .charts import epoch_plot, sparkline
+    from .progress import duration, fmt_value, ordered
+
+    hp = dict(summary.hyperparameters)
+    t = Table(title="training", title_justify="left", show_header=False)
+    t.add_row("epochs", f"{summary.epochs_run} run (at most {hp.pop('epochs', '?')})")
+    t.add_row("best epoch", str(summary.best_epoch or "?"))
+    if summary.train_seconds is not None:
+        per = summary.train_seconds / max(summary.epochs_run, 1)
+        t.add_row("training time", f"{duration(summary.train_seconds)} ({duration(per)} per epoch)")
+    first = ("batch_size", "learning_rate")  # then the rest as config.json lists them (schedule...), seed last
+    for k in [*[k for k in first if k in hp], *[k for k in hp if k not in first and k != "seed"], "seed"]:
+        if k in hp:
+            t.add_row(k.replace("_", " "), str(hp[k]))
+    out.print(t)
+    if summary.final:
+        names = summary.final_names()
+        mt = Table(title=f"final metrics (epoch {summary.best_epoch}'s weights)", title_justify="left")
         mt.add_column("metric")
         mt.add_column("value", justify="right")
-        mt.add_row("best epoch", f"{metrics.get('best_epoch', '?')} of {metrics.get('epochs_run', '?')}")
-        for k, v in final.items():
-            mt.add_row(k, f"{v:.4f}")
-        err.print(mt)
+        for k, v in ordered(summary.final):
+            mt.add_row(names[k], f"{v:.4f}")
+        out.print(mt)
+    curves, names = summary.curves, summary.curve_names()
+    if not curves:
+        return
+    plots = (
+        ({"loss": "●", "val_loss": "○"}, "loss per epoch"),
+        ({"val_exact_match": "●"}, "validation exact match per epoch"),
+        ({"val_accuracy": "●"}, "validation accuracy per epoch"),  # a label model's
+    )
+    for marks, title in plots:
+        marks = {k: m for k, m in marks.items() if k in curves}
+        if marks:
+            legend = ", ".join(f"{m} {names[k]}" for k, m in marks.items()) + (", ◉ both" if len(marks) > 1 else "")
+            out.print(f"{title} ({legend})", markup=False, highlight=False, soft_wrap=True)
+            lines = epoch_plot({k: curves[k] for k in marks}, marks, summary.best_epoch)
+            out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    ct = Table(title="per-epoch curves", title_justify="left")
+    for col in ("curve", "epoch 1", f"best (epoch {summary.best_epoch})", "last", "trend"):
+        ct.add_column(col, justify="left" if col in ("curve", "trend") else "right", no_wrap=col == "trend")
+    best = summary.best_epoch - 1
+    for k, vals in ordered(curves):
+        at_best = fmt_value(k, vals[best]) if 0 <= best < len(vals) else ""
+        ct.add_row(names[k], fmt_value(k, vals[0]), at_best, fmt_value(k, vals[-1]), sparkline(vals))
+    out.print(ct)
 
 
 def _output_row(info) -> tuple[str, str]:

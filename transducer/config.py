@@ -18,6 +18,7 @@ FORMATS = ("text", "tsv", "jsonl")  # predict's output formats
 ON_LONG = ("error", "truncate", "copy")  # what predict does with lines over max_len
 ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
+LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
 
 
 class TransducerError(Exception):
