@@ -291,6 +291,9 @@ def test_train_predict_evaluate_in_the_cli(trained):
     assert d["accuracy"] == pytest.approx(right / 40)
     assert len(d["errors"]) == min(2, 40 - right)
 
+    refused = invoke("explain", model_dir, "abc")
+    assert_clean_error(refused, "label model", "--nbest", code=2)
+
     summary = invoke("summarize", model_dir)
     assert summary.exit_code == 0, summary.stderr
     assert "(None, 24)" in summary.stderr and "(None, 3)" in summary.stderr  # bidirectional 2 x 12; 3 labels
