@@ -54,12 +54,12 @@ class ModelConfig:
     attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
     input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
     output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
+    #                             (for arch "label": the number of labels, no reserved symbols)
     masked: bool = True  # padding is masked (GRUs, attention, loss) and batches are padded to
     #                      their own longest string; False: a model written before masks
     #                      (its config.json has no such key), run exactly as it was trained
     normalize: str = "none"  # Unicode form of the text the model sees (inputs and outputs);
     #                          "none" for models written before the option existed
-    #                             (for arch "label": the number of labels, no reserved symbols)
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -77,6 +77,12 @@ class ModelConfig:
             raise TransducerError("--dropout must be in [0, 1)")
         if self.normalize not in NORMALIZE:
             raise TransducerError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")
+        if self.arch == "label" and self.head == "time-distributed":
+            raise TransducerError(
+                "--head time-distributed does not apply to --arch label: its last GRU returns one"
+                " vector per string (return_sequences=False), so no time axis is left for"
+                " TimeDistributed to map over; use --head dense"
+            )
 
     @property
     def variable_length(self) -> bool:
@@ -87,12 +93,6 @@ class ModelConfig:
         how a batch is padded. (A unidirectional aligned model is causal: padding after a
         position never reaches it.)"""
         return self.masked and not (self.arch == "aligned" and self.bidirectional)
-        if self.arch == "label" and self.head == "time-distributed":
-            raise TransducerError(
-                "--head time-distributed does not apply to --arch label: its last GRU returns one"
-                " vector per string (return_sequences=False), so no time axis is left for"
-                " TimeDistributed to map over; use --head dense"
-            )
 
     @property
     def return_sequences(self) -> bool:
