@@ -21,6 +21,7 @@ from test_guarantees import documents, expected_raw_lines
 from transducer import artifacts
 from transducer.config import ModelConfig, TrainConfig, TransducerError
 from transducer.engine import SUB_BATCH, KerasEngine, NumpyEngine
+from transducer.vocab import PAD_ID
 from transducer.predict import Predictor
 from transducer.vocab import PAD_ID, Labels, Vocab, one_hot
 
@@ -326,11 +327,16 @@ def test_streamed_labels_match_the_in_memory_arrays(tmp_path):
     assert labels.symbols == tuple(sorted({label for _, label in pairs}))
     cfg = ModelConfig(arch="label", max_len=MAX_LEN, input_vocab_size=len(in_vocab), output_vocab_size=len(labels))
     ds = pairs_dataset(scan, cfg, in_vocab, labels, "all", 8, 0, None)
-    got_x = np.concatenate([np.argmax(x.numpy(), axis=-1) for x, _ in ds])
-    got_y = np.concatenate([y.numpy() for _, y in ds])
     (want_x,), depths, want_y = training_arrays(cfg, pairs, in_vocab, labels)
-    np.testing.assert_array_equal(got_x, want_x)
-    np.testing.assert_array_equal(got_y, want_y)
+    # Batches are length-bucketed and padded to their own longest string: re-pad each row
+    # to max_len (with <pad>, id 0) and compare the (input, label) rows.
+    got = []
+    for x, y in ds:
+        ids = np.argmax(x.numpy(), axis=-1)  # (B, T_batch)
+        assert ids.shape[1] <= MAX_LEN
+        ids = np.pad(ids, [(0, 0), (0, MAX_LEN - ids.shape[1])], constant_values=PAD_ID)
+        got += [(tuple(row), int(label)) for row, label in zip(ids, y.numpy())]
+    assert sorted(got) == sorted((tuple(row), int(label)) for row, label in zip(want_x, want_y))
     # An empty label is an invalid row, named with its line.
     bad = tmp_path / "bad.tsv"
     bad.write_text("ab\tx\ncd\t\n", encoding="utf-8")
