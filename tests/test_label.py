@@ -21,7 +21,6 @@ from test_guarantees import documents, expected_raw_lines
 from transducer import artifacts
 from transducer.config import ModelConfig, TrainConfig, TransducerError
 from transducer.engine import SUB_BATCH, KerasEngine, NumpyEngine
-from transducer.vocab import PAD_ID
 from transducer.predict import Predictor
 from transducer.vocab import PAD_ID, Labels, Vocab, one_hot
 
