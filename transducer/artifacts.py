@@ -2,7 +2,9 @@
 
     DIR/
       config.json    schema_version, transducer_version, model (ModelConfig), train
-                     (TrainConfig), input_vocab, output_vocab (id -> symbol lists), data
+                     (TrainConfig), input_vocab, output_vocab (id -> symbol lists), data;
+                     a label model (--arch label) has labels (id -> label) instead of
+                     output_vocab
       model.keras    the Keras model (architecture + weights), loaded in safe mode
       metrics.json   history (per-epoch lists) and final (best-epoch validation metrics)
       weights.npz    plain float arrays keyed by layer/weight name, for the TensorFlow-free
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ModelConfig, TransducerError
-from .vocab import Vocab
+from .vocab import Labels, Vocab
 
 SCHEMA_VERSION = 1
 CONFIG, MODEL, METRICS, WEIGHTS = "config.json", "model.keras", "metrics.json", "weights.npz"
@@ -45,7 +47,7 @@ class ModelInfo:
     path: Path  # the model directory
     model: ModelConfig  # architecture and sizes
     input_vocab: Vocab  # input characters
-    output_vocab: Vocab  # output characters
+    output_vocab: Vocab | Labels  # output characters (a label model's: its labels)
     raw: dict  # the whole config.json, for display
 
 
@@ -68,7 +70,7 @@ def check_writable(model_dir: Path, force: bool) -> None:
         raise TransducerError(f"{parent}: not writable")
 
 
-def config_dict(cfg: ModelConfig, input_vocab: Vocab, output_vocab: Vocab, train: dict, data: dict) -> dict:
+def config_dict(cfg: ModelConfig, input_vocab: Vocab, output_vocab: Vocab | Labels, train: dict, data: dict) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "transducer_version": __version__,
@@ -76,8 +78,13 @@ def config_dict(cfg: ModelConfig, input_vocab: Vocab, output_vocab: Vocab, train
         "train": train,
         "data": data,
         "input_vocab": input_vocab.to_json(),
-        "output_vocab": output_vocab.to_json(),
+        output_key(cfg): output_vocab.to_json(),
     }
+
+
+def output_key(cfg: ModelConfig) -> str:
+    """config.json's key for the output vocabulary: a label model lists labels."""
+    return "labels" if cfg.arch == "label" else "output_vocab"
 
 
 def write_json(path: Path, obj) -> None:
@@ -159,7 +166,7 @@ def read_info(model_dir: str | Path) -> ModelInfo:
     try:
         model = ModelConfig.from_dict(raw["model"])
         input_vocab = Vocab.from_json(raw["input_vocab"])
-        output_vocab = Vocab.from_json(raw["output_vocab"])
+        output_vocab = (Labels if model.arch == "label" else Vocab).from_json(raw[output_key(model)])
     except (KeyError, TypeError, ValueError, TransducerError) as e:
         raise TransducerError(f"{cfg_path}: invalid config ({e})") from None
     if model.input_vocab_size != len(input_vocab) or model.output_vocab_size != len(output_vocab):

@@ -72,8 +72,8 @@ def train(
     ctx: typer.Context,
     pairs: str = typer.Argument(..., help="UTF-8 file of input<TAB>output lines; - reads stdin."),
     model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Directory to write the model to."),
-    arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
-    head: str = typer.Option("dense", help=f"Per-timestep output layer: {' | '.join(HEADS)}."),
+    arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)} (label: the second column is one label per string)."),
+    head: str = typer.Option("dense", help=f"Per-timestep output layer: {' | '.join(HEADS)} (label models: dense only)."),
     hidden: int = typer.Option(128, help="Units in each GRU layer."),
     layers: int = typer.Option(1, help="Stacked GRU layers."),
     bidirectional: bool = typer.Option(False, help="Read the input both ways (each position sees all of it)."),
@@ -125,11 +125,13 @@ def train(
 ):
     """Train a model on PAIRS and save it to --model-dir.
 
-    Example:
+    Examples:
 
         transducer train sample_data/translit.train.tsv --model-dir models/translit
 
         nohup transducer train sample_data/translit.train.tsv -m models/translit --log-format jsonl 2> train.log &
+
+        transducer train sample_data/langid.train.tsv --model-dir models/langid --arch label --bidirectional --hidden 64 --max-len 20
     """
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
@@ -249,11 +251,11 @@ def _render_ensemble_result(reporter, result) -> None:
         raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
     if jsonl:
         return
-    f = result.final
+    from .history import readable
+
+    scores = ", ".join(f"{readable(k, 'validation')} {v:.4f}" for k, v in result.final.items())
     err.print(
-        f"saved {result.model_dir}: an ensemble of {members} members;"
-        f" ensemble on validation: exact match (decoded strings) {f['decoded_exact_match']:.4f},"
-        f" character error rate {f['cer']:.4f}",
+        f"saved {result.model_dir}: an ensemble of {members} members; the ensemble's {scores}",
         highlight=False,
         soft_wrap=True,
     )
@@ -271,8 +273,8 @@ def predict(
     encoding_errors: str = typer.Option("strict", help="Invalid UTF-8 input: strict (error) | replace."),
     batch_size: int = typer.Option(1024, help="Lines per model call."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
-    beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings."),
-    nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl."),
+    beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings; label: no effect."),
+    nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl (label models: the K most probable labels)."),
     cache: int = typer.Option(CACHE_LINES, help="Distinct lines whose results are kept and reused (about 250 bytes each); 0 computes every line."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
@@ -312,6 +314,8 @@ def predict(
         predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, cache=cache)
         stream = open_binary(file)
         render = _RENDER[format]
+        if format == "tsv" and predictor.info.model.arch == "label":
+            render = _tsv_label
         for batch in predict_stream(
             predictor, stream, display_name(file), on_long, encoding_errors, batch_size, stats
         ):
@@ -347,6 +351,14 @@ def _tsv(p) -> list:
     if p.nbest:  # input, then candidate<TAB>score for each candidate
         return [_pieces(p.input), *(f"\t{c}\t{score:.6g}" for c, score, _ in p.nbest), "\n"]
     return [_pieces(p.input), "\t", _pieces(p.output), "\n"]
+
+
+def _tsv_label(p) -> list:
+    """A label model's tsv: input<TAB>label<TAB>probability (n-best: as _tsv)."""
+    if p.nbest:
+        return _tsv(p)
+    conf = "" if p.confidence is None else f"{p.confidence:.6g}"  # empty or copied lines
+    return [_pieces(p.input), "\t", _pieces(p.output), "\t", conf, "\n"]
 
 
 def _jsonl(p) -> list:
@@ -417,20 +429,23 @@ def _warn_stats(stats, on_long: str) -> None:
 def evaluate(
     model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
     test_file: str = typer.Argument(..., help="Held-out input<TAB>reference lines; an input on several lines has several references."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (n, exact_match, wer, cer, ...) on stdout."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (n, exact_match, wer, cer, ...; label models: accuracy, macro_f1, confusion, ...) on stdout."),
     errors: int = typer.Option(0, help="List the N worst mistakes (input, reference, prediction)."),
     beam: int = typer.Option(1, help="Beam width for seq2seq models (1: greedy)."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
     batch_size: int = typer.Option(1024, help="Lines per model call."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
-    """Exact match, word error rate and character error rate on a test file.
+    """Exact match, word error rate and character error rate on a test file (label
+    models: accuracy, macro-F1 and a confusion table).
 
     Example:
 
         transducer evaluate models/dates sample_data/dates.test.tsv --errors 5
 
         transducer evaluate models/dates sample_data/dates.test.tsv --json | jq .exact_match
+
+        transducer evaluate models/langid sample_data/langid.test.tsv --json | jq .macro_f1
     """
     _choice(engine, ENGINES, "--engine")
     for value, name in ((beam, "--beam"), (batch_size, "--batch-size")):
@@ -445,6 +460,9 @@ def evaluate(
         report = run_evaluate(model_dir, test_file, engine=engine, beam=beam, batch_size=batch_size)
     except TransducerError as e:
         _fail(e)
+    if hasattr(report, "confusion"):  # a label model
+        _render_label_report(report, f"{model_dir} on {test_file}", errors, json_out)
+        return
     table = Table(title=f"{model_dir} on {test_file}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -462,6 +480,39 @@ def evaluate(
         err.print(worst)
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
+
+
+def _render_label_report(report, title: str, errors: int, json_out: bool) -> None:
+    """Accuracy, macro-F1 and the confusion table on stdout (the command's result); with
+    --json only the JSON object, holding the same numbers."""
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
+        return
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("lines (distinct inputs)", f"{report.n} ({report.n_inputs})")
+    table.add_row("accuracy", f"{report.accuracy:.4f}")
+    table.add_row("macro-F1", f"{report.macro_f1:.4f}")
+    out.print(table)
+    confusion = Table(title="confusion (rows: reference, columns: predicted)", title_justify="left")
+    confusion.add_column("reference", style="bold")
+    for label in report.labels:
+        confusion.add_column(escape(label), justify="right")
+    confusion.add_column("recall", justify="right")
+    confusion.add_column("F1", justify="right")
+    for i, (label, row) in enumerate(zip(report.labels, report.confusion)):
+        stats = report.per_label[label]
+        cells = [f"[bold]{n}[/]" if j == i else (str(n) if n else "·") for j, n in enumerate(row)]  # bold: right
+        confusion.add_row(escape(label), *cells, f"{stats['recall']:.3f}", f"{stats['f1']:.3f}")
+    out.print(confusion)
+    if errors and report.mistakes:
+        worst = Table(title=f"first {min(errors, len(report.mistakes))} mistakes", title_justify="left")
+        for col in ("input", "reference", "prediction"):
+            worst.add_column(col)
+        for m in report.mistakes[:errors]:
+            worst.add_row(escape(m.input), escape(m.reference), escape(m.prediction))
+        out.print(worst)
 
 
 # --- explain -----------------------------------------------------------------------------
@@ -587,7 +638,7 @@ def summarize(
     bidirectional: bool = typer.Option(False, help="Bidirectional GRUs."),
     head: str = typer.Option("dense", help=f"Output layer: {' | '.join(HEADS)}."),
     reset_after: bool = typer.Option(True, help="Keras 3 GRU (default); --no-reset-after gives Keras 2's counts."),
-    return_sequences: bool = typer.Option(True, help="--no-return-sequences: the sequence-to-label variant."),
+    return_sequences: bool = typer.Option(True, help="--no-return-sequences: the sequence-to-label model, the same as --arch label."),
     arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     compare_heads: bool = typer.Option(False, help="Build both heads with the same weights, compare outputs and speed."),
@@ -619,15 +670,13 @@ def summarize(
         if model_dir is not None:
             _summarize_dir(model_dir)
             return
-        if not return_sequences and head == "time-distributed":
-            err.print(
-                "[yellow]note:[/] without return_sequences the GRU emits one vector, with no time"
-                " axis for TimeDistributed to map over; the head is a plain Dense",
-                highlight=False,
-            )
+        if not return_sequences:  # the last GRU returns one vector: the label model
+            if arch == "seq2seq":
+                raise TransducerError("--no-return-sequences is the label model; it does not combine with --arch seq2seq")
+            arch = "label"
         cfg = ModelConfig(
             arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
-            reset_after=reset_after, head=head, attention=attention, return_sequences=return_sequences,
+            reset_after=reset_after, head=head, attention=attention,
             input_vocab_size=input_size, output_vocab_size=output_size or input_size,
         )
         if compare_heads:
@@ -666,7 +715,7 @@ def _summarize_dir(model_dir: Path) -> None:
     for k, v in (
         ("architecture", m.arch), ("head", m.head), ("max_len", m.max_len), ("hidden", m.hidden),
         ("layers", m.layers), ("bidirectional", m.bidirectional), ("reset_after", m.reset_after),
-        ("input vocab", f"{len(info.input_vocab)} symbols"), ("output vocab", f"{len(info.output_vocab)} symbols"),
+        ("input vocab", f"{len(info.input_vocab)} symbols"), _output_row(info),
         ("trained on", f"{info.raw.get('data', {}).get('n_train', '?')} pairs"),
         ("transducer version", info.raw.get("transducer_version", "?")),
     ):
@@ -715,6 +764,7 @@ def _render_training(summary) -> None:
     plots = (
         ({"loss": "●", "val_loss": "○"}, "loss per epoch"),
         ({"val_exact_match": "●"}, "validation exact match per epoch"),
+        ({"val_accuracy": "●"}, "validation accuracy per epoch"),  # a label model's
     )
     for marks, title in plots:
         marks = {k: m for k, m in marks.items() if k in curves}
@@ -757,6 +807,15 @@ def _summarize_members(info, members: list, metrics: dict) -> None:
         t.add_section()
         t.add_row("ensemble", "", "", "", "", fmt(combined, "decoded_exact_match"), fmt(combined, "cer"))
     out.print(t)
+
+
+def _output_row(info) -> tuple[str, str]:
+    """The config table's output vocabulary row; a label model lists its labels."""
+    n = len(info.output_vocab)
+    if info.model.arch != "label":
+        return "output vocab", f"{n} symbols"
+    shown = escape(", ".join(info.output_vocab.symbols[:20])) + (f", ... ({n - 20} more)" if n > 20 else "")
+    return "labels", f"{n}: {shown}"
 
 
 HEADS_EXPLAINED = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-ARCHS = ("aligned", "seq2seq")
+ARCHS = ("aligned", "seq2seq", "label")
 HEADS = ("dense", "time-distributed")
 ATTENTIONS = ("luong", "bahdanau", "none")
 ENGINES = ("numpy", "keras")  # inference engines (engine.py)
@@ -41,7 +41,8 @@ class TransducerError(Exception):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "aligned"  # "aligned": one softmax per input position; "seq2seq": encoder-decoder
+    arch: str = "aligned"  # "aligned": one softmax per input position; "seq2seq": encoder-decoder;
+    #                        "label": one softmax per string (label.py)
     max_len: int = 64  # longest input (and output) string, in characters
     hidden: int = 128  # units in each GRU layer
     layers: int = 1  # stacked GRU layers (encoder and decoder each, for seq2seq)
@@ -51,9 +52,9 @@ class ModelConfig:
     reset_after: bool = True  # Keras 3 default; False reproduces Keras 2 parameter counts
     head: str = "dense"  # per-timestep output layer: "dense" or "time-distributed"
     attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
-    return_sequences: bool = True  # False: sequence-to-label variant, for `summarize` only
     input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
     output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
+    #                             (for arch "label": the number of labels, no reserved symbols)
     masked: bool = True  # padding is masked (GRUs, attention, loss) and batches are padded to
     #                      their own longest string; False: a model written before masks
     #                      (its config.json has no such key), run exactly as it was trained
@@ -76,6 +77,12 @@ class ModelConfig:
             raise TransducerError("--dropout must be in [0, 1)")
         if self.normalize not in NORMALIZE:
             raise TransducerError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")
+        if self.arch == "label" and self.head == "time-distributed":
+            raise TransducerError(
+                "--head time-distributed does not apply to --arch label: its last GRU returns one"
+                " vector per string (return_sequences=False), so no time axis is left for"
+                " TimeDistributed to map over; use --head dense"
+            )
 
     @property
     def variable_length(self) -> bool:
@@ -86,6 +93,12 @@ class ModelConfig:
         how a batch is padded. (A unidirectional aligned model is causal: padding after a
         position never reaches it.)"""
         return self.masked and not (self.arch == "aligned" and self.bidirectional)
+
+    @property
+    def return_sequences(self) -> bool:
+        """Whether the last GRU layer returns a vector per position (aligned, seq2seq) or
+        one per string (label: the classic sequence-to-label model)."""
+        return self.arch != "label"
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

@@ -159,9 +159,10 @@ def decode_line(raw: bytes, name: str, line_no: int, errors: str = "strict") -> 
         ) from None
 
 
-def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: str = "none") -> PairsFile:
+def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: str = "none", labels: bool = False) -> PairsFile:
     """Parse `input<TAB>output` rows; invalid rows stop (default) or are skipped. Rows
-    are brought to the `normalize` form first (lengths count its characters)."""
+    are brought to the `normalize` form first (lengths count its characters).
+    `labels`: the output is a label (--arch label): any length, but not empty."""
     name = display_name(path)
     stream = open_binary(path)
     result = PairsFile(name=name, pairs=[], line_nos=[])
@@ -178,7 +179,7 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: s
                 continue
             if text.strip() == "" and "\t" not in text:
                 continue  # blank lines are not pairs
-            problem = _row_problem(text, max_len)
+            problem = _row_problem(text, max_len, labels)
             if problem:
                 result.invalid.append(InvalidRow(line_no, *problem))
                 continue
@@ -216,8 +217,9 @@ def check_usable(name: str, n_pairs: int, n_invalid: int, invalid_detail: str, s
         raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
 
 
-def _row_problem(text: str, max_len: int) -> tuple[str, str] | None:
-    """(reason, kind) for an invalid row, None for a valid one."""
+def _row_problem(text: str, max_len: int, labels: bool = False) -> tuple[str, str] | None:
+    """(reason, kind) for an invalid row, None for a valid one. With `labels` the output
+    is a label (--arch label): max_len does not apply to it, but it must not be empty."""
     tabs = text.count("\t")
     if tabs == 0:
         return "no tab (expected input<TAB>output)", "no tab"
@@ -228,6 +230,8 @@ def _row_problem(text: str, max_len: int) -> tuple[str, str] | None:
         return "empty input", "empty input"
     if len(src) > max_len:
         return f"input is {len(src)} characters, longer than --max-len {max_len}", "input too long"
+    if labels:
+        return ("empty label", "empty label") if tgt == "" else None
     if len(tgt) > max_len:
         return f"output is {len(tgt)} characters, longer than --max-len {max_len}", "output too long"
     return None

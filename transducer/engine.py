@@ -22,6 +22,10 @@ and computes what Keras computes with its padding mask: the forward GRU is causa
 only its final state is taken at each row's last real character; the backward GRU runs
 over each row reversed within its own length (tf.reverse_sequence), so it starts at the
 last real character; attention scores of padded positions lose 1e9, as in Keras.
+
+
+`label_probs` (`--arch label`) runs each row to its own length (the Keras model masks
+<pad>), forward and, when bidirectional, backward from the last real character.
 """
 
 from __future__ import annotations
@@ -169,6 +173,13 @@ class KerasEngine:
         best = probs.argmax(axis=-1)  # (B, T)
         return best, aligned_confidence(probs, best)
 
+    def label_probs(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) right-padded ids -> (B, n_labels) probabilities (label models)."""
+        from .vocab import one_hot
+
+        x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
+        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)  # (B, n_labels)
+
 
 class NumpyEngine:
     name = "numpy"
@@ -204,6 +215,14 @@ class NumpyEngine:
             self.get(f"{prefix}/gru_cell/bias"),
         )
 
+    def layer_params(self, i: int, prefix: str = "") -> list[tuple]:
+        """The i-th (1-based) GRU layer's (kernel, recurrent kernel, bias): [forward] or,
+        when bidirectional, [forward, backward]."""
+        if self.info.model.bidirectional:
+            base = f"{prefix}bidirectional_{i}"
+            return [self.gru_params(f"{base}/{d}_{prefix}gru_{i}") for d in ("forward", "backward")]
+        return [self.gru_params(f"{prefix}gru_{i}")]
+
     def recurrent_stack(self, ids: np.ndarray, prefix: str = "", lengths: np.ndarray | None = None) -> np.ndarray:
         """(B, T) ids -> (B, T, H) outputs of the GRU stack (2H when bidirectional).
 
@@ -216,9 +235,7 @@ class NumpyEngine:
         x = None  # (B, T, features) after the first layer
         for i in range(1, cfg.layers + 1):
             if cfg.bidirectional:
-                base = f"{prefix}bidirectional_{i}"
-                fwd = self.gru_params(f"{base}/forward_{prefix}gru_{i}")
-                bwd = self.gru_params(f"{base}/backward_{prefix}gru_{i}")
+                fwd, bwd = self.layer_params(i, prefix)
                 xf = _input_proj(ids, x, fwd[0])
                 xb = _input_proj(ids, x, bwd[0])
                 hf = gru_sequence(xf, fwd[1], fwd[2], cfg.reset_after)
@@ -297,6 +314,26 @@ class NumpyEngine:
                         break
         return best, logp
 
+    # label: label.build_label's layers, each row run to its own length.
+
+    def label_probs(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) right-padded ids -> (B, n_labels) probabilities."""
+        parts = _map_parts(self._label_probs, ids)
+        return np.concatenate(parts) if parts else np.zeros((0, self.info.model.output_vocab_size), np.float32)
+
+    def _label_probs(self, ids: np.ndarray) -> np.ndarray:
+        cfg = self.info.model
+        lengths = np.count_nonzero(ids != PAD_ID, axis=1)  # (B,): padding is at the end
+        T = int(lengths.max(initial=0))  # steps past every row's end change nothing
+        x = None  # (B, T, features) after the first layer
+        for i in range(1, cfg.layers + 1):
+            outs, finals = [], []
+            for d, (k, rk, b) in enumerate(self.layer_params(i)):
+                out, final = gru_masked(_input_proj(ids[:, :T], x, k), lengths, rk, b, cfg.reset_after, reverse=d == 1)
+                outs.append(out)  # (B, T, H)
+                finals.append(final)  # (B, H)
+            x = np.concatenate(outs, axis=-1)  # (B, T, W): the next layer's input
+        return self.head(np.concatenate(finals, axis=-1))  # (B, n_labels) from the last layer's final state
 
     # seq2seq: the equations of seq2seq.build_seq2seq's layers, one decoder step at a time.
 
@@ -446,6 +483,35 @@ def _gru_step_biased(xp, h, rk, b, reset_after: bool):
     out *= zr[:, :H]
     out += hh
     return out  # (B, H)
+
+
+def gru_masked(xp: np.ndarray, lengths: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, reverse=False):
+    """A GRU over right-padded rows, each run to its own length, as Keras runs a masked
+    GRU (a masked step keeps the state). xp: (B, T, 3H) input projections (bias not
+    included); lengths: (B,) real steps per row. Forward reads positions 0..len-1;
+    `reverse` reads len-1..0 (Keras's backward layer with the mask). Returns the (B, T, H)
+    outputs (each stored at the position it read; zero past a row's end) and the (B, H)
+    final states.
+
+    Rows are processed longest first, so the rows still running at step s are a prefix."""
+    B, T, _ = xp.shape
+    H = rk.shape[0]
+    order = np.argsort(-lengths, kind="stable")  # (B,) longest first
+    lens = lengths[order]  # (B,) non-increasing
+    xp = xp[order]  # (B, T, 3H)
+    h = np.zeros((B, H), dtype=np.float32)
+    out = np.zeros((B, T, H), dtype=np.float32)
+    in_bias = b[0] if reset_after else b
+    with np.errstate(over="ignore"):
+        for s in range(int(lens.max(initial=0))):
+            n = int(np.count_nonzero(lens > s))  # rows still running: a prefix
+            rows = np.arange(n)
+            pos = lens[:n] - 1 - s if reverse else np.full(n, s)  # (n,) the position each reads
+            h[:n] = _gru_step_biased(xp[rows, pos] + in_bias, h[:n], rk, b, reset_after)
+            out[rows, pos] = h[:n]
+    unsort = np.empty_like(order)
+    unsort[order] = np.arange(B)
+    return out[unsort], h[unsort]
 
 
 def gru_sequence(xp: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, h0=None):

@@ -102,6 +102,10 @@ class EnsembleEngine:
         """(B, T) ids -> combined (B, T, V) probabilities."""
         return combine([e.aligned_probs(ids) for e in self.engines])
 
+    def label_probs(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) ids -> combined (B, n_labels) probabilities (--arch label)."""
+        return combine([e.label_probs(ids) for e in self.engines])
+
     def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) ids -> (B, T) chosen ids (per-position argmax of the combined
         distribution) and (B,) P(output string) under it."""

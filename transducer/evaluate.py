@@ -8,6 +8,9 @@ are counted against the closest one. With n lines,
     wer         = 1 - exact_match           (each output string is one "word")
     cer         = sum of edit distances to the closest reference
                   / sum of those references' lengths
+
+A label model (`--arch label`) is scored as a classifier instead (`score_labels`):
+accuracy, macro-F1 (the mean over labels of each label's F1) and a confusion table.
 """
 
 from __future__ import annotations
@@ -90,30 +93,111 @@ def score(pairs: list[tuple[str, str]], predictions: dict[str, str]) -> EvalRepo
     )
 
 
-def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 1024) -> EvalReport:
+@dataclass
+class LabelReport:
+    n: int  # test lines scored
+    n_inputs: int  # distinct inputs (one prediction each)
+    accuracy: float  # fraction of lines whose predicted label is a reference label
+    macro_f1: float  # mean F1 over the labels that occur as reference or prediction
+    labels: list[str]  # the confusion table's labels, sorted
+    confusion: list[list[int]]  # [reference][prediction] line counts, in `labels` order
+    per_label: dict[str, dict]  # label -> precision, recall, f1, support (reference lines)
+    mistakes: list[Mistake] = field(default_factory=list)  # one per wrong input, in file order
+
+    def to_dict(self, errors: int = 0) -> dict:
+        d = {
+            "n": self.n, "n_inputs": self.n_inputs, "accuracy": self.accuracy, "macro_f1": self.macro_f1,
+            "labels": self.labels, "confusion": self.confusion, "per_label": self.per_label,
+        }
+        if errors:
+            d["errors"] = [
+                {"input": m.input, "reference": m.reference, "prediction": m.prediction} for m in self.mistakes[:errors]
+            ]
+        return d
+
+
+def score_labels(pairs: list[tuple[str, str]], predictions: dict[str, str]) -> LabelReport:
+    """Classifier metrics of `predictions` (input -> label) against (input, label) lines.
+
+    As for strings, an input on several lines has several references and a prediction
+    equal to any of them is right: the line then counts as (prediction, prediction) in
+    the confusion table, otherwise as (its own label, prediction)."""
+    refs: dict[str, set[str]] = {}
+    for src, tgt in pairs:
+        refs.setdefault(src, set()).add(tgt)
+    scored = []  # (reference, prediction) per line
+    mistakes, reported = [], set()
+    for src, tgt in pairs:
+        pred = predictions[src]
+        scored.append((pred if pred in refs[src] else tgt, pred))
+        if pred not in refs[src] and src not in reported:
+            reported.add(src)
+            mistakes.append(Mistake(src, tgt, pred, 1))
+    labels = sorted({label for pair in scored for label in pair})
+    index = {label: i for i, label in enumerate(labels)}
+    confusion = [[0] * len(labels) for _ in labels]
+    for ref, pred in scored:
+        confusion[index[ref]][index[pred]] += 1
+    per_label = {}
+    for i, label in enumerate(labels):
+        tp = confusion[i][i]
+        support = sum(confusion[i])  # lines with this reference
+        predicted = sum(row[i] for row in confusion)  # lines given this label
+        per_label[label] = {
+            "precision": tp / predicted if predicted else 0.0,
+            "recall": tp / support if support else 0.0,
+            "f1": 2 * tp / (support + predicted),  # > 0: the label occurs somewhere
+            "support": support,
+        }
+    n = len(pairs)
+    return LabelReport(
+        n=n,
+        n_inputs=len(refs),
+        accuracy=sum(r == p for r, p in scored) / n if n else 0.0,
+        macro_f1=sum(v["f1"] for v in per_label.values()) / len(labels) if labels else 0.0,
+        labels=labels,
+        confusion=confusion,
+        per_label=per_label,
+        mistakes=mistakes,
+    )
+
+
+def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 1024) -> EvalReport | LabelReport:
     """Predict every distinct input once (in batches) and score against the pairs."""
     inputs = list(dict.fromkeys(src for src, _ in pairs))
     predictions = {}
     for i in range(0, len(inputs), batch_size):
         chunk = inputs[i : i + batch_size]
         predictions.update(zip(chunk, (out for out, _ in predictor.predict_batch(chunk))))
+    if predictor.info.model.arch == "label":
+        return score_labels(pairs, predictions)
     # References in the form outputs are written in (composed, for a decomposing model).
     return score([(src, predictor.for_output(tgt)) for src, tgt in pairs], predictions)
 
 
-def evaluate(model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024) -> EvalReport:
+def evaluate(
+    model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024
+) -> EvalReport | LabelReport:
     """`transducer evaluate`: score the model in `model_dir` on a pairs file."""
     from .predict import Predictor
 
     predictor = Predictor(model_dir, engine=engine, beam=beam, cache=0)  # inputs are distinct already
-    test = read_pairs(test_path, predictor.max_len, normalize=predictor.normalize)
+    labels = predictor.info.model.arch == "label"
+    test = read_pairs(test_path, predictor.max_len, normalize=predictor.normalize, labels=labels)
     return evaluate_pairs(predictor, test.pairs, batch_size)
 
 
 def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, float]:
-    """Decoded exact match and CER of an in-memory Keras model (end of `train`)."""
+    """Decoded exact match and CER (a label model: macro-F1) of an in-memory Keras model
+    (end of `train`)."""
     from .engine import KerasEngine
     from .predict import Predictor
 
-    report = evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs)
+    return decoded_metrics(evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs))
+
+
+def decoded_metrics(report: EvalReport | LabelReport) -> dict[str, float]:
+    """What train reports on its validation data: exact match and CER, or macro-F1."""
+    if isinstance(report, LabelReport):
+        return {"macro_f1": report.macro_f1}
     return {"decoded_exact_match": report.exact_match, "cer": report.cer}

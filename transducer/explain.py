@@ -64,6 +64,11 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
     if top < 1:
         raise TransducerError("--top must be at least 1")
     info = read_info(model_dir)
+    if info.model.arch == "label":
+        raise TransducerError(
+            f"{info.path} is a label model: it has one output per string, no steps to explain;"
+            " `transducer predict` with --nbest K -f jsonl shows its K most probable labels"
+        )
     max_len = info.model.max_len
     text = normalization.normalize(info.model.normalize, text)  # the symbols the model reads
     if len(text) > max_len:

@@ -18,6 +18,8 @@ METRIC_NAMES = {
     "exact_match": "exact match",
     "decoded_exact_match": "exact match (decoded strings)",
     "cer": "character error rate",
+    "accuracy": "accuracy",  # a label model's (--arch label)
+    "macro_f1": "macro-F1",
 }
 PER_EPOCH_NAMES = {"learning_rate": "learning rate"}  # per-epoch values that are no metric
 

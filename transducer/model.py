@@ -46,6 +46,10 @@ def build_model(cfg: ModelConfig, variable_length: bool = False) -> keras.Model:
     training on length-bucketed batches; otherwise max_len, as `summarize` shows it."""
     if cfg.arch == "seq2seq":
         return build_seq2seq(cfg, variable_length)
+    if cfg.arch == "label":
+        from .label import build_label
+
+        return build_label(cfg, variable_length)
     return build_aligned(cfg, variable_length)
 
 
@@ -106,10 +110,16 @@ def sequence_loss(masked: bool = True, label_smoothing: float = 0.0):
 
 def compile_model(model: keras.Model, learning_rate: float, masked: bool = True, label_smoothing: float = 0.0) -> None:
     """masked False: the loss of models written before masks (every position, padding too)."""
+    if model.name == "label":  # one label id per string (label.py), not a string of ids
+        from .label import label_metrics
+
+        loss, metrics = "sparse_categorical_crossentropy", label_metrics()
+    else:
+        loss, metrics = sequence_loss(masked, label_smoothing), [char_acc, exact_match]
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=sequence_loss(masked, label_smoothing),
-        metrics=[char_acc, exact_match],
+        loss=loss,
+        metrics=metrics,
     )
 
 

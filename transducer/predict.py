@@ -118,7 +118,8 @@ class Predictor:
 
     beam: seq2seq beam width (1 = greedy). nbest: candidates per line (<= beam). For the
     aligned model either above 1 switches from per-position argmax to the exact search for
-    the most probable strings (decode.aligned_kbest).
+    the most probable strings (decode.aligned_kbest). A label model scores every label, so
+    beam changes nothing; nbest gives its most probable labels.
     """
 
     def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, cache: int = CACHE_LINES):
@@ -148,10 +149,13 @@ class Predictor:
         vin, vout = len(self.info.input_vocab), len(self.info.output_vocab)
         probe = self.info.input_vocab.symbols[-1] * self.max_len  # uses the highest input id
         try:
-            if self.info.model.arch == "aligned":
+            if self.info.model.arch in ("aligned", "label"):
                 ids = np.full((1, self.max_len), vin - 1, dtype=np.int32)  # (1, T)
-                width = self.engine.aligned_probs(ids).shape  # (1, T, V)
-                if tuple(width) != (1, self.max_len, vout):
+                if self.info.model.arch == "label":
+                    width, want = self.engine.label_probs(ids).shape, (1, vout)  # (1, n_labels)
+                else:
+                    width, want = self.engine.aligned_probs(ids).shape, (1, self.max_len, vout)  # (1, T, V)
+                if tuple(width) != want:
                     raise ValueError(f"output shape {tuple(width)}")
             else:
                 self._compute([probe])
@@ -225,6 +229,10 @@ class Predictor:
         masked seq2seq model)."""
         from . import decode
 
+        if self.info.model.arch == "label":
+            from .label import label_candidates
+
+            return label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
         if self.info.model.arch == "seq2seq":
             if self.beam == 1:
                 found = [[c] for c in decode.greedy(self.engine, ids, self.max_len)]

@@ -27,7 +27,10 @@ from .config import LOG_FORMATS
 from .history import readable
 
 # Keras's metric names, in the order a line shows them; others follow in their own order.
-EPOCH_ORDER = ("loss", "char_acc", "exact_match", "val_loss", "val_char_acc", "val_exact_match", "learning_rate")
+EPOCH_ORDER = (
+    "loss", "char_acc", "exact_match", "accuracy",  # accuracy: a label model's (--arch label)
+    "val_loss", "val_char_acc", "val_exact_match", "val_accuracy", "learning_rate",
+)
 
 
 def make_reporter(log_format: str | None, console: Console):
@@ -90,6 +93,13 @@ def start_messages(info: dict) -> list[tuple[str, bool]]:
         lines.append((
             f"note: {info['duplicates']} repeated row(s) kept (first: line {info['first_duplicate']});"
             " repeats weigh more in training",
+            True,
+        ))
+    if info.get("unseen_labels"):
+        lines.append((
+            f"note: {info['unseen_labels']} validation row(s) have a label no training row has; the"
+            " model cannot output it, so they are left out of the validation loss and accuracy"
+            " (the final macro-F1 counts them as wrong)",
             True,
         ))
     if info.get("conflicts"):
@@ -240,10 +250,17 @@ class RichReporter(_Clock):
         table.add_column("metric")
         table.add_column("train (last epoch)", justify="right")
         table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
-        for key, label in (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match")):
-            last = result.history.get(key, [float("nan")])[-1]
-            table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
-        for key, label in (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate")):
+        keyed = (
+            ("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match"), ("accuracy", "accuracy"),
+        )
+        for key, label in keyed:
+            if key not in result.history:  # char_acc/exact_match for strings, accuracy for labels
+                continue
+            table.add_row(label, f"{result.history[key][-1]:.4f}", f"{result.final.get(key, float('nan')):.4f}")
+        decoded = (
+            ("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate"), ("macro_f1", "macro-F1"),
+        )
+        for key, label in decoded:
             if key in result.final:
                 table.add_row(label, "", f"{result.final[key]:.4f}")
         self.console.print(table)
@@ -251,9 +268,12 @@ class RichReporter(_Clock):
 
 
 def _bar_metrics(logs: dict, val: bool = False) -> str:
-    parts = [f"loss {logs.get('loss', float('nan')):.4f}", f"acc {logs.get('char_acc', float('nan')):.3f}"]
+    nan = float("nan")
+    label = "accuracy" in logs  # a label model: one label per string, its accuracy is exact match
+    parts = [f"loss {logs.get('loss', nan):.4f}", f"acc {logs.get('accuracy' if label else 'char_acc', nan):.3f}"]
     if val and "val_loss" in logs:
-        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', float('nan')):.3f}")
+        exact = logs.get("val_accuracy" if label else "val_exact_match", nan)
+        parts.append(f"val_loss {logs['val_loss']:.4f} {'val_acc' if label else 'val_exact'} {exact:.3f}")
     if val and "learning_rate" in logs:
         parts.append(f"lr {logs['learning_rate']:.3g}")
     return "  ".join(parts)

@@ -48,7 +48,7 @@ import numpy as np
 from . import normalization
 from .config import ModelConfig
 from .data import MAX_REPORTED, InvalidRow, _row_problem, check_usable, display_name, iter_raw_lines, open_binary
-from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab
+from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Labels, Vocab
 
 VAL_BUCKETS = 1 << 30  # hash range for the split; a row is validation if its bucket < threshold
 SHUFFLE_BUFFER = 65_536  # lines held for shuffling: a full shuffle up to this many rows
@@ -82,14 +82,25 @@ class ScannedPairs:
     fingerprint: str = ""  # sha256 of the valid rows and their sides: identifies data + split
     in_chars: set = field(default_factory=set)  # characters of training inputs
     out_chars: set = field(default_factory=set)  # characters of training outputs
+    labels: bool = False  # outputs are labels (--arch label): counted in label_rows
+    label_rows: dict = field(default_factory=dict)  # label -> [training rows, validation rows]
 
     @property
     def n_train(self) -> int:
         return self.n_rows - self.n_val
 
-    def vocabs(self) -> tuple[Vocab, Vocab]:
-        """Vocabularies of the training rows, the same as Vocab.from_strings would build."""
+    def vocabs(self) -> tuple[Vocab, Vocab | Labels]:
+        """Vocabularies of the training rows, the same as Vocab.from_strings would build
+        (for labels: the labels of the training rows)."""
+        if self.labels:
+            return Vocab.from_strings(self.in_chars), Labels.from_strings(l for l, n in self.label_rows.items() if n[0])
         return Vocab.from_strings(self.in_chars), Vocab.from_strings(self.out_chars)
+
+    def rows_with_labels(self, side: str, labels: Labels) -> int:
+        """Rows of `side` ("train", "val" or "all") whose label is in `labels`: what the
+        pipeline yields for a label model (a label it cannot score is left out)."""
+        cols = {"train": (0,), "val": (1,), "all": (0, 1)}[side]
+        return sum(n[c] for label, n in self.label_rows.items() if label in labels for c in cols)
 
     def invalid_by_kind(self) -> dict[str, int]:
         """How many rows were skipped for each kind of problem, most frequent first."""
@@ -131,16 +142,18 @@ def local_copy(path: str, normalize: str = "none") -> str:
 
 
 def scan_pairs(
-    path: str, max_len: int, skip_invalid: bool, val_split: float, seed: int, normalize: str = "none"
+    path: str, max_len: int, skip_invalid: bool, val_split: float, seed: int, normalize: str = "none",
+    labels: bool = False,
 ) -> ScannedPairs:
-    """One pass over `path` (`-` for stdin): validate, count, split, collect characters;
-    lengths and characters are those of the `normalize` form (normalization.py)."""
+    """One pass over `path` (`-` for stdin): validate, count, split, collect characters
+    (and, with `labels`, count the rows of each label on each side); lengths and
+    characters are those of the `normalize` form (normalization.py)."""
     local = local_copy(path, normalize)
     try:
-        result = _scan(display_name(path), local, max_len, _threshold(val_split), seed)
+        result = _scan(display_name(path), local, max_len, _threshold(val_split), seed, labels)
         if val_split > 0 and result.n_val == 0 and result.n_rows >= 2:
             # A requested split is never silently empty: the smallest hash goes to validation.
-            result = _scan(result.name, local, max_len, result.min_bucket + 1, seed)
+            result = _scan(result.name, local, max_len, result.min_bucket + 1, seed, labels)
     except BaseException:
         if local != path:
             _unlink(local)
@@ -162,10 +175,10 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> ScannedPairs:
+def _scan(name: str, path: str, max_len: int, threshold: int, seed: int, labels: bool = False) -> ScannedPairs:
     """The scan proper. `threshold` 0 means no validation side; on return, if no row fell
     below it, the caller can retry with `min_bucket + 1`."""
-    result = ScannedPairs(name=name, path=path, val_threshold=threshold, seed=seed)
+    result = ScannedPairs(name=name, path=path, val_threshold=threshold, seed=seed, labels=labels)
     pair_hashes, src_hashes = array("q"), array("q")  # for duplicates and conflicts
     row_lines = array("q")  # line number of each hashed row
     chunk: list[tuple[bytes, str]] = []
@@ -178,12 +191,15 @@ def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> Scan
         min_bucket = min(min_bucket, int(buckets.min()))
         for (raw, text), bucket in zip(chunk, buckets):
             digest.update(raw + (b"\n1" if bucket < threshold else b"\n0"))
+            src, tgt = text.split("\t")
+            if labels:
+                result.label_rows.setdefault(tgt, [0, 0])[int(bucket < threshold)] += 1
             if bucket < threshold:
                 result.n_val += 1
             else:
-                src, tgt = text.split("\t")
                 result.in_chars.update(src)
-                result.out_chars.update(tgt)
+                if not labels:
+                    result.out_chars.update(tgt)
         chunk.clear()
 
     with open(path, "rb") as stream:
@@ -196,7 +212,7 @@ def _scan(name: str, path: str, max_len: int, threshold: int, seed: int) -> Scan
                 problem = (f"not valid UTF-8 (byte {e.start + 1} of the line)", "not valid UTF-8")
             else:
                 blank = text.strip() == "" and "\t" not in text  # as data.read_pairs
-                problem = None if blank else _row_problem(text, max_len)
+                problem = None if blank else _row_problem(text, max_len, labels)
             if problem or blank:
                 result.excluded.append(line_no)
                 if problem:
@@ -316,8 +332,10 @@ def target_length(cfg: ModelConfig) -> int:
 def assemble_features(cfg: ModelConfig, src_ids, tgt_ids):
     """([int feature tensors], target ids) from encoded inputs and targets.
 
-    Keep in sync with `train.training_arrays` (aligned) and `seq2seq.seq2seq_arrays`:
+    Keep in sync with `train.training_arrays` (aligned), `seq2seq.seq2seq_arrays` and
+    `label.label_arrays`:
     aligned: [inputs padded with <pad>] -> targets filled with </s>;
+    label: as aligned, but the target is one label id per row, (B,);
     seq2seq: [encoder ids, decoder input = <s> + target[:-1]] -> target = output + </s>...
     """
     from .model import tf
@@ -337,6 +355,15 @@ def _lookup_table(vocab: Vocab):
     ids = tf.constant([UNK_ID, *range(4, len(vocab))], dtype=tf.int32)
     init = tf.lookup.KeyValueTensorInitializer(keys, ids)
     return tf.lookup.StaticHashTable(init, default_value=UNK_ID)  # unseen characters -> <unk>
+
+
+def _label_table(labels: Labels):
+    """Whole label strings -> ids; a label never seen in training -> -1 (left out)."""
+    from .model import tf
+
+    keys = tf.constant(list(labels.symbols), dtype=tf.string)
+    init = tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(labels), dtype=tf.int32))
+    return tf.lookup.StaticHashTable(init, default_value=-1)
 
 
 def _encode(strings, table, length, fill: int):
@@ -370,6 +397,8 @@ def batch_lengths(cfg: ModelConfig, parts):
     if not cfg.variable_length:
         return cfg.max_len, target_length(cfg)
     n_in, n_out = _char_lengths(parts)  # (B,), (B,)
+    if cfg.arch == "label":  # the target is one id, not a string
+        return tf.maximum(tf.reduce_max(n_in), 1), None
     if cfg.arch == "seq2seq":
         return tf.maximum(tf.reduce_max(n_in), 1), tf.reduce_max(n_out) + 1
     both = tf.minimum(tf.reduce_max(tf.maximum(n_in, n_out + 1)), cfg.max_len)
@@ -382,6 +411,8 @@ def _sort_key(cfg: ModelConfig, parts):
     from .model import tf
 
     n_in, n_out = _char_lengths(parts)
+    if cfg.arch == "label":
+        return n_in
     if cfg.arch == "seq2seq":
         return n_in * (cfg.max_len + 2) + n_out
     return tf.maximum(n_in, n_out + 1)
@@ -408,13 +439,17 @@ def pairs_dataset(
     """
     from .model import tf
 
+    labels = cfg.arch == "label"
     n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
+    if labels:
+        n = scan.rows_with_labels(side, out_vocab)  # rows with a label the model has
     # Line 0 does not exist; it keeps the table non-empty (TF refuses empty tables).
     excluded = tf.constant(np.concatenate([[0], np.frombuffer(scan.excluded, dtype=np.int64)]))
     skip = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(excluded, tf.ones_like(excluded, dtype=tf.int32)), default_value=0
     )
-    in_table, out_table = _lookup_table(in_vocab), _lookup_table(out_vocab)
+    in_table = _lookup_table(in_vocab)
+    out_table = _label_table(out_vocab) if labels else _lookup_table(out_vocab)
     threshold = scan.val_threshold
     depths = (len(in_vocab), len(out_vocab))
 
@@ -430,6 +465,9 @@ def pairs_dataset(
         if side != "all":
             is_val = split_buckets(chunk, seed) < threshold  # (C,)
             keep = tf.logical_and(keep, is_val if side == "val" else tf.logical_not(is_val))
+        if labels:  # a validation label the model has no output for cannot be scored
+            label = tf.strings.regex_replace(chunk, "^[^\t]*\t", "")  # (C,) the output column
+            keep = tf.logical_and(keep, out_table.lookup(label) >= 0)
         return tf.boolean_mask(chunk, keep)  # (kept,)
 
     def split(lines):
@@ -439,7 +477,10 @@ def pairs_dataset(
         parts = split(lines)
         src_len, tgt_len = batch_lengths(cfg, parts)
         src = _encode(parts[:, 0], in_table, src_len, PAD_ID)  # (B, T_in)
-        tgt = _encode(parts[:, 1], out_table, tgt_len, END_ID)  # (B, T)
+        if labels:
+            tgt = out_table.lookup(parts[:, 1])  # (B,): one id per row
+        else:
+            tgt = _encode(parts[:, 1], out_table, tgt_len, END_ID)  # (B, T)
         feats, y = assemble_features(cfg, src, tgt)
         x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
         return (x[0] if len(x) == 1 else x), y

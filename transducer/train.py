@@ -78,6 +78,10 @@ def training_arrays(cfg: ModelConfig, pairs, in_vocab: Vocab, out_vocab: Vocab):
         from .seq2seq import seq2seq_arrays
 
         return seq2seq_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
+    if cfg.arch == "label":
+        from .label import label_arrays
+
+        return label_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
     return aligned_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
 
 
@@ -115,10 +119,11 @@ def train(
     source = _init_source(train_cfg.init_from, model_cfg) if train_cfg.init_from else None
     split = 0.0 if val_path is not None else train_cfg.val_split
     form = model_cfg.normalize  # both sides of every pair, before lengths are checked
-    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed, form)
+    labels = model_cfg.arch == "label"  # the output column is one label, not characters
+    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed, form, labels)
     val = None
     if val_path is not None:
-        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed, form)
+        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed, form, labels)
     n_train, n_val = data.n_train, (val.n_rows if val is not None else data.n_val)
     if not n_train:
         raise TransducerError(
@@ -131,6 +136,10 @@ def train(
     # --init-from keeps the source model's vocabularies (its weights are indexed by them).
     in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
+    unseen_labels = 0  # validation rows whose label no training row has: not in the val loss
+    if labels:
+        scorable = val.rows_with_labels("all", out_vocab) if val is not None else data.rows_with_labels("val", out_vocab)
+        unseen_labels, n_val = n_val - scorable, scorable
 
     from .model import build_model, compile_model, keras, tf
 
@@ -159,7 +168,7 @@ def train(
         return pipeline(data, "train", checkpoint.epoch_seed(init_seed, epoch))
 
     val_ds = None
-    if val is not None:
+    if val is not None and n_val:
         val_ds = pipeline(val, "all")
     elif n_val:
         val_ds = pipeline(data, "val")
@@ -181,6 +190,7 @@ def train(
         "first_duplicate": data.first_duplicate,
         "conflicts": data.conflicts,
         "first_conflict": data.first_conflict,
+        "unseen_labels": unseen_labels,
         "input_vocab": len(in_vocab),
         "output_vocab": len(out_vocab),
         "parameters": int(model.count_params()),

@@ -142,7 +142,7 @@ def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> b
 def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path: str, val_path, model_cfg) -> dict:
     """Members 1..N in staging/members/ -> one model directory, published to model_dir;
     returns the ensemble's decoded validation metrics."""
-    from .evaluate import evaluate_pairs
+    from .evaluate import decoded_metrics, evaluate_pairs
     from .predict import Predictor
     from .train import EVAL_LIMIT
 
@@ -160,8 +160,7 @@ def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path
     split = 0.0 if val_path is not None else train_cfg.val_split
     scan = stream.scan_pairs(val_path or pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed)
     side = "all" if val_path is not None else ("val" if scan.n_val else "train")
-    report = evaluate_pairs(Predictor(final, engine="numpy"), list(stream.iter_pairs(scan, side, EVAL_LIMIT)))
-    combined = {"decoded_exact_match": report.exact_match, "cer": report.cer}
+    combined = decoded_metrics(evaluate_pairs(Predictor(final, engine="numpy"), list(stream.iter_pairs(scan, side, EVAL_LIMIT))))
     metrics = artifacts.read_metrics(final)
     metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined}
     artifacts.write_json(final / artifacts.METRICS, metrics)

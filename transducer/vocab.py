@@ -129,6 +129,46 @@ class Vocab:
         return cls(tuple(symbols))
 
 
+@dataclass(frozen=True)
+class Labels:
+    """The output vocabulary of a label model (`--arch label`): whole strings, one id each.
+
+    No reserved ids: id i is output i of the softmax. Sorted, so the same training labels
+    give the same ids."""
+
+    symbols: tuple[str, ...]  # id -> label
+
+    def __post_init__(self):
+        if not self.symbols:
+            raise ValueError("a label model needs at least one label")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("labels has duplicates")
+        object.__setattr__(self, "_index", {s: i for i, s in enumerate(self.symbols)})
+
+    @classmethod
+    def from_strings(cls, labels: Iterable[str]) -> "Labels":
+        return cls(tuple(sorted(set(labels))))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __contains__(self, label: str) -> bool:
+        return label in self._index
+
+    def id_of(self, label: str) -> int:
+        """The label's id, or -1 for a label never seen in training."""
+        return self._index.get(label, -1)
+
+    def to_json(self) -> list[str]:
+        return list(self.symbols)
+
+    @classmethod
+    def from_json(cls, symbols: list[str]) -> "Labels":
+        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+            raise ValueError("labels must be a list of strings")
+        return cls(tuple(symbols))
+
+
 def one_hot(ids: np.ndarray, depth: int) -> np.ndarray:
     """(B, T) int ids -> (B, T, depth) float32 one-hot."""
     return np.eye(depth, dtype=np.float32)[ids]  # (B, T, depth)
