@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import TINY_MAX_LEN, make_pairs, write_pairs
+from test_cli import default_sigint
 from transducer.cli import _RENDER, _write_batch, app
 from transducer.config import ModelConfig, TrainConfig, TransducerError
 from transducer.data import read_pairs
@@ -334,12 +335,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pair
 
     model_dir = tmp_path / "m"
     mcfg, tcfg = ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under `pytest &`
     stopped = train(str(small_pairs), model_dir, mcfg, tcfg, reporter=SignalAfterEpoch(1, sig))
     assert stopped.interrupted and stopped.signal == sig.name and stopped.epochs_run == 1
     # The best model so far is published, and the checkpoint is kept for --resume.
     assert json.loads((model_dir / "metrics.json").read_text())["epochs_run"] == 1
     assert checkpoint.load(tmp_path / "m.partial").epoch == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) == before  # handlers restored
 
     with pytest.raises(TransducerError, match="--resume"):  # a fresh run would throw the checkpoint away
         train(str(small_pairs), model_dir, mcfg, tcfg)
@@ -383,7 +385,7 @@ def _start_training(pairs: Path, model_dir: Path, *extra) -> subprocess.Popen:
     args = ["train", pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1000, *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "transducer", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(), preexec_fn=default_sigint,
     )
 
 

@@ -37,6 +37,8 @@ class EvalReport:
     wer: float  # 1 - exact_match
     cer: float  # character edit distance / reference characters, over all lines
     mistakes: list[Mistake] = field(default_factory=list)  # one per wrong input, worst first
+    skipped: int = 0  # invalid test rows left out (skip_invalid)
+    skipped_detail: str = ""  # the first of them, "line L: reason; ..."
 
     def to_dict(self, errors: int = 0) -> dict:
         d = {"n": self.n, "n_inputs": self.n_inputs, "exact_match": self.exact_match, "wer": self.wer, "cer": self.cer}
@@ -90,23 +92,52 @@ def score(pairs: list[tuple[str, str]], predictions: dict[str, str]) -> EvalRepo
     )
 
 
-def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 1024) -> EvalReport:
-    """Predict every distinct input once (in batches) and score against the pairs."""
+def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 1024, on_long: str = "truncate") -> EvalReport:
+    """Predict every distinct input once (in batches) and score against the pairs.
+    An input longer than the model's max_len is predicted from its first max_len
+    characters (on_long="truncate") or copied unchanged ("copy"), as `predict` does."""
     inputs = list(dict.fromkeys(src for src, _ in pairs))
-    predictions = {}
-    for i in range(0, len(inputs), batch_size):
-        chunk = inputs[i : i + batch_size]
-        predictions.update(zip(chunk, (out for out, _ in predictor.predict_batch(chunk))))
+    predictions = {s: s for s in inputs if on_long == "copy" and len(s) > predictor.max_len}
+    todo = [s for s in inputs if s not in predictions]
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
+        outputs = predictor.predict_batch([s[: predictor.max_len] for s in chunk])
+        predictions.update(zip(chunk, (out for out, _ in outputs)))
     return score(pairs, predictions)
 
 
-def evaluate(model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024) -> EvalReport:
-    """`transducer evaluate`: score the model in `model_dir` on a pairs file."""
+def evaluate(
+    model_dir,
+    test_path: str,
+    engine: str = "numpy",
+    beam: int = 1,
+    batch_size: int = 1024,
+    skip_invalid: bool = False,
+    on_long: str = "error",
+    encoding_errors: str = "strict",
+    unk: str = "copy",
+) -> EvalReport:
+    """`transducer evaluate`: score the model in `model_dir` on a pairs file.
+
+    Rows that are not pairs (and, with on_long="error", inputs longer than the model's
+    max_len) stop with their line numbers, or are left out with skip_invalid; a
+    reference may be of any length. on_long, encoding_errors and unk mean what they
+    mean for `predict`."""
     from .predict import Predictor
 
-    predictor = Predictor(model_dir, engine=engine, beam=beam)
-    test = read_pairs(test_path, predictor.max_len)
-    return evaluate_pairs(predictor, test.pairs, batch_size)
+    predictor = Predictor(model_dir, engine=engine, beam=beam, unk=unk)
+    test = read_pairs(
+        test_path,
+        predictor.max_len if on_long == "error" else None,
+        skip_invalid=skip_invalid,
+        encoding_errors=encoding_errors,
+        limit_outputs=False,
+        limit_name="the model's max_len",
+        fix="pass --skip-invalid (or --on-long truncate or copy for long inputs)",
+    )
+    report = evaluate_pairs(predictor, test.pairs, batch_size, on_long)
+    report.skipped, report.skipped_detail = len(test.invalid), test.describe_invalid()
+    return report
 
 
 def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """Inference: lines in, one prediction per line out, in order, in batches.
 
 `predict_stream` is a generator: it reads a chunk of lines, runs one batched model call,
-yields the chunk's predictions, and only then reads on. Memory stays flat for any input
-length and a pipe's first results appear before its end.
+yields the chunk's predictions, and only then reads on. A chunk ends at `batch_size`
+lines, or earlier when the input pauses (a pipe or terminal with no further line ready),
+so each line is answered as soon as it can be while a fast producer still fills whole
+batches. Memory stays flat for any input length.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from __future__ import annotations
 import codecs
 import itertools
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
 from .artifacts import ModelInfo, read_info
-from .config import ON_LONG, TransducerError
-from .data import LongLine, decode_line, iter_bounded_lines
+from .config import ON_LONG, UNK_POLICIES, TransducerError
+from .data import LongLine, decode_line, iter_bounded_lines, line_reader
 from .engine import load_engine
-from .vocab import PAD_ID, UNK_ID
+from .vocab import END_ID, PAD_ID, UNK_ID
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
@@ -74,13 +76,33 @@ class Prediction:
     #   best first, with --nbest > 1; score as in decode.py (seq2seq: log P per symbol)
 
 
+MAX_UNSEEN_KINDS = 1000  # distinct unseen characters counted one by one (the rest only in total)
+
+
 @dataclass
 class PredictStats:
     lines: int = 0  # lines read
     unknown_chars: int = 0  # input characters not in the training vocabulary
     unknown_lines: int = 0  # lines holding at least one of them
+    first_unknown_line: int = 0  # line number of the first of them
+    unknown_counts: dict = field(default_factory=dict)  # unseen character -> occurrences
     long_lines: int = 0  # lines longer than max_len (handled by --on-long)
     first_long_line: int = 0  # line number of the first of them
+
+    def count_unknown(self, line_no: int, chars: list[str]) -> None:
+        """Record one line's unseen characters."""
+        if not chars:
+            return
+        self.unknown_chars += len(chars)
+        self.unknown_lines += 1
+        self.first_unknown_line = self.first_unknown_line or line_no
+        for c in chars:
+            if c in self.unknown_counts or len(self.unknown_counts) < MAX_UNSEEN_KINDS:
+                self.unknown_counts[c] = self.unknown_counts.get(c, 0) + 1
+
+    def most_unknown(self, n: int = 5) -> list[tuple[str, int]]:
+        """The n most frequent unseen characters with their counts, most frequent first."""
+        return sorted(self.unknown_counts.items(), key=lambda kv: -kv[1])[:n]
 
 
 class Predictor:
@@ -89,15 +111,20 @@ class Predictor:
     beam: seq2seq beam width (1 = greedy). nbest: candidates per line (<= beam). For the
     aligned model either above 1 switches from per-position argmax to the exact search for
     the most probable strings (decode.aligned_kbest).
+    unk: "copy" (aligned models): a character never seen in training is copied through
+    unchanged at its position, and the string goes on after it; "model": the model reads
+    it as <unk> and decides (it may end the string there). seq2seq models always read <unk>.
     """
 
-    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1):
+    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, unk: str = "copy"):
         """engine: "numpy" | "keras", or an engine object already built (then its model is
         used and model_dir only names it), e.g. KerasEngine(info, model=just_trained)."""
         if beam < 1:
             raise TransducerError("--beam must be at least 1")
         if not 1 <= nbest <= beam:
             raise TransducerError(f"--nbest must be between 1 and --beam ({beam}); raise --beam too")
+        if unk not in UNK_POLICIES:
+            raise TransducerError(f"--unk must be one of {', '.join(UNK_POLICIES)}, got {unk!r}")
         if isinstance(engine, str):
             self.info: ModelInfo = read_info(model_dir)
             self.engine = load_engine(self.info, engine)
@@ -105,6 +132,7 @@ class Predictor:
             self.info, self.engine = engine.info, engine
         self.max_len = self.info.model.max_len
         self.beam, self.nbest = beam, nbest
+        self.copy_unk = unk == "copy" and self.info.model.arch == "aligned"
         self._check_fit()
 
     def _check_fit(self) -> None:
@@ -124,8 +152,9 @@ class Predictor:
             raise
         except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
             raise TransducerError(
-                f"{self.info.path}: the weights do not fit the vocabularies in config.json"
-                f" ({vin} input, {vout} output symbols): {type(e).__name__}"
+                f"{self.info.path}: the weights do not fit config.json ({vin} input, {vout} output"
+                f" symbols, hidden {self.info.model.hidden}): {type(e).__name__}; if model.keras is"
+                f" right, re-export with `transducer export {self.info.path}`"
             ) from None
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
@@ -137,29 +166,53 @@ class Predictor:
         if not strings:
             return []
         ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
-        return self.candidates_for_ids(ids)
+        return self.candidates_for_ids(ids, strings)
 
-    def candidates_for_ids(self, ids: np.ndarray) -> list[tuple[str, float, list | None]]:
-        """predict_candidates for (B, max_len) input ids."""
+    def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """predict_candidates for (B, max_len) input ids of `strings` (their first max_len
+        characters are what --unk copy copies from)."""
         from . import decode
 
+        copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
         if self.info.model.arch == "seq2seq":
             if self.beam == 1:
                 found = [[c] for c in decode.greedy(self.engine, ids, self.max_len)]
             else:
                 found = decode.beam_search(self.engine, ids, self.max_len, self.beam, self.nbest)
+        elif self.beam == 1 and self.nbest == 1:
+            best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
+            outputs = self.info.output_vocab.decode_batch(best)
+            for b in np.flatnonzero(copied.any(axis=1)):
+                outputs[b] = self._copy_through(best[b], strings[b], copied[b])
+            return [(o, c, None) for o, c in zip(outputs, conf.tolist())]
         else:
-            if self.beam == 1 and self.nbest == 1:
-                best, conf = self.engine.aligned_decode(ids)  # (B, T), (B,)
-                outputs = self.info.output_vocab.decode_batch(best)
-                return [(o, c, None) for o, c in zip(outputs, conf.tolist())]
-            found = decode.aligned_kbest(self.engine.aligned_probs(ids), self.nbest)
-        decode_ids = self.info.output_vocab.decode
+            probs = self.engine.aligned_probs(ids)  # (B, T, V)
+            # A copied position has one choice, certain, never the end: a placeholder
+            # character (id 4) that _copy_through replaces with the input's.
+            probs[copied] = 0.0
+            probs[copied, 4] = 1.0
+            found = decode.aligned_kbest(probs, self.nbest)
         results = []
-        for cands in found:
-            nbest = [(decode_ids(c.ids), float(c.score), float(np.exp(c.logp))) for c in cands]
+        for b, cands in enumerate(found):
+            nbest = [(self._copy_through(c.ids, strings[b], copied[b]), float(c.score), float(np.exp(c.logp))) for c in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
+
+    def _copy_through(self, out_ids, string: str, copied: np.ndarray) -> str:
+        """An output's string: the symbols up to the first </s> or <pad>, as Vocab.decode,
+        except that each copied position (chosen as <unk> or a placeholder, see
+        engine.decode_probs) holds the input's character from `string`."""
+        symbols = self.info.output_vocab.symbols
+        chars = []
+        for t, i in enumerate(out_ids):
+            i = int(i)
+            if copied[t] and t < len(string):
+                chars.append(string[t])
+            elif i in (END_ID, PAD_ID):
+                break
+            elif i >= 4:
+                chars.append(symbols[i])
+        return "".join(chars)
 
 
 def predict_stream(
@@ -184,7 +237,8 @@ def predict_stream(
     # longer one is over max_len whatever it holds, and is never read whole into memory.
     limit = 4 * max_len + 2
     chunk: list[tuple[int, str | SpooledLine]] = []
-    for line_no, raw in iter_bounded_lines(stream, limit):
+    reader = line_reader(stream)
+    for line_no, raw in iter_bounded_lines(reader, limit):
         stats.lines += 1
         if isinstance(raw, LongLine):
             length = None
@@ -200,9 +254,9 @@ def predict_stream(
             stats.first_long_line = stats.first_long_line or line_no
             if on_long == "error":
                 yield _run_chunk(predictor, chunk, stats)
-                size = f"{length} characters" if length is not None else f"over {limit} bytes"
+                length = raw.count_chars() if length is None else length  # reads the line through
                 raise TransducerError(
-                    f"{name}:{line_no}: input is {size}, longer than the model's"
+                    f"{name}:{line_no}: input is {length} characters, longer than the model's"
                     f" max_len {max_len}; use --on-long truncate or --on-long copy",
                     exit_code=1,
                 )
@@ -219,7 +273,7 @@ def predict_stream(
                 spooled.close()
             continue
         chunk.append((line_no, text))
-        if len(chunk) >= batch_size:
+        if len(chunk) >= batch_size or not reader.ready():  # full, or the input pauses
             yield _run_chunk(predictor, chunk, stats, on_long)
             chunk = []
     if chunk:
@@ -235,12 +289,11 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
     todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
     ids, _ = vocab.encode_batch([heads[i] for i in todo], max_len, fill=PAD_ID)  # (B, T)
     unknown = dict(zip(todo, np.count_nonzero(ids == UNK_ID, axis=1).tolist()))  # line -> count
-    for i, head in enumerate(heads):
-        if i not in unknown:  # copied lines were not encoded; their unknown characters count too
-            unknown[i] = sum(vocab.id_of(c) == UNK_ID for c in head)
-    stats.unknown_chars += sum(unknown.values())
-    stats.unknown_lines += sum(u > 0 for u in unknown.values())
-    by_pos = dict(zip(todo, predictor.candidates_for_ids(ids) if todo else []))
+    for i, head in enumerate(heads):  # copied lines were not encoded; their unseen characters count too
+        if unknown.get(i, 1):
+            stats.count_unknown(chunk[i][0], [c for c in head if vocab.id_of(c) == UNK_ID])
+    strings = [heads[i] for i in todo]
+    by_pos = dict(zip(todo, predictor.candidates_for_ids(ids, strings) if todo else []))
     out = []
     for i, (line_no, text) in enumerate(chunk):
         if i in by_pos:
