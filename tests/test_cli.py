@@ -288,3 +288,124 @@ def default_sigint():
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# --- messages, destinations, polish --------------------------------------------------------
+
+
+def command_flags(name: str) -> set[str]:
+    """Every --flag the command `name` accepts (its own --help's options)."""
+    from typer.main import get_command
+
+    cmd = get_command(app).commands[name]
+    return {o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")}
+
+
+def test_no_message_suggests_an_option_its_command_lacks(tiny_model, tmp_path):
+    """Provoke each command's errors that advise a flag, and check every --flag in what
+    it prints against that command's own options."""
+    import re
+    import shutil
+
+    bad_rows = tmp_path / "bad.tsv"
+    bad_rows.write_text("ab\tAB\nno tab\n" + "x" * (TINY_MAX_LEN + 3) + "\ty\n", encoding="utf-8")
+    good_rows = tmp_path / "good.tsv"
+    good_rows.write_text("ab\tAB\ncd\tCD\n", encoding="utf-8")
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(tiny_model, no_weights)
+    (no_weights / "weights.npz").unlink()
+    long = "a" * (TINY_MAX_LEN + 3)
+    cases = [
+        ("train", [bad_rows, "--model-dir", tmp_path / "m1", "--max-len", TINY_MAX_LEN], None),
+        ("train", [bad_rows, "--model-dir", tiny_model], None),
+        ("train", [bad_rows, "--model-dir", tmp_path / "m2", "--epochs", 0], None),
+        ("train", [good_rows, "--model-dir", tmp_path / "m3", "--resume"], None),
+        ("predict", [tiny_model], f"ab\n{long}\n"),
+        ("predict", [no_weights], "ab\n"),
+        ("predict", [tiny_model, "--beam", 2, "--nbest", 3], "ab\n"),
+        ("evaluate", [tiny_model, bad_rows], None),
+        ("evaluate", [no_weights, bad_rows, "--skip-invalid"], None),
+        ("summarize", ["--hidden", 0], None),
+        ("export", [tmp_path / "nowhere"], None),
+    ]
+    suggested = set()
+    for command, args, stdin in cases:
+        r = invoke(command, *args, input=stdin)
+        assert r.exit_code != 0, (command, args, r.stdout)
+        flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", r.stderr))
+        assert flags <= command_flags(command), (command, args, flags - command_flags(command), r.stderr)
+        suggested |= flags
+    # The cases do provoke advice: the check above is not vacuous.
+    assert {"--skip-invalid", "--on-long", "--force", "--engine", "--epochs", "--resume"} <= suggested
+
+
+def test_each_command_writes_its_result_on_stdout_and_the_rest_on_stderr(tiny_model, tmp_path):
+    """typer's CliRunner (this typer vendors its click: there is no mix_stderr) keeps
+    result.stdout and result.stderr apart; result.output would mix them."""
+    import shutil
+
+    test = tmp_path / "t.tsv"
+    test.write_text("ab\tAB\nab\tBA\n", encoding="utf-8")
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+
+    r = invoke("predict", model, input="ab\na#b\n")  # an unseen character: a warning
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2 and "warning" in r.stderr
+    assert "warning" not in r.stdout
+
+    r = invoke("evaluate", model, test)
+    assert r.exit_code == 0 and "exact match" in r.stdout and r.stderr == ""
+    r = invoke("evaluate", model, test, "--json")
+    assert json.loads(r.stdout)["n"] == 2 and "exact match" in r.stderr  # stdout: exactly the JSON
+
+    r = invoke("summarize", model)
+    assert r.exit_code == 0 and "gru_1" in r.stdout and r.stderr == ""
+
+    r = invoke("export", model)
+    assert r.exit_code == 0 and r.stdout == f"{model / 'weights.npz'}\n" and r.stderr == ""
+
+    r = invoke("train", test, "--model-dir", tmp_path / "t", "--max-len", TINY_MAX_LEN, "--hidden", 4, "--epochs", 1)
+    assert r.exit_code == 0 and r.stdout == "" and "exact match" in r.stderr  # its result is the directory
+
+    for command, args in (("predict", [tmp_path / "nope"]), ("evaluate", [tmp_path / "nope", test]),
+                          ("summarize", [tmp_path / "nope"]), ("export", [tmp_path / "nope"])):
+        r = invoke(command, *args, input="a\n")
+        assert r.exit_code == 2 and r.stdout == "" and "error:" in r.stderr
+
+
+def test_unseen_characters_are_copied_through_and_named(tiny_model):
+    """An aligned model copies an unseen character through at its position and goes on;
+    the warning names the characters with counts and the first line holding one."""
+    r = invoke("predict", tiny_model, "--format", "tsv", input="ab\nab?cd\n??e\n")
+    assert r.exit_code == 0, r.stderr
+    outs = [l.split("\t")[1] for l in r.stdout.splitlines()]
+    assert outs[2].startswith("??")  # (test_engines checks every position, both engines)
+    text = " ".join(r.stderr.split())
+    assert "3 character(s) on 2 line(s)" in text and "'?' x3" in text and "first on line 2" in text
+    assert "copied through unchanged" in text
+    m = invoke("predict", tiny_model, "--unk", "model", input="ab\nab?cd\n??e\n")
+    assert m.exit_code == 0 and "?" not in m.stdout and "read as <unk>" in m.stderr
+
+
+def test_version_completion_and_plain_help():
+    from transducer import __version__
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout == f"transducer {__version__}\n"
+    r = invoke("--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+    r = runner.invoke(app, ["--show-completion", "bash"])
+    assert r.exit_code == 0 and "complete" in r.stdout
+    for command, usage in (("predict", "[OPTIONS] MODEL_DIR [FILE]"), ("train", "[OPTIONS] PAIRS"),
+                           ("evaluate", "[OPTIONS] MODEL_DIR TEST_FILE"), ("summarize", "[OPTIONS] [MODEL_DIR]")):
+        r = invoke(command, "--help")
+        text = " ".join(r.stdout.split())
+        assert f"{command} {usage}" in text, text[:300]
+        assert "<bool>" not in r.stdout and "{" not in r.stdout.split("\n\n")[0]
+
+
+def test_export_help_example_works_as_written(tmp_path):
+    """The docstring's pipe, on a model of the bundled transliteration data."""
+    r = invoke("export", "--help")
+    example = next(l.strip() for l in r.stdout.splitlines() if "transducer export" in l and "|" in l)
+    assert "привет" in example

@@ -326,3 +326,43 @@ def test_weights_exported_by_older_versions_still_load(tmp_path, arch):
     got = Predictor(model_dir, engine="numpy").predict_batch(words)
     assert [o for o, _ in got] == [o for o, _ in want]
     np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-6)
+
+
+# --- unseen characters --------------------------------------------------------------------
+
+
+def expected_copy(probs: np.ndarray, string: str, out_vocab: Vocab) -> tuple[str, float]:
+    """--unk copy by hand from one line's (T, V) probabilities: the argmax symbol per
+    position, the input character where the input is unseen (never the end there), up
+    to the first </s>; the probability of the modelled positions."""
+    chars, p = [], 1.0
+    for t, row in enumerate(probs):
+        if t < len(string) and string[t] == "#":  # '#' is never in training: <unk>
+            chars.append("#")
+            continue
+        i = int(row.argmax())
+        p *= float(row[i])
+        if i in (END_ID, PAD_ID):
+            break
+        chars.append(out_vocab.symbols[i])
+    return "".join(chars), p
+
+
+@pytest.mark.parametrize("variant", ["dense", "bidirectional", "two-layers-keras2"])
+@pytest.mark.parametrize("engine", ["numpy", "keras"])
+def test_unseen_characters_are_copied_through_at_their_position(models, variant, engine):
+    strings = [s for s in random_inputs(200, seed=8) if "#" in s]
+    info = artifacts.read_info(models[variant])
+    ids, _ = info.input_vocab.encode_batch(strings, MAX_LEN, fill=PAD_ID)
+    probs = KerasEngine(info).aligned_probs(ids)  # (B, T, V): what the model says
+    got = Predictor(models[variant], engine=engine).predict_batch(strings)  # --unk copy: the default
+    want = [expected_copy(pr, s, info.output_vocab) for pr, s in zip(probs, strings)]
+    assert [o for o, _ in got] == [o for o, _ in want]
+    np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-5, rtol=1e-4)
+    # Today's behaviour with --unk model: the model reads <unk>, and often ends the line there.
+    model = Predictor(models[variant], engine=engine, unk="model").predict_batch(strings)
+    assert all("#" not in o for o, _ in model) and [o for o, _ in model] != [o for o, _ in got]
+    # n-best candidates keep the copied characters too.
+    for (best, _, cands), s in zip(Predictor(models[variant], engine=engine, beam=3, nbest=3).predict_candidates(strings), strings):
+        for c, _, _ in cands:
+            assert all(c[t] == "#" for t, ch in enumerate(s) if ch == "#" and t < len(c))

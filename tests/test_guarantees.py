@@ -525,6 +525,36 @@ def test_a_broken_model_directory_is_a_one_line_error(tiny_model, tmp_path, brea
         assert_clean_error(r, fragment, code=2)
 
 
+def _rewrite_weights(model_dir: Path, change) -> None:
+    arrays = weights_of(model_dir)
+    np.savez(model_dir / "weights.npz", **change(arrays))
+
+
+WEIGHT_BREAKAGES = {
+    "truncated": (lambda d: (d / "weights.npz").write_bytes((d / "weights.npz").read_bytes()[:1000]), "truncated or corrupt"),
+    "empty": (lambda d: (d / "weights.npz").write_bytes(b""), "empty file"),
+    "random bytes": (lambda d: (d / "weights.npz").write_bytes(np.random.default_rng(0).bytes(5000)), "not a .npz archive"),
+    "object array": (lambda d: _rewrite_weights(d, lambda a: {**a, "dense/bias": np.array([{}], dtype=object)}), "object arrays"),
+    "text array": (lambda d: _rewrite_weights(d, lambda a: {**a, "dense/bias": np.array(["x"])}), "not a numeric array"),
+    "renamed array": (lambda d: _rewrite_weights(d, lambda a: {k.replace("gru_1", "gru_9"): v for k, v in a.items()}), "no weight 'gru_1/gru_cell/kernel'"),
+    "wrong shape": (lambda d: _rewrite_weights(d, lambda a: {**a, "gru_1/gru_cell/kernel": np.zeros((3, 3), np.float32)}), "weights do not fit"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(WEIGHT_BREAKAGES))
+def test_a_damaged_weights_file_is_a_one_line_error_that_never_advises_pickle(tiny_model, tmp_path, breakage):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model, model_dir)
+    breaker, fragment = WEIGHT_BREAKAGES[breakage]
+    breaker(model_dir)
+    test = write_pairs(tmp_path / "t.tsv", make_pairs(3))
+    for r in (invoke("predict", model_dir, input="abc\n"), invoke("evaluate", model_dir, test)):
+        assert_clean_error(r, fragment, "weights", f"transducer export {model_dir}", code=2)
+        assert r.stdout == "" and "pickle" not in r.stderr.replace("never loaded", "")
+    assert invoke("export", model_dir).exit_code == 0  # the advice works
+    assert invoke("predict", model_dir, input="abc\n").exit_code == 0
+
+
 def test_a_model_file_that_would_run_code_is_refused(tiny_model, tmp_path):
     from transducer.model import keras
 

@@ -152,8 +152,8 @@ class Predictor:
             raise
         except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
             raise TransducerError(
-                f"{self.info.path}: the weights do not fit config.json ({vin} input, {vout} output"
-                f" symbols, hidden {self.info.model.hidden}): {type(e).__name__}; if model.keras is"
+                f"{self.info.path}: the weights do not fit the vocabularies and sizes in config.json ({vin} input,"
+                f" {vout} output symbols, hidden {self.info.model.hidden}): {type(e).__name__}; if model.keras is"
                 f" right, re-export with `transducer export {self.info.path}`"
             ) from None
 
