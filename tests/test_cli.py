@@ -37,7 +37,7 @@ def assert_clean_error(result, *fragments, code=None):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["train", "--help"], ["predict", "--help"], ["predict"], ["predict", "m", "--format", "xml"]],
+    [["--help"], ["--version"], ["train", "--help"], ["predict", "--help"], ["predict"], ["predict", "m", "--format", "xml"]],
 )
 def test_help_and_argument_errors_do_not_import_tensorflow(argv):
     code = (
@@ -50,7 +50,7 @@ def test_help_and_argument_errors_do_not_import_tensorflow(argv):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ("0" if "--help" in argv else "2")
+    assert out.stdout.strip() == ("0" if argv[-1] in ("--help", "--version") else "2")
 
 
 def test_python_dash_m_works():
@@ -395,7 +395,7 @@ def test_version_completion_and_plain_help():
     r = invoke("--help")
     assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
     r = runner.invoke(app, ["--show-completion", "bash"])
-    assert r.exit_code == 0 and "complete" in r.stdout
+    assert r.exit_code == 0 and "complete" in r.stdout, (r.stdout, r.stderr, r.exception)
     for command, usage in (("predict", "[OPTIONS] MODEL_DIR [FILE]"), ("train", "[OPTIONS] PAIRS"),
                            ("evaluate", "[OPTIONS] MODEL_DIR TEST_FILE"), ("summarize", "[OPTIONS] [MODEL_DIR]")):
         r = invoke(command, "--help")
@@ -404,8 +404,24 @@ def test_version_completion_and_plain_help():
         assert "<bool>" not in r.stdout and "{" not in r.stdout.split("\n\n")[0]
 
 
-def test_export_help_example_works_as_written(tmp_path):
-    """The docstring's pipe, on a model of the bundled transliteration data."""
-    r = invoke("export", "--help")
+def test_export_help_example_reads_what_the_model_was_trained_on():
+    """The example pipes a word into models/translit (trained on the bundled
+    sample_data/translit.train.tsv): every character of it is one the model has seen."""
+    import re
+    from pathlib import Path
+
+    r = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     example = next(l.strip() for l in r.stdout.splitlines() if "transducer export" in l and "|" in l)
-    assert "привет" in example
+    word = re.search(r"echo (\S+) \| transducer predict models/translit", example).group(1)
+    data = Path(__file__).resolve().parents[1] / "sample_data" / "translit.train.tsv"
+    seen = {c for line in data.read_text(encoding="utf-8").splitlines() for c in line.split("\t")[0]}
+    assert word == "привет" and set(word) <= seen
+
+
+def test_long_lines_are_measured_in_characters_however_long(tiny_model):
+    """A line too long to hold (over 4 bytes per character of max_len) is read through to
+    count its characters: multi-byte text is reported like any other line."""
+    for line, n in (("é" * 20, 20), ("é" * 300, 300), ("👍" * 1000 + "ab", 1002)):
+        r = invoke("predict", tiny_model, input=f"ab\n{line}\n")
+        assert_clean_error(r, f"<stdin>:2: input is {n} characters", code=1)
+        assert "bytes" not in r.stderr

@@ -152,9 +152,9 @@ class Predictor:
             raise
         except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
             raise TransducerError(
-                f"{self.info.path}: the weights do not fit the vocabularies and sizes in config.json ({vin} input,"
-                f" {vout} output symbols, hidden {self.info.model.hidden}): {type(e).__name__}; if model.keras is"
-                f" right, re-export with `transducer export {self.info.path}`"
+                f"{self.info.path}: the weights do not fit the vocabularies and sizes in config.json"
+                f" ({vin} input, {vout} output symbols, hidden {self.info.model.hidden}): {type(e).__name__};"
+                f" if model.keras is right, re-export with `transducer export {self.info.path}`"
             ) from None
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
@@ -194,7 +194,10 @@ class Predictor:
             found = decode.aligned_kbest(probs, self.nbest)
         results = []
         for b, cands in enumerate(found):
-            nbest = [(self._copy_through(c.ids, strings[b], copied[b]), float(c.score), float(np.exp(c.logp))) for c in cands]
+            nbest = [
+                (self._copy_through(c.ids, strings[b], copied[b]), float(c.score), float(np.exp(c.logp)))
+                for c in cands
+            ]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
 
