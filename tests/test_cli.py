@@ -245,7 +245,10 @@ def test_summarize_a_trained_model(tiny_model):
     r = invoke("summarize", tiny_model)
     assert r.exit_code == 0, r.stderr
     assert r.stderr == ""
-    for fragment in ("gru_1", "softmax", "input vocab", "exact_match", "max_len"):
+    for fragment in ("gru_1", "softmax", "input vocab", "max_len"):
+        assert fragment in r.stdout
+    # How it was trained is the command's result: stdout, readable names with their split.
+    for fragment in ("validation exact match (decoded strings)", "training loss", "best epoch", "learning rate"):
         assert fragment in r.stdout
 
 
@@ -326,6 +329,7 @@ def test_no_message_suggests_an_option_its_command_lacks(tiny_model, tmp_path):
         ("evaluate", [tiny_model, bad_rows], None),
         ("evaluate", [no_weights, bad_rows, "--skip-invalid"], None),
         ("summarize", ["--hidden", 0], None),
+        ("explain", [no_weights, "abc"], None),
         ("export", [tmp_path / "nowhere"], None),
     ]
     suggested = set()

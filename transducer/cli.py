@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -22,8 +23,8 @@ from rich.table import Table
 
 from . import __version__
 from .config import (
-    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, ON_LONG, UNK_POLICIES, ModelConfig,
-    TrainConfig, TransducerError,
+    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS, ON_LONG,
+    UNK_POLICIES, ModelConfig, TrainConfig, TransducerError,
 )
 
 
@@ -63,7 +64,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-out = Console()  # a command's result (tables): stdout
+out = Console()  # a command's result (tables, pictures): stdout
 err = Console(stderr=True)  # progress, warnings, errors: stderr
 
 
@@ -146,6 +147,9 @@ def train(
     ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
+    log_format: Optional[str] = typer.Option(
+        None, help=f"Progress on stderr: {' | '.join(LOG_FORMATS)} (default: rich on a terminal, plain otherwise)."
+    ),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Train a model on PAIRS and save it to --model-dir.
@@ -153,11 +157,15 @@ def train(
     Example:
 
         transducer train sample_data/translit.train.tsv --model-dir models/translit
+
+        nohup transducer train sample_data/translit.train.tsv -m models/translit --log-format jsonl 2> train.log &
     """
     _choice(arch, ARCHS, "--arch")
     _choice(head, HEADS, "--head")
     _choice(attention, ATTENTIONS, "--attention")
     _choice(distribute, DISTRIBUTE, "--distribute")
+    if log_format is not None:
+        _choice(log_format, LOG_FORMATS, "--log-format")
     _quiet_tensorflow(verbose)
     try:
         mcfg = ModelConfig(
@@ -169,9 +177,10 @@ def train(
             patience=patience, min_delta=min_delta, seed=seed, skip_invalid=skip_invalid,
             distribute=distribute,
         )
+        from .progress import make_reporter
         from .train import train as run_train
 
-        reporter = _RichReporter()
+        reporter = make_reporter(log_format, err)
         try:
             result = run_train(
                 pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
@@ -180,7 +189,7 @@ def train(
             reporter.close()
     except TransducerError as e:
         _fail(e)
-    _render_train_result(result)
+    reporter.end(result)
     if result.interrupted:
         _render_interrupted(result)
 
@@ -198,100 +207,6 @@ def _render_interrupted(result) -> None:
         soft_wrap=True,
     )
     raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
-
-
-class _RichReporter:
-    """Progress bar per epoch on stderr."""
-
-    def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        self.task = None
-        self.started = False
-
-    def start(self, info):
-        err.print(
-            f"training on {info['n_train']} pairs, validating on {info['n_val']}"
-            f" (input vocab {info['input_vocab']}, output vocab {info['output_vocab']},"
-            f" {info['parameters']:,} parameters)",
-            highlight=False,
-        )
-        if info.get("resumed_from"):
-            err.print(f"resuming after epoch {info['resumed_from']} from the checkpoint", highlight=False, soft_wrap=True)
-        if info.get("distribute", "none") != "none":
-            err.print(
-                f"distributed ({info['distribute']}): global batch {info['global_batch']}"
-                f" = {info['global_batch'] // info['replicas']} per replica x {info['replicas']} replica(s)",
-                highlight=False,
-            )
-        if info["skipped"]:
-            kinds = ", ".join(f"{n} {kind}" for kind, n in info.get("skipped_by_kind", {}).items())
-            err.print(
-                f"[yellow]skipped {info['skipped']} invalid row(s)[/] ({kinds}): {info['skipped_detail']}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info.get("duplicates"):
-            err.print(
-                f"[yellow]note:[/] {info['duplicates']} repeated row(s) kept (first: line"
-                f" {info['first_duplicate']}); repeats weigh more in training",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if info["conflicts"]:
-            err.print(
-                f"[yellow]note:[/] {info['conflicts']} input(s) have more than one output;"
-                f" the model can learn only one of them ({escape(info.get('first_conflict', ''))})",
-                highlight=False,
-                soft_wrap=True,
-            )
-        self.progress.start()
-        self.started = True
-
-    def epoch_begin(self, epoch, epochs, steps):
-        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", metrics="")
-
-    def batch_end(self, step, logs):
-        self.progress.update(self.task, completed=step, metrics=_fmt(logs))
-
-    def epoch_end(self, epoch, logs):
-        self.progress.update(self.task, metrics=_fmt(logs, val=True))
-
-    def close(self):
-        if self.started:
-            self.progress.stop()
-
-
-def _fmt(logs: dict, val: bool = False) -> str:
-    parts = [f"loss {logs.get('loss', float('nan')):.4f}", f"acc {logs.get('char_acc', float('nan')):.3f}"]
-    if val and "val_loss" in logs:
-        parts.append(f"val_loss {logs['val_loss']:.4f} val_exact {logs.get('val_exact_match', float('nan')):.3f}")
-    return "  ".join(parts)
-
-
-def _render_train_result(result) -> None:
-    table = Table(title="final metrics (best epoch's weights)", title_justify="left")
-    table.add_column("metric")
-    table.add_column("train (last epoch)", justify="right")
-    table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
-    for key, label in (("loss", "loss"), ("char_acc", "character accuracy"), ("exact_match", "exact match")):
-        last = result.history.get(key, [float("nan")])[-1]
-        table.add_row(label, f"{last:.4f}", f"{result.final.get(key, float('nan')):.4f}")
-    for key, label in (("decoded_exact_match", "exact match (decoded strings)"), ("cer", "character error rate")):
-        if key in result.final:
-            table.add_row(label, "", f"{result.final[key]:.4f}")
-    err.print(table)
-    how = "interrupted" if result.interrupted else "early stopping" if result.stopped_early else "all epochs"
-    err.print(f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how})", highlight=False)
 
 
 # --- predict -----------------------------------------------------------------------------
@@ -391,6 +306,20 @@ def _num(x):
     """A float as JSON shows it: 6 significant digits, no float noise (0.02, not
     0.020000000000000018); ints and None as they are."""
     return float(f"{x:.6g}") if isinstance(x, float) else x
+
+
+def _rounded(obj):
+    """`obj` with every float as _num shows it, through dicts and lists."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v) for v in obj]
+    return _num(obj)
+
+
+def _write_json(obj) -> None:
+    """One JSON object on one stdout line (a command's --json result), numbers rounded."""
+    sys.stdout.write(json.dumps(_rounded(obj), ensure_ascii=False) + "\n")
 
 
 def _jsonl(p) -> list:
@@ -527,8 +456,87 @@ def evaluate(
             worst.add_row(escape(m.input), escape(m.reference), escape(m.prediction), str(m.distance))
         shown.print(worst)
     if json_out:
-        row = {k: _num(v) for k, v in report.to_dict(errors).items()}
-        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _write_json(report.to_dict(errors))
+
+
+# --- explain -----------------------------------------------------------------------------
+
+
+@app.command(cls=_Command)
+def explain(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
+    text: str = typer.Argument(..., help="One input string (quote it if it has spaces)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers (steps, probabilities, attention rows) as one JSON object."),
+    engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
+    top: int = typer.Option(3, help="Most probable symbols listed at each step."),
+    verbose: bool = typer.Option(False, help=VERBOSE_HELP),
+):
+    """Show why the model gives its output for TEXT: each step's probabilities and, for
+    seq2seq, the attention heat-map (rows: output characters, columns: input characters).
+
+    Examples:
+
+        transducer explain models/dates "March 3, 2021"
+
+        transducer explain models/dates "March 3, 2021" --json | jq .output
+    """
+    _choice(engine, ENGINES, "--engine")
+    if top < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--top")
+    _quiet_tensorflow(verbose)
+    from .explain import explain as run_explain
+
+    try:
+        ex = run_explain(model_dir, text, engine=engine, top=top)
+    except TransducerError as e:
+        _fail(e)
+    if json_out:
+        _write_json(ex.to_dict())
+        return
+    lines = _explanation_lines(ex)
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _show(ch: str) -> str:
+    """A character as one terminal cell: control, combining and wide characters as ·."""
+    if ch == " ":
+        return "␣"
+    if not ch.isprintable() or unicodedata.combining(ch) or unicodedata.east_asian_width(ch) in "WF":
+        return "·"
+    return ch
+
+
+def _explanation_lines(ex) -> list[str]:
+    from .charts import SHADE_LEGEND, shade
+
+    lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
+    if ex.unknown:
+        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: read as <unk>")
+    tops = ["  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top) for s in ex.steps]
+    label_w = max([5, *(len(s.symbol) for s in ex.steps)])
+    lines.append("")
+    if ex.arch == "aligned":
+        lines.append(f"{'pos':>3}  {'in':<{label_w}}  {'out':<{label_w}}  {'p':<6}  most probable")
+        for t, (s, alts) in enumerate(zip(ex.steps, tops)):
+            seen = ex.input_symbols[t] if t < len(ex.input_symbols) else "<pad>"
+            lines.append(f"{t + 1:>3}  {seen:<{label_w}}  {s.symbol:<{label_w}}  {s.probability:.4f}  {alts}")
+        return lines
+    if not ex.has_attention:
+        lines.append("(this model has no attention: --attention none)")
+    n = len(ex.text)
+    header = "".join(f"{_show(c)} " for c in ex.text)
+    if ex.has_attention:
+        lines.append(f"attention: a row per output step, a column per input character, pad = the padding after it ({SHADE_LEGEND})")
+        lines.append(f"{'out':<{label_w}}  {'p':<6}  {header}│pad│  most probable")
+    else:
+        lines.append(f"{'out':<{label_w}}  {'p':<6}  most probable")
+    for s, alts in zip(ex.steps, tops):
+        row = f"{s.symbol:<{label_w}}  {s.probability:.4f}  "
+        if s.attention is not None:
+            cells = "".join(shade(w) * 2 for w in s.attention[:n])
+            row += f"{cells}│{shade(sum(s.attention[n:])) * 3}│  "
+        lines.append(row + alts)
+    return lines
 
 
 # --- export ------------------------------------------------------------------------------
@@ -576,6 +584,7 @@ def summarize(
     arch: str = typer.Option("aligned", help=f"Architecture: {' | '.join(ARCHS)}."),
     attention: str = typer.Option("luong", help=f"seq2seq attention: {' | '.join(ATTENTIONS)}."),
     compare_heads: bool = typer.Option(False, help="Build both heads with the same weights, compare outputs and speed."),
+    json_out: bool = typer.Option(False, "--json", help="With DIR: print its training curves, final metrics and hyperparameters as one JSON object (no TensorFlow)."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Show the network as a table: layers, output shapes, parameter counts.
@@ -584,13 +593,22 @@ def summarize(
 
         transducer summarize models/translit
 
+        transducer summarize models/translit --json | jq .best_epoch
+
         transducer summarize --input-size 15 --max-len 64 --hidden 16 --head time-distributed --no-reset-after
     """
     _choice(head, HEADS, "--head")
     _choice(arch, ARCHS, "--arch")
     _choice(attention, ATTENTIONS, "--attention")
+    if json_out and model_dir is None:
+        raise typer.BadParameter("needs a model directory (DIR)", param_hint="--json")
     _quiet_tensorflow(verbose)
     try:
+        if json_out:
+            from .history import read_training_summary
+
+            _write_json(read_training_summary(model_dir).to_dict())
+            return
         if model_dir is not None:
             _summarize_dir(model_dir)
             return
@@ -650,16 +668,58 @@ def _summarize_dir(model_dir: Path) -> None:
     if m.arch == "seq2seq":
         cfg.add_row("attention", m.attention)
     out.print(cfg)
-    metrics = read_metrics(info.path)
-    final = metrics.get("final")
-    if final:
-        mt = Table(title="final metrics", title_justify="left")
+    from .history import read_training_summary
+
+    _render_training(read_training_summary(info.path))
+
+
+def _render_training(summary) -> None:
+    """How the model was trained: hyperparameters and time, final metrics, curves."""
+    from .charts import epoch_plot, sparkline
+    from .progress import duration, fmt_value, ordered
+
+    hp = dict(summary.hyperparameters)
+    t = Table(title="training", title_justify="left", show_header=False)
+    t.add_row("epochs", f"{summary.epochs_run} run (at most {hp.pop('epochs', '?')})")
+    t.add_row("best epoch", str(summary.best_epoch or "?"))
+    if summary.train_seconds is not None:
+        per = summary.train_seconds / max(summary.epochs_run, 1)
+        t.add_row("training time", f"{duration(summary.train_seconds)} ({duration(per)} per epoch)")
+    first = ("batch_size", "learning_rate")  # then the rest as config.json lists them (schedule...), seed last
+    for k in [*[k for k in first if k in hp], *[k for k in hp if k not in first and k != "seed"], "seed"]:
+        if k in hp:
+            t.add_row(k.replace("_", " "), str(hp[k]))
+    out.print(t)
+    if summary.final:
+        names = summary.final_names()
+        mt = Table(title=f"final metrics (epoch {summary.best_epoch}'s weights)", title_justify="left")
         mt.add_column("metric")
         mt.add_column("value", justify="right")
-        mt.add_row("best epoch", f"{metrics.get('best_epoch', '?')} of {metrics.get('epochs_run', '?')}")
-        for k, v in final.items():
-            mt.add_row(k, f"{v:.4f}")
+        for k, v in ordered(summary.final):
+            mt.add_row(names[k], f"{v:.4f}")
         out.print(mt)
+    curves, names = summary.curves, summary.curve_names()
+    if not curves:
+        return
+    plots = (
+        ({"loss": "●", "val_loss": "○"}, "loss per epoch"),
+        ({"val_exact_match": "●"}, "validation exact match per epoch"),
+    )
+    for marks, title in plots:
+        marks = {k: m for k, m in marks.items() if k in curves}
+        if marks:
+            legend = ", ".join(f"{m} {names[k]}" for k, m in marks.items()) + (", ◉ both" if len(marks) > 1 else "")
+            out.print(f"{title} ({legend})", markup=False, highlight=False, soft_wrap=True)
+            lines = epoch_plot({k: curves[k] for k in marks}, marks, summary.best_epoch)
+            out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    ct = Table(title="per-epoch curves", title_justify="left")
+    for col in ("curve", "epoch 1", f"best (epoch {summary.best_epoch})", "last", "trend"):
+        ct.add_column(col, justify="left" if col in ("curve", "trend") else "right", no_wrap=col == "trend")
+    best = summary.best_epoch - 1
+    for k, vals in ordered(curves):
+        at_best = fmt_value(k, vals[best]) if 0 <= best < len(vals) else ""
+        ct.add_row(names[k], fmt_value(k, vals[0]), at_best, fmt_value(k, vals[-1]), sparkline(vals))
+    out.print(ct)
 
 
 HEADS_EXPLAINED = (

@@ -19,6 +19,7 @@ ON_LONG = ("error", "truncate", "copy")  # what predict does with lines over max
 ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 UNK_POLICIES = ("copy", "model")  # what an aligned model does with characters unseen in training
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
+LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
 
 
 class TransducerError(Exception):

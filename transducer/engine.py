@@ -184,6 +184,7 @@ class KerasEngine:
         self.model = model if model is not None else _load_keras(info)
         self.decoder_layers = info.model.layers
         self._seq2seq = None  # (encoder, step) inference models, built on first use
+        self._scores_step = None  # the step model that also returns attention scores (explain)
 
     def _seq2seq_models(self):
         if self._seq2seq is None:
@@ -201,15 +202,31 @@ class KerasEngine:
         enc, init = encoder.predict_on_batch(x)
         return np.asarray(enc, np.float32), np.asarray(init, np.float32)
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray]):
-        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states."""
+    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray], return_attention: bool = False):
+        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
+        (and with `return_attention`, the attention weights (N, T), None without attention)."""
         from .vocab import one_hot
 
-        _, step = self._seq2seq_models()
+        if return_attention:
+            step = self._attention_step()
+        else:
+            _, step = self._seq2seq_models()
         x = one_hot(prev[:, None], self.info.model.output_vocab_size)  # (N, 1, Vout)
         out = step.predict_on_batch([x, enc, *states])
         probs = np.asarray(out[0], np.float32)[:, 0]  # (N, Vout)
-        return probs, [np.asarray(s, np.float32) for s in out[1:]]
+        states = [np.asarray(s, np.float32) for s in out[1 : 1 + self.decoder_layers]]
+        if not return_attention:
+            return probs, states
+        has_scores = len(out) > 1 + self.decoder_layers
+        return probs, states, np.asarray(out[-1], np.float32)[:, 0] if has_scores else None  # (N, T)
+
+    def _attention_step(self):
+        """The step model with the attention layer's own scores as an extra output (explain)."""
+        if self._scores_step is None:
+            from .seq2seq import inference_models
+
+            self._scores_step = inference_models(self.model, self.info.model, attention_scores=True)[1]
+        return self._scores_step
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
@@ -367,9 +384,11 @@ class NumpyEngine:
             return enc, np.concatenate([enc[:, -1, :H], enc[:, 0, H:]], axis=-1)  # (B, 2H)
         return enc, enc[:, -1].copy()  # (B, H)
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray]):
-        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states."""
+    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray], return_attention: bool = False):
+        """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
+        (and with `return_attention`, the attention weights (N, T), None without attention)."""
         cfg = self.info.model
+        weights = None
         x = None
         new_states = []
         for i in range(1, cfg.layers + 1):
@@ -381,9 +400,12 @@ class NumpyEngine:
                 scores = np.einsum("nw,ntw->nt", x, enc)  # (N, T): dot product, no scale
             else:  # bahdanau: Keras AdditiveAttention, sum(scale * tanh(q + k))
                 scores = (np.tanh(x[:, None, :] + enc) * self.get("attention/scale")).sum(-1)  # (N, T)
-            context = np.einsum("nt,ntw->nw", softmax(scores), enc)  # (N, W)
+            weights = softmax(scores)  # (N, T)
+            context = np.einsum("nt,ntw->nw", weights, enc)  # (N, W)
             combined = np.concatenate([x, context], axis=-1)  # (N, 2W)
             x = np.tanh(combined @ self.get("attention_combine/kernel") + self.get("attention_combine/bias"))
+        if return_attention:
+            return self.head(x), new_states, weights
         return self.head(x), new_states  # (N, V)
 
 

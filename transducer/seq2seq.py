@@ -113,12 +113,14 @@ def build_seq2seq(cfg: ModelConfig):
     return keras.Model([chars, prev], probs, name="seq2seq")
 
 
-def inference_models(model, cfg: ModelConfig):
+def inference_models(model, cfg: ModelConfig, attention_scores: bool = False):
     """(encoder, step) Keras models sharing the trained model's layers (by name).
 
     encoder: chars (B, T, Vin) -> [encoder outputs (B, T, W), initial state (B, W)]
     step:    [prev one-hot (B, 1, Vout), encoder outputs, state_1..state_L (B, W)]
              -> [probs (B, Vout), new state_1..state_L]
+             with `attention_scores` (and attention), one more output: the attention
+             layer's own weights (B, 1, T), from return_attention_scores=True
     """
     from .model import keras
 
@@ -144,11 +146,22 @@ def inference_models(model, cfg: ModelConfig):
     for i in range(1, cfg.layers + 1):
         y, h = model.get_layer(f"decoder_gru_{i}")(y, initial_state=states_in[i - 1])  # (B, 1, W)
         states_out.append(h)
+    scores = []
     if cfg.attention != "none":
-        context = model.get_layer("attention")([y, enc_out])  # (B, 1, W)
+        attend = model.get_layer("attention")
+        if attention_scores:
+            # A twin of the trained layer (same config, same weights): Keras 3 cannot build
+            # a model from a layer called once without and then with return_attention_scores
+            # (Function.__init__ checks the outputs against the layer's first call).
+            twin = type(attend).from_config({**attend.get_config(), "name": "attention_scores"})
+            context, weights = twin([y, enc_out], return_attention_scores=True)  # (B, 1, W), (B, 1, T)
+            twin.set_weights(attend.get_weights())
+            scores = [weights]
+        else:
+            context = attend([y, enc_out])  # (B, 1, W)
         y = model.get_layer("attention_concat")([y, context])
         y = model.get_layer("attention_combine")(y)
     head = "time_distributed" if cfg.head == "time-distributed" else "dense"
     probs = model.get_layer("softmax")(model.get_layer(head)(y))  # (B, 1, Vout)
-    step = keras.Model([prev, enc_out, *states_in], [probs, *states_out], name="seq2seq_step")
+    step = keras.Model([prev, enc_out, *states_in], [probs, *states_out, *scores], name="seq2seq_step")
     return encoder, step

@@ -2,7 +2,8 @@
 one epoch at a time with checkpoints -> model directory.
 
 The library never prints. Progress goes to a `Reporter` the caller passes in (the CLI's
-draws rich progress bars on stderr); Keras's own progress output is always off.
+are in progress.py: rich bars, plain lines or JSON rows on stderr); Keras's own progress
+output is always off.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class TrainResult:
     signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
     checkpoint: Path | None = None  # when interrupted: where --resume continues from
     resumed_from: int = 0  # epochs already done in the checkpoint this run resumed from
+    train_seconds: float = 0.0  # wall time of this run's epochs (validation and checkpoints included)
 
 
 def aligned_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
@@ -261,6 +263,7 @@ def train(
         signal=stopper.signal if interrupted else None,
         checkpoint=checkpoint.checkpoint_dir(staging) if interrupted else None,
         resumed_from=start,
+        train_seconds=metrics["train_seconds"],
     )
 
 
@@ -308,6 +311,13 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_c
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def current_learning_rate(model) -> float:
+    """The optimizer's learning rate now: its value, or its schedule's at the current step."""
+    from .model import keras
+
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
 def _keras_callback_base():
     from .model import keras
 
@@ -338,6 +348,9 @@ class _BestKeeper(_keras_callback_base()):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        # The rate this epoch ran with (a schedule's current value), unless a callback
+        # already logged it; kept in the history like the metrics.
+        logs.setdefault("learning_rate", current_learning_rate(self.model))
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
         self.epochs_run = epoch + 1

@@ -1,0 +1,124 @@
+"""Why a model turned one input into its output: the numbers behind `transducer explain`.
+
+seq2seq: the greedy decode of the input (what `predict` outputs), step by step: the
+symbol chosen, its probability, the most probable symbols at that step, and the
+attention weights over the encoder positions the decoder used to choose it.
+aligned: for each output position, the chosen symbol and the most probable ones.
+
+Both engines give the same numbers (numpy's attention weights are computed in its own
+decoder step; Keras's come from the Attention layer with return_attention_scores=True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import ModelInfo, read_info
+from .config import TransducerError
+from .decode import NOT_EMITTED
+from .engine import aligned_confidence, load_engine
+from .vocab import END_ID, PAD_ID, START_ID, UNK, UNK_ID
+
+TOP = 3  # symbols listed per step
+
+
+@dataclass(frozen=True)
+class Choice:
+    symbol: str  # an output symbol: a character, or </s> (the aligned model may also say <pad>)
+    probability: float  # its probability at this step
+
+
+@dataclass(frozen=True)
+class Step:
+    symbol: str  # the symbol the decoder chose at this step (</s> ends the output)
+    probability: float  # its probability
+    top: tuple[Choice, ...]  # the most probable symbols at this step, best first
+    attention: tuple[float, ...] | None  # seq2seq: weight of each encoder position (sums to 1);
+    #                                      positions past the input are padding
+
+
+@dataclass(frozen=True)
+class Explanation:
+    arch: str  # "aligned" or "seq2seq"
+    engine: str  # "numpy" or "keras"
+    text: str  # the input
+    input_symbols: tuple[str, ...]  # what the model reads at each input position: the character or <unk>
+    unknown: tuple[str, ...]  # characters of `text` not seen in training (read as <unk>), first-seen order
+    output: str  # the output string (as `predict` gives it, greedy)
+    probability: float  # P(output) under the model
+    steps: tuple[Step, ...]  # seq2seq: one per decoder step, </s> included;
+    #                          aligned: one per output position, up to its first </s>
+    has_attention: bool  # seq2seq with --attention luong or bahdanau
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = TOP) -> Explanation:
+    """Explain the model's output for one input string."""
+    if top < 1:
+        raise TransducerError("--top must be at least 1")
+    info = read_info(model_dir)
+    max_len = info.model.max_len
+    if len(text) > max_len:
+        raise TransducerError(f"the text is {len(text)} characters long; this model reads at most {max_len} (its max_len)")
+    eng = load_engine(info, engine)
+    ids, _ = info.input_vocab.encode(text, max_len)  # (T,)
+    known = [info.input_vocab.id_of(ch) != UNK_ID for ch in text]
+    explain_steps = _seq2seq_steps if info.model.arch == "seq2seq" else _aligned_steps
+    steps, chosen, probability = explain_steps(eng, info, ids[None], top)
+    return Explanation(
+        arch=info.model.arch,
+        engine=eng.name,
+        text=text,
+        input_symbols=tuple(ch if ok else UNK for ch, ok in zip(text, known)),
+        unknown=tuple(dict.fromkeys(ch for ch, ok in zip(text, known) if not ok)),
+        output=info.output_vocab.decode(chosen),
+        probability=probability,
+        steps=tuple(steps),
+        has_attention=info.model.arch == "seq2seq" and info.model.attention != "none",
+    )
+
+
+def _top(probs: np.ndarray, info: ModelInfo, k: int) -> tuple[Choice, ...]:
+    """The k most probable symbols of one (V,) distribution; -1 marks excluded ones."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return tuple(Choice(info.output_vocab.symbols[i], float(probs[i])) for i in order if probs[i] >= 0)
+
+
+def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
+    """Greedy decoding of one line, as decode.greedy does it, keeping every step's numbers."""
+    enc, init = eng.seq2seq_encode(ids)  # (1, T, W), (1, W)
+    states = [init] * eng.decoder_layers
+    prev = np.full(1, START_ID, np.int32)
+    steps, chosen, logp = [], [], 0.0
+    for t in range(info.model.max_len + 1):
+        probs, states, weights = eng.seq2seq_step(prev, enc, states, return_attention=True)  # (1, V), (1, T)
+        p = probs[0].astype(np.float64)  # (V,)
+        emitted = p.copy()
+        emitted[list(NOT_EMITTED)] = -1.0  # never emitted: not candidates (as in decode.py)
+        choice = END_ID if t == info.model.max_len else int(emitted.argmax())  # the cap: only </s>
+        logp += float(np.log(max(p[choice], 1e-30)))
+        attention = None if weights is None else tuple(float(w) for w in weights[0])
+        steps.append(Step(info.output_vocab.symbols[choice], float(p[choice]), _top(emitted, info, k), attention))
+        chosen.append(choice)
+        if choice == END_ID:
+            break
+        prev = np.full(1, choice, np.int32)
+    return steps, chosen, float(np.exp(logp))
+
+
+def _aligned_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
+    """Per-position distributions, as the aligned decode reads them: argmax, up to the first end."""
+    probs = eng.aligned_probs(ids)  # (1, T, V)
+    chosen = probs[0].argmax(axis=-1)  # (T,)
+    ends = np.flatnonzero((chosen == END_ID) | (chosen == PAD_ID))
+    last = int(ends[0]) if len(ends) else len(chosen) - 1
+    steps = [
+        Step(info.output_vocab.symbols[c], float(probs[0, t, c]), _top(probs[0, t].astype(np.float64), info, k), None)
+        for t, c in enumerate(chosen[: last + 1])
+    ]
+    return steps, chosen.tolist(), float(aligned_confidence(probs, chosen[None])[0])
