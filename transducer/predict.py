@@ -183,39 +183,40 @@ class Predictor:
             best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
             outputs = self.info.output_vocab.decode_batch(best)
             for b in np.flatnonzero(copied.any(axis=1)):
-                outputs[b] = self._copy_through(best[b], strings[b], copied[b])
+                outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
             return [(o, c, None) for o, c in zip(outputs, conf.tolist())]
         else:
             probs = self.engine.aligned_probs(ids)  # (B, T, V)
             # A copied position has one choice, certain, never the end: a placeholder
-            # character (id 4) that _copy_through replaces with the input's.
+            # character (id 4) that copy_through replaces with the input's.
             probs[copied] = 0.0
             probs[copied, 4] = 1.0
             found = decode.aligned_kbest(probs, self.nbest)
         results = []
         for b, cands in enumerate(found):
             nbest = [
-                (self._copy_through(c.ids, strings[b], copied[b]), float(c.score), float(np.exp(c.logp)))
+                (copy_through(c.ids, strings[b], copied[b], self.info.output_vocab), float(c.score), float(np.exp(c.logp)))
                 for c in cands
             ]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
 
-    def _copy_through(self, out_ids, string: str, copied: np.ndarray) -> str:
-        """An output's string: the symbols up to the first </s> or <pad>, as Vocab.decode,
-        except that each copied position (chosen as <unk> or a placeholder, see
-        engine.decode_probs) holds the input's character from `string`."""
-        symbols = self.info.output_vocab.symbols
-        chars = []
-        for t, i in enumerate(out_ids):
-            i = int(i)
-            if copied[t] and t < len(string):
-                chars.append(string[t])
-            elif i in (END_ID, PAD_ID):
-                break
-            elif i >= 4:
-                chars.append(symbols[i])
-        return "".join(chars)
+
+def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
+    """An output's string: the symbols up to the first </s> or <pad>, as Vocab.decode,
+    except that each copied position (chosen as <unk> or a placeholder, see
+    engine.decode_probs) holds the input's character from `string` (--unk copy)."""
+    symbols = vocab.symbols
+    chars = []
+    for t, i in enumerate(out_ids):
+        i = int(i)
+        if copied[t] and t < len(string):
+            chars.append(string[t])
+        elif i in (END_ID, PAD_ID):
+            break
+        elif i >= 4:
+            chars.append(symbols[i])
+    return "".join(chars)
 
 
 def predict_stream(
