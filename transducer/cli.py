@@ -511,7 +511,8 @@ def _explanation_lines(ex) -> list[str]:
 
     lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
     if ex.unknown:
-        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: read as <unk>")
+        done = "read as <unk>" + ("; copied through unchanged" if ex.arch == "aligned" else "")
+        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: {done}")
     tops = ["  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top) for s in ex.steps]
     label_w = max([5, *(len(s.symbol) for s in ex.steps)])
     lines.append("")
