@@ -6,9 +6,12 @@
 #
 # 1. confirms TensorFlow sees the GPU(s);
 # 2. confirms every GRU of the models we build can run on cuDNN's fast path (default
-#    activations, reset_after=True, no recurrent dropout; our inputs have no masks at all,
-#    so "right-padded masks only" holds trivially): it rebuilds each GRU with
-#    use_cudnn=True, which raises instead of silently falling back;
+#    activations, reset_after=True, no recurrent dropout, and padding masks that are
+#    strictly right-padded, as blocks.padding_mask makes them): it rebuilds each GRU with
+#    use_cudnn=True and calls it with such a mask (rows of lengths 5 and 3 of 5 steps;
+#    a backward GRU too), which raises instead of silently falling back. Keras's cuDNN
+#    path also refuses a row with no real step at all; training rows and predicted lines
+#    are never empty (empty inputs are invalid rows; empty lines skip the model);
 # 3. trains the sample tasks (translit, dates) with --distribute mirrored for both heads
 #    and both architectures (seq2seq is skipped, with a note, when this checkout lacks it)
 #    and prints training throughput in pairs/second.
@@ -82,8 +85,10 @@ for layer in model.layers:
 failed = 0
 for gru, width in grus:
     probe = keras.layers.GRU.from_config({**gru.get_config(), "use_cudnn": True})
+    right_padded = keras.ops.convert_to_tensor([[True] * 5, [True] * 3 + [False] * 2])  # (2, 5)
     try:
         probe(keras.random.normal((2, 5, width)))
+        probe(keras.random.normal((2, 5, width)), mask=right_padded)
     except Exception as e:  # noqa: BLE001 - any failure means "not on cuDNN"
         failed += 1
         print(f"  {task} {arch} {head}: GRU {gru.name} NOT on cuDNN: {str(e).splitlines()[0]}")

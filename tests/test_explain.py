@@ -46,8 +46,9 @@ def test_attention_rows_sum_to_one_and_equal_the_keras_attention_layer(models, n
         rows = np.array([s.attention for s in ex.steps])  # (steps, T)
         np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)
         chars, prev = _teacher_forced(ex, model_dir)
-        dec, enc = inputs_of_attention.predict_on_batch([chars, prev])
-        _, scores = attention([dec, enc], return_attention_scores=True)  # (1, T+1, T)
+        dec, enc, *mask = inputs_of_attention.predict_on_batch([chars, prev])  # + the padding mask
+        masks = {"mask": [None, mask[0]]} if mask else {}
+        _, scores = attention([dec, enc], return_attention_scores=True, **masks)  # (1, T+1, T)
         np.testing.assert_allclose(rows, np.asarray(scores)[0, : len(rows)], atol=1e-5)
 
 

@@ -23,8 +23,8 @@ from rich.table import Table
 
 from . import __version__
 from .config import (
-    ARCHS, ATTENTIONS, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS, ON_LONG,
-    UNK_POLICIES, ModelConfig, TrainConfig, TransducerError,
+    ARCHS, ATTENTIONS, CACHE_LINES, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS,
+    ON_LONG, UNK_POLICIES, ModelConfig, TrainConfig, TransducerError,
 )
 
 
@@ -224,6 +224,7 @@ def predict(
     beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings."),
     nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl."),
     unk: str = typer.Option("copy", help=UNK_HELP),
+    cache: int = typer.Option(CACHE_LINES, help="Distinct lines whose results are kept and reused (about 250 bytes each); 0 computes every line."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -245,6 +246,8 @@ def predict(
     for value, name in ((batch_size, "--batch-size"), (beam, "--beam"), (nbest, "--nbest")):
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
+    if cache < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--cache")
     if nbest > beam:
         if beam != 1:
             raise typer.BadParameter(f"must be at most --beam ({beam})", param_hint="--nbest")
@@ -262,7 +265,7 @@ def predict(
     sys.stdout.flush()
     out = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
-        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk)
+        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk, cache=cache)
         stream = open_binary(file)
         render = _RENDER[format]
         for batch in predict_stream(

@@ -20,6 +20,8 @@ ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 UNK_POLICIES = ("copy", "model")  # what an aligned model does with characters unseen in training
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
 LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
+CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results are kept
+#                       (each entry holds the line, its output and a float: ~250 bytes)
 
 
 class TransducerError(Exception):
@@ -50,6 +52,9 @@ class ModelConfig:
     return_sequences: bool = True  # False: sequence-to-label variant, for `summarize` only
     input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
     output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
+    masked: bool = True  # padding is masked (GRUs, attention, loss) and batches are padded to
+    #                      their own longest string; False: a model written before masks
+    #                      (its config.json has no such key), run exactly as it was trained
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -66,6 +71,16 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise TransducerError("--dropout must be in [0, 1)")
 
+    @property
+    def variable_length(self) -> bool:
+        """Training batches (and seq2seq inference batches) are padded to their own longest
+        string, not to max_len. Not for an aligned bidirectional model: its output may run
+        past the input into the padding (outputs longer than inputs), and its backward
+        direction reads that span, so the span stays max_len and results never depend on
+        how a batch is padded. (A unidirectional aligned model is causal: padding after a
+        position never reaches it.)"""
+        return self.masked and not (self.arch == "aligned" and self.bidirectional)
+
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
@@ -75,6 +90,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {"masked": False, **d}  # written before masks existed: unmasked, as trained
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

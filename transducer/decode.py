@@ -47,7 +47,7 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
 
 def greedy(engine, ids: np.ndarray, max_len: int) -> list[Candidate]:
     """Best next symbol at each step; finished lines leave the batch."""
-    enc, init = engine.seq2seq_encode(ids)  # (B, T, W), (B, W)
+    enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
     B = len(ids)
     states = [init] * engine.decoder_layers
     prev = np.full(B, START_ID, np.int32)
@@ -55,7 +55,7 @@ def greedy(engine, ids: np.ndarray, max_len: int) -> list[Candidate]:
     out: list[list[int]] = [[] for _ in range(B)]
     logp = np.zeros(B)
     for t in range(max_len + 1):
-        probs, states = engine.seq2seq_step(prev, enc, states)  # (A, V)
+        probs, states = engine.seq2seq_step(prev, enc, mask, states)  # (A, V)
         lp = _log_probs(probs)
         if t == max_len:  # the cap: only </s> may follow
             choice = np.full(len(active), END_ID)
@@ -67,11 +67,16 @@ def greedy(engine, ids: np.ndarray, max_len: int) -> list[Candidate]:
             out[b].append(int(c))
         prev = choice.astype(np.int32)
         if not going.all():  # drop finished lines (copying the encoder outputs only then)
-            active, prev, enc = active[going], prev[going], enc[going]
+            active, prev, enc, mask = active[going], prev[going], enc[going], _rows(mask, going)
             states = [s[going] for s in states]
         if not len(active):
             break
     return [Candidate(tuple(o), float(l), _normalised(l, len(o))) for o, l in zip(out, logp)]
+
+
+def _rows(mask: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    """The encoder mask's rows still decoding (None for a model without masks)."""
+    return None if mask is None else mask[keep]
 
 
 def _normalised(logp: float, n_chars: int) -> float:
@@ -86,9 +91,10 @@ def beam_search(engine, ids: np.ndarray, max_len: int, beam: int, nbest: int = 1
     done once it has `beam` finished hypotheses; with beam 1 this is exactly greedy.
     """
     K = beam
-    enc, init = engine.seq2seq_encode(ids)  # (B, T, W), (B, W)
+    enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
     B = len(ids)
     enc = np.repeat(enc, K, axis=0)  # (B*K, T, W)
+    mask = None if mask is None else np.repeat(mask, K, axis=0)  # (B*K, T)
     states = [np.repeat(init, K, axis=0)] * engine.decoder_layers  # each (B*K, W)
     logp = np.full((B, K), -np.inf)
     logp[:, 0] = 0.0  # one live hypothesis at the start, so the first step has no duplicates
@@ -98,7 +104,7 @@ def beam_search(engine, ids: np.ndarray, max_len: int, beam: int, nbest: int = 1
     finished: list[list[Candidate]] = [[] for _ in range(B)]
     for t in range(max_len + 1):
         A = len(active)
-        probs, states = engine.seq2seq_step(prev, enc, states)  # (A*K, V)
+        probs, states = engine.seq2seq_step(prev, enc, mask, states)  # (A*K, V)
         lp = _log_probs(probs)
         V = lp.shape[-1]
         if t == max_len:
@@ -129,7 +135,7 @@ def beam_search(engine, ids: np.ndarray, max_len: int, beam: int, nbest: int = 1
             continue
         active, logp, tokens = active[going], logp[going], tokens[going]
         rows_kept = np.repeat(going, K)
-        enc, prev = enc[rows_kept], prev[rows_kept]
+        enc, prev, mask = enc[rows_kept], prev[rows_kept], _rows(mask, rows_kept)
         states = [s[rows_kept] for s in states]
     return [sorted(f, key=lambda c: -c.score)[:nbest] for f in finished]
 

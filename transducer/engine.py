@@ -14,7 +14,14 @@ probability of the emitted string. For a unidirectional model the numpy engine r
 step by step and drops each row from the batch once it has emitted </s> (or <pad>):
 nothing after that changes the string or its probability, and an aligned model's output
 at step t depends only on steps <= t. A bidirectional model's outputs depend on the whole
-padded input, so it is computed in full, as Keras does.
+padded input, so it is computed in full, as Keras does (always max_len wide: see
+ModelConfig.variable_length).
+
+A masked seq2seq model (config "masked") gets rows padded to their group's longest line
+and computes what Keras computes with its padding mask: the forward GRU is causal, so
+only its final state is taken at each row's last real character; the backward GRU runs
+over each row reversed within its own length (tf.reverse_sequence), so it starts at the
+last real character; attention scores of padded positions lose 1e9, as in Keras.
 """
 
 from __future__ import annotations
@@ -194,17 +201,23 @@ class KerasEngine:
         return self._seq2seq
 
     def seq2seq_encode(self, ids: np.ndarray):
-        """(B, T) ids -> encoder outputs (B, T, W) and the decoder's initial state (B, W)."""
+        """(B, T) ids -> encoder outputs (B, T, W), the decoder's initial state (B, W) and
+        the encoder mask (B, T) bool (None for a model written before masks)."""
         from .vocab import one_hot
 
         encoder, _ = self._seq2seq_models()
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
         enc, init = encoder.predict_on_batch(x)
-        return np.asarray(enc, np.float32), np.asarray(init, np.float32)
+        mask = (ids != PAD_ID) if self.info.model.masked else None  # (B, T)
+        return np.asarray(enc, np.float32), np.asarray(init, np.float32), mask
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray], return_attention: bool = False):
+    def seq2seq_step(
+        self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
+        return_attention: bool = False,
+    ):
         """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
-        (and with `return_attention`, the attention weights (N, T), None without attention)."""
+        (and with `return_attention`, the attention weights (N, T), None without attention).
+        mask: the encoder mask from seq2seq_encode (None for a model written before masks)."""
         from .vocab import one_hot
 
         if return_attention:
@@ -212,7 +225,7 @@ class KerasEngine:
         else:
             _, step = self._seq2seq_models()
         x = one_hot(prev[:, None], self.info.model.output_vocab_size)  # (N, 1, Vout)
-        out = step.predict_on_batch([x, enc, *states])
+        out = step.predict_on_batch([x, enc, *([mask] if mask is not None else []), *states])
         probs = np.asarray(out[0], np.float32)[:, 0]  # (N, Vout)
         states = [np.asarray(s, np.float32) for s in out[1 : 1 + self.decoder_layers]]
         if not return_attention:
@@ -275,8 +288,14 @@ class NumpyEngine:
             self.get(f"{prefix}/gru_cell/bias"),
         )
 
-    def recurrent_stack(self, ids: np.ndarray, prefix: str = "") -> np.ndarray:
-        """(B, T) ids -> (B, T, H) outputs of the GRU stack (2H when bidirectional)."""
+    def recurrent_stack(self, ids: np.ndarray, prefix: str = "", lengths: np.ndarray | None = None) -> np.ndarray:
+        """(B, T) ids -> (B, T, H) outputs of the GRU stack (2H when bidirectional).
+
+        lengths (B,): masked, as Keras with a padding mask: the backward direction starts
+        at each row's last real character (rows are reversed within their length). The
+        forward direction needs nothing: it is causal, so padding after a position never
+        reaches it. Outputs at padded positions are left as computed (nothing reads them).
+        None: unmasked, the backward direction reads the whole padded row."""
         cfg = self.info.model
         x = None  # (B, T, features) after the first layer
         for i in range(1, cfg.layers + 1):
@@ -287,7 +306,7 @@ class NumpyEngine:
                 xf = _input_proj(ids, x, fwd[0])
                 xb = _input_proj(ids, x, bwd[0])
                 hf = gru_sequence(xf, fwd[1], fwd[2], cfg.reset_after)
-                hb = gru_sequence(xb[:, ::-1], bwd[1], bwd[2], cfg.reset_after)[:, ::-1]
+                hb = _reverse(gru_sequence(_reverse(xb, lengths), bwd[1], bwd[2], cfg.reset_after), lengths)
                 x = np.concatenate([hf, hb], axis=-1)  # (B, T, 2H)
             else:
                 k, rk, b = self.gru_params(f"{prefix}gru_{i}")
@@ -376,17 +395,28 @@ class NumpyEngine:
         return self.info.model.layers
 
     def seq2seq_encode(self, ids: np.ndarray):
-        """(B, T) ids -> encoder outputs (B, T, W) and the decoder's initial state (B, W)."""
-        enc = self.recurrent_stack(ids, prefix="encoder_")  # (B, T, W)
-        if self.info.model.bidirectional:
-            # Final states: forward after the last position, backward after the first.
-            H = self.info.model.hidden
-            return enc, np.concatenate([enc[:, -1, :H], enc[:, 0, H:]], axis=-1)  # (B, 2H)
-        return enc, enc[:, -1].copy()  # (B, H)
+        """(B, T) ids -> encoder outputs (B, T, W), the decoder's initial state (B, W) and
+        the encoder mask (B, T) bool (None for a model written before masks)."""
+        cfg = self.info.model
+        mask = (ids != PAD_ID) if cfg.masked else None  # (B, T): right-padded, so a prefix
+        lengths = None if mask is None else mask.sum(axis=1)  # (B,)
+        enc = self.recurrent_stack(ids, prefix="encoder_", lengths=lengths)  # (B, T, W)
+        if mask is not None:
+            enc[~mask] = 0.0  # as Keras outputs at padded steps; an empty row encodes to zeros
+        last = enc[:, -1] if lengths is None else enc[np.arange(len(ids)), np.maximum(lengths - 1, 0)]  # (B, W)
+        if cfg.bidirectional:
+            # Final states: forward after the last (real) position, backward after the first.
+            H = cfg.hidden
+            return enc, np.concatenate([last[:, :H], enc[:, 0, H:]], axis=-1), mask  # (B, 2H)
+        return enc, last.copy(), mask  # (B, H)
 
-    def seq2seq_step(self, prev: np.ndarray, enc: np.ndarray, states: list[np.ndarray], return_attention: bool = False):
+    def seq2seq_step(
+        self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
+        return_attention: bool = False,
+    ):
         """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
-        (and with `return_attention`, the attention weights (N, T), None without attention)."""
+        (and with `return_attention`, the attention weights (N, T), None without attention).
+        mask: the encoder mask from seq2seq_encode (None for a model written before masks)."""
         cfg = self.info.model
         weights = None
         x = None
@@ -396,17 +426,24 @@ class NumpyEngine:
             x = gru_step(_input_proj(prev, x, k), states[i - 1], rk, b, cfg.reset_after)  # (N, W)
             new_states.append(x)
         if cfg.attention != "none":
-            if cfg.attention == "luong":
-                scores = np.einsum("nw,ntw->nt", x, enc)  # (N, T): dot product, no scale
-            else:  # bahdanau: Keras AdditiveAttention, sum(scale * tanh(q + k))
-                scores = (np.tanh(x[:, None, :] + enc) * self.get("attention/scale")).sum(-1)  # (N, T)
-            weights = softmax(scores)  # (N, T)
+            weights = self.attention_weights(x, enc, mask)  # (N, T)
             context = np.einsum("nt,ntw->nw", weights, enc)  # (N, W)
             combined = np.concatenate([x, context], axis=-1)  # (N, 2W)
             x = np.tanh(combined @ self.get("attention_combine/kernel") + self.get("attention_combine/bias"))
         if return_attention:
             return self.head(x), new_states, weights
         return self.head(x), new_states  # (N, V)
+
+    def attention_weights(self, query: np.ndarray, enc: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """(N, W) decoder outputs over (N, T, W) encoder outputs -> (N, T) attention weights,
+        as Keras computes them: padded positions (mask False) lose 1e9 from their score."""
+        if self.info.model.attention == "luong":
+            scores = np.einsum("nw,ntw->nt", query, enc)  # (N, T): dot product, no scale
+        else:  # bahdanau: Keras AdditiveAttention, sum(scale * tanh(q + k))
+            scores = (np.tanh(query[:, None, :] + enc) * self.get("attention/scale")).sum(-1)  # (N, T)
+        if mask is not None:
+            scores = np.where(mask, scores, scores - 1e9)
+        return softmax(scores)
 
 
 def _map_parts(fn, ids: np.ndarray) -> list:
@@ -421,6 +458,16 @@ def _map_parts(fn, ids: np.ndarray) -> list:
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, parts))
+
+
+def _reverse(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """Reverse each row of x (B, T, ...) along time: the whole row, or (with lengths) only
+    its first lengths[b] positions, as tf.reverse_sequence does; the rest stays in place."""
+    if lengths is None:
+        return x[:, ::-1]
+    t = np.arange(x.shape[1])
+    idx = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T)
+    return x[np.arange(len(x))[:, None], idx]
 
 
 def _input_proj(ids: np.ndarray, x: np.ndarray | None, kernel: np.ndarray) -> np.ndarray:

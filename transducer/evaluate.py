@@ -125,7 +125,7 @@ def evaluate(
     mean for `predict`."""
     from .predict import Predictor
 
-    predictor = Predictor(model_dir, engine=engine, beam=beam, unk=unk)
+    predictor = Predictor(model_dir, engine=engine, beam=beam, unk=unk, cache=0)  # inputs are distinct already
     test = read_pairs(
         test_path,
         predictor.max_len if on_long == "error" else None,
@@ -145,5 +145,5 @@ def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, f
     from .engine import KerasEngine
     from .predict import Predictor
 
-    report = evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model)), pairs)
+    report = evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs)
     return {"decoded_exact_match": report.exact_match, "cer": report.cer}

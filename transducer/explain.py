@@ -99,12 +99,12 @@ def _top(probs: np.ndarray, info: ModelInfo, k: int) -> tuple[Choice, ...]:
 
 def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
     """Greedy decoding of one line, as decode.greedy does it, keeping every step's numbers."""
-    enc, init = eng.seq2seq_encode(ids)  # (1, T, W), (1, W)
+    enc, init, mask = eng.seq2seq_encode(ids)  # (1, T, W), (1, W), (1, T) or None
     states = [init] * eng.decoder_layers
     prev = np.full(1, START_ID, np.int32)
     steps, chosen, logp = [], [], 0.0
     for t in range(info.model.max_len + 1):
-        probs, states, weights = eng.seq2seq_step(prev, enc, states, return_attention=True)  # (1, V), (1, T)
+        probs, states, weights = eng.seq2seq_step(prev, enc, mask, states, return_attention=True)  # (1, V), (1, T)
         p = probs[0].astype(np.float64)  # (V,)
         emitted = p.copy()
         emitted[list(NOT_EMITTED)] = -1.0  # never emitted: not candidates (as in decode.py)

@@ -12,72 +12,41 @@ Aligned (the classic model):
 shared kernel, so `Dense(V)` and `TimeDistributed(Dense(V))` compute the same function with
 the same parameters; `compare_heads` checks exactly that.
 
+`summarize` builds it with a time axis of max_len (the classic shapes); `train` builds a
+masked model with a time axis of None, because its batches are as long as their longest
+string (ModelConfig.variable_length), so a trained model's summary shows `(None, None, ...)`.
+
+Shared building blocks (recurrent stack, head, padding mask) live in blocks.py.
 Layers are looked up by name (`model.get_layer("gru_1")`), never by index.
 """
 
 from __future__ import annotations
 
+from .blocks import HEAD_LAYER, gru_name, head_layer, keras, layers, ops, recurrent_stack, tf, time_steps  # noqa: F401
 from .config import ModelConfig
-from .tfimport import import_tensorflow
+from .seq2seq import build_seq2seq
 from .vocab import END_ID
 
-import_tensorflow()
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers, ops  # noqa: E402
-
-HEAD_LAYER = {"dense": "dense", "time-distributed": "time_distributed"}  # --head -> layer name
-
-
-def gru_name(i: int) -> str:
-    """Name of the i-th (1-based) recurrent layer, as in the classic summary."""
-    return f"gru_{i}"
-
-
-def _recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences: bool = True):
-    """`cfg.layers` GRUs (optionally bidirectional), each followed by Dropout if asked."""
-    for i in range(1, cfg.layers + 1):
-        seq = last_return_sequences if i == cfg.layers else True
-        gru = layers.GRU(
-            cfg.hidden,
-            return_sequences=seq,
-            reset_after=cfg.reset_after,
-            name=f"{prefix}{gru_name(i)}",
-        )
-        if cfg.bidirectional:
-            # Concatenated forward/backward states: (None, T, 2*hidden).
-            x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x)
-        else:
-            x = gru(x)  # (None, T, hidden) or (None, hidden) for the last, label-style
-        if cfg.dropout > 0:
-            x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
-    return x
-
-
-def head_layer(cfg: ModelConfig, units: int, time_axis: bool = True):
-    """The user's output layer choice. TimeDistributed needs a time axis to map over."""
-    dense = layers.Dense(units, name="dense")
-    if cfg.head == "time-distributed" and time_axis:
-        return layers.TimeDistributed(dense, name="time_distributed")
-    return dense
-
-
-def build_aligned(cfg: ModelConfig) -> keras.Model:
-    chars = keras.Input(shape=(cfg.max_len, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
-    x = _recurrent_stack(chars, cfg, last_return_sequences=cfg.return_sequences)
+def build_aligned(cfg: ModelConfig, variable_length: bool = False) -> keras.Model:
+    # The aligned GRUs are not masked: output position t may lie past the input (outputs
+    # longer than inputs are written into the padding), a unidirectional stack is causal
+    # (padding after t never reaches t) and a bidirectional one always spans max_len
+    # (ModelConfig.variable_length). The loss and metrics count the real positions only.
+    T = time_steps(cfg, variable_length)
+    chars = keras.Input(shape=(T, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
+    x = recurrent_stack(chars, cfg, last_return_sequences=cfg.return_sequences)
     x = head_layer(cfg, cfg.output_vocab_size, time_axis=cfg.return_sequences)(x)  # (None, T, Vout)
     probs = layers.Activation("softmax", name="softmax")(x)  # (None, T, Vout)
     return keras.Model(chars, probs, name="aligned")
 
 
-def build_model(cfg: ModelConfig) -> keras.Model:
-    """The training model for `cfg.arch`."""
+def build_model(cfg: ModelConfig, variable_length: bool = False) -> keras.Model:
+    """The training model for `cfg.arch`. variable_length: a time axis of None, for
+    training on length-bucketed batches; otherwise max_len, as `summarize` shows it."""
     if cfg.arch == "seq2seq":
-        from .seq2seq import build_seq2seq
-
-        return build_seq2seq(cfg)
-    return build_aligned(cfg)
+        return build_seq2seq(cfg, variable_length)
+    return build_aligned(cfg, variable_length)
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -109,10 +78,20 @@ def exact_match(y_true, y_pred):
     return ops.cast(ops.all(ops.logical_or(correct, ops.logical_not(counted)), axis=1), "float32")
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
+def sequence_loss(y_true, y_pred):
+    """Per sequence: the mean cross-entropy over its counted positions (the characters and
+    the first </s>), so a batch's padding (however long) adds nothing to the loss."""
+    y_true = ops.cast(y_true, "int32")
+    ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)  # (B, T)
+    counted = ops.cast(_counted(y_true), ce.dtype)  # (B, T)
+    return ops.sum(ce * counted, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)  # (B,)
+
+
+def compile_model(model: keras.Model, learning_rate: float, masked: bool = True) -> None:
+    """masked False: the loss of models written before masks (every position, padding too)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=sequence_loss if masked else "sparse_categorical_crossentropy",
         metrics=[char_acc, exact_match],
     )
 

@@ -5,6 +5,13 @@ yields the chunk's predictions, and only then reads on. A chunk ends at `batch_s
 lines, or earlier when the input pauses (a pipe or terminal with no further line ready),
 so each line is answered as soon as it can be while a fast producer still fills whole
 batches. Memory stays flat for any input length.
+
+Inside a chunk, each distinct line is computed once, and a bounded cache (`--cache`,
+least recently used lines dropped first) keeps results across chunks: the words of
+running text or the names of a table repeat a lot. A masked seq2seq model's lines are
+sorted by length and run in groups of GROUP, each padded to its own longest line only;
+results go back in input order. Masks make a line's result independent of its group, so
+neither the grouping nor the cache changes any output or confidence.
 """
 
 from __future__ import annotations
@@ -12,19 +19,40 @@ from __future__ import annotations
 import codecs
 import itertools
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
 from .artifacts import ModelInfo, read_info
-from .config import ON_LONG, UNK_POLICIES, TransducerError
+from .config import CACHE_LINES, ON_LONG, UNK_POLICIES, TransducerError
 from .data import LongLine, decode_line, iter_bounded_lines, line_reader
 from .engine import load_engine
 from .vocab import END_ID, PAD_ID, UNK_ID
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
+GROUP = 256  # lines of similar length run together in one masked seq2seq model call
+
+
+class ResultCache:
+    """A bounded map line -> result, dropping the least recently used line first."""
+
+    def __init__(self, size: int):
+        self.size = size  # most lines kept; 0 turns caching (and merging repeats) off
+        self.entries: OrderedDict[str, tuple] = OrderedDict()
+
+    def get(self, line: str):
+        hit = self.entries.get(line)
+        if hit is not None:
+            self.entries.move_to_end(line)
+        return hit
+
+    def put(self, line: str, result: tuple) -> None:
+        self.entries[line] = result
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
 
 
 class SpooledLine:
@@ -116,9 +144,15 @@ class Predictor:
     it as <unk> and decides (it may end the string there). seq2seq models always read <unk>.
     """
 
-    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, unk: str = "copy"):
+    def __init__(
+        self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, unk: str = "copy", cache: int = CACHE_LINES
+    ):
         """engine: "numpy" | "keras", or an engine object already built (then its model is
-        used and model_dir only names it), e.g. KerasEngine(info, model=just_trained)."""
+        used and model_dir only names it), e.g. KerasEngine(info, model=just_trained).
+        cache: distinct lines whose results are kept across calls (0: every line computed)."""
+        if cache < 0:
+            raise TransducerError("--cache must be >= 0")
+        self.cache = ResultCache(cache)
         if beam < 1:
             raise TransducerError("--beam must be at least 1")
         if not 1 <= nbest <= beam:
@@ -147,7 +181,7 @@ class Predictor:
                 if tuple(width) != (1, self.max_len, vout):
                     raise ValueError(f"output shape {tuple(width)}")
             else:
-                self.predict_batch([probe])
+                self._compute([probe])
         except TransducerError:
             raise
         except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
@@ -162,15 +196,46 @@ class Predictor:
         return [(out, conf) for out, conf, _ in self.predict_candidates(strings)]
 
     def predict_candidates(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
-        """[(output, confidence, n-best list or None)] for strings of at most max_len chars."""
+        """[(output, confidence, n-best list or None)] for strings of at most max_len chars:
+        each distinct string computed once, unless the cache already holds it."""
+        if not self.cache.size:
+            return self._compute(strings)
+        results = {}
+        todo = []
+        for s in dict.fromkeys(strings):
+            hit = self.cache.get(s)
+            if hit is None:
+                todo.append(s)
+            else:
+                results[s] = hit
+        for s, result in zip(todo, self._compute(todo)):
+            results[s] = result
+            self.cache.put(s, result)
+        return [results[s] for s in strings]
+
+    def _compute(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """Run the model. A masked seq2seq model runs groups of similar length, each to its
+        own longest string. An aligned model runs to max_len (it may write past the end
+        of the input; a unidirectional one stops once every line has ended), as does a
+        model written before masks (it was trained on max_len-long rows)."""
         if not strings:
             return []
-        ids, _ = self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)
-        return self.candidates_for_ids(ids, strings)
+        encode = self.info.input_vocab.encode_batch
+        if not (self.info.model.arch == "seq2seq" and self.info.model.masked):
+            return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0], strings)
+        order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
+        out: list = [None] * len(strings)
+        for g in range(0, len(order), GROUP):
+            rows = order[g : g + GROUP]
+            group = [strings[i] for i in rows]
+            ids, _ = encode(group, max(1, len(group[-1])), fill=PAD_ID)  # (G, longest)
+            for i, result in zip(rows, self.candidates_for_ids(ids, group)):
+                out[i] = result
+        return out
 
     def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
-        """predict_candidates for (B, max_len) input ids of `strings` (their first max_len
-        characters are what --unk copy copies from)."""
+        """Candidates for (B, T) right-padded input ids of `strings` (T = max_len, or
+        shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         from . import decode
 
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
@@ -210,7 +275,7 @@ def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
     chars = []
     for t, i in enumerate(out_ids):
         i = int(i)
-        if copied[t] and t < len(string):
+        if t < len(string) and copied[t]:
             chars.append(string[t])
         elif i in (END_ID, PAD_ID):
             break
@@ -296,8 +361,7 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
     for i, head in enumerate(heads):  # copied lines were not encoded; their unseen characters count too
         if unknown.get(i, 1):
             stats.count_unknown(chunk[i][0], [c for c in head if vocab.id_of(c) == UNK_ID])
-    strings = [heads[i] for i in todo]
-    by_pos = dict(zip(todo, predictor.candidates_for_ids(ids, strings) if todo else []))
+    by_pos = dict(zip(todo, predictor.predict_candidates([heads[i] for i in todo])))
     out = []
     for i, (line_no, text) in enumerate(chunk):
         if i in by_pos:

@@ -20,10 +20,16 @@ Training model (teacher forcing), all layers named and looked up by name:
     softmax            (None, max_len+1, Vout)
 
 The decoder GRU is W wide so the dot-product (and additive) attention can compare its
-outputs with the encoder's directly. Input padding is not masked: <pad> is a symbol of
-its own, always after the string (right-padded), so the encoder learns to carry its
-state through it and attention learns to ignore it; without masks the GRUs keep the
-cuDNN-compatible path and both inference engines compute exactly the same function.
+outputs with the encoder's directly.
+
+Masks (ModelConfig.masked): the input is right-padded with <pad>, and blocks.padding_mask
+marks the real characters. The encoder GRUs are masked (the forward final state is the
+state after the last real character; the backward pass starts there), attention gives
+padded encoder positions no weight, and the loss counts the target characters and the
+first </s> only. So a string's output does not depend on how far it is padded, and the
+training model (time axes None) runs each batch to its own longest string. A model
+written before masks (masked False) has fixed max_len time axes, reads <pad> as a symbol
+and is rebuilt and run exactly that way.
 
 At inference the same layers are called one decoder step at a time (engine.py); the
 search over output strings is in decode.py.
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blocks import gru_layer, head_layer, keras, layers, padding_mask, time_steps
 from .config import ModelConfig
 from .vocab import END_ID, PAD_ID, START_ID, Vocab
 
@@ -58,42 +65,55 @@ def seq2seq_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
     enc, _ = in_vocab.encode_batch([p[0] for p in pairs], max_len, fill=PAD_ID)  # (N, max_len)
     tgt, _ = out_vocab.encode_batch([p[1] for p in pairs], T, fill=END_ID)  # (N, T)
     dec_in = np.concatenate([np.full((len(pairs), 1), START_ID, np.int32), tgt[:, :-1]], axis=1)  # (N, T)
-    # Past the end the decoder input is </s> (a shifted fill); those steps are not counted
-    # by the metrics, and the loss on them only teaches "after </s> comes </s>".
+    # Past the end the decoder input is </s> (a shifted fill); those steps are counted
+    # neither by the metrics nor by a masked model's loss (model.sequence_loss).
     return [enc, dec_in], [len(in_vocab), len(out_vocab)], tgt
 
 
 def _gru(cfg: ModelConfig, units: int, name: str):
-    from .model import layers
-
-    # Default activations and no recurrent dropout: cuDNN-eligible on a GPU.
-    return layers.GRU(units, return_sequences=True, return_state=True, reset_after=cfg.reset_after, name=name)
+    return gru_layer(cfg, units, name, return_sequences=True, return_state=True)
 
 
-def build_seq2seq(cfg: ModelConfig):
-    """The training model: [chars, prev_chars] -> per-step output probabilities."""
-    from .model import head_layer, keras, layers
-
-    W = encoder_width(cfg)
-    T_dec = decoder_len(cfg.max_len)
-    chars = keras.Input(shape=(cfg.max_len, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
-    prev = keras.Input(shape=(T_dec, cfg.output_vocab_size), name="prev_chars")  # (None, T+1, Vout)
-
-    x = chars
-    state = None
+def _encoder(model, chars, cfg: ModelConfig, mask):
+    """Encoder GRU layers over `chars`: (outputs (B, T, W), [final state per direction]).
+    New layers when `model` is None (with dropout), else the trained model's, by name."""
+    x, state = chars, None
     for i in range(1, cfg.layers + 1):
-        gru = _gru(cfg, cfg.hidden, f"encoder_gru_{i}")
         if cfg.bidirectional:
-            x, fwd, bwd = layers.Bidirectional(gru, name=f"encoder_bidirectional_{i}")(x)  # (None, T, 2H)
-            state = (fwd, bwd)
+            name = f"encoder_bidirectional_{i}"
+            bi = model.get_layer(name) if model is not None else layers.Bidirectional(_gru(cfg, cfg.hidden, f"encoder_gru_{i}"), name=name)
+            x, fwd, bwd = bi(x, mask=mask)  # (None, T, 2H), (None, H), (None, H)
+            state = [fwd, bwd]
         else:
-            x, state = gru(x)  # (None, T, H), (None, H)
-            state = (state,)
-        if cfg.dropout > 0:
+            name = f"encoder_gru_{i}"
+            gru = model.get_layer(name) if model is not None else _gru(cfg, cfg.hidden, name)
+            x, h = gru(x, mask=mask)  # (None, T, H), (None, H)
+            state = [h]
+        if cfg.dropout > 0 and model is None:
             x = layers.Dropout(cfg.dropout, name=f"encoder_dropout_{i}")(x)
-    enc_out = x  # (None, T, W)
+    return x, state
+
+
+def _attend(attend, y, enc_out, mask, **kwargs):
+    """Context vectors for decoder outputs `y` over the encoder outputs; padded encoder
+    positions (mask False) get no weight."""
+    if mask is None:
+        return attend([y, enc_out], **kwargs)  # (None, T+1, W): query = decoder, value = key = encoder
+    return attend([y, enc_out], mask=[None, mask], **kwargs)
+
+
+def build_seq2seq(cfg: ModelConfig, variable_length: bool = False):
+    """The training model: [chars, prev_chars] -> per-step output probabilities."""
+    W = encoder_width(cfg)
+    T = time_steps(cfg, variable_length)
+    T_dec = None if T is None else decoder_len(cfg.max_len)
+    chars = keras.Input(shape=(T, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
+    prev = keras.Input(shape=(T_dec, cfg.output_vocab_size), name="prev_chars")  # (None, T+1, Vout)
+    mask = padding_mask(chars) if cfg.masked else None  # (None, T) bool
+
+    enc_out, state = _encoder(None, chars, cfg, mask)  # (None, T, W)
     if cfg.bidirectional:
-        init = layers.Concatenate(name="encoder_state")(list(state))  # (None, 2H)
+        init = layers.Concatenate(name="encoder_state")(state)  # (None, 2H)
     else:
         init = layers.Identity(name="encoder_state")(state[0])  # (None, H)
 
@@ -105,7 +125,7 @@ def build_seq2seq(cfg: ModelConfig):
 
     if cfg.attention != "none":
         attend = getattr(layers, ATTENTION_LAYER[cfg.attention])(name="attention")
-        context = attend([y, enc_out])  # (None, T+1, W): query = decoder, value = key = encoder
+        context = _attend(attend, y, enc_out, mask)  # (None, T+1, W)
         y = layers.Concatenate(name="attention_concat")([y, context])  # (None, T+1, 2W)
         y = layers.Dense(W, activation="tanh", name="attention_combine")(y)  # (None, T+1, W)
     y = head_layer(cfg, cfg.output_vocab_size)(y)  # (None, T+1, Vout)
@@ -117,29 +137,23 @@ def inference_models(model, cfg: ModelConfig, attention_scores: bool = False):
     """(encoder, step) Keras models sharing the trained model's layers (by name).
 
     encoder: chars (B, T, Vin) -> [encoder outputs (B, T, W), initial state (B, W)]
-    step:    [prev one-hot (B, 1, Vout), encoder outputs, state_1..state_L (B, W)]
-             -> [probs (B, Vout), new state_1..state_L]
+    step:    [prev one-hot (B, 1, Vout), encoder outputs, (masked models: encoder mask
+             (B, T) bool), state_1..state_L (B, W)] -> [probs (B, Vout), new state_1..state_L]
              with `attention_scores` (and attention), one more output: the attention
              layer's own weights (B, 1, T), from return_attention_scores=True
+    A masked model's time axes are None: each batch runs to its own longest string.
     """
-    from .model import keras
-
     W = encoder_width(cfg)
-    chars = keras.Input(shape=(cfg.max_len, cfg.input_vocab_size), name="chars")
-    x = chars
-    state = None
-    for i in range(1, cfg.layers + 1):
-        if cfg.bidirectional:
-            x, fwd, bwd = model.get_layer(f"encoder_bidirectional_{i}")(x)
-            state = [fwd, bwd]
-        else:
-            x, h = model.get_layer(f"encoder_gru_{i}")(x)
-            state = [h]
+    T = time_steps(cfg, cfg.masked)
+    chars = keras.Input(shape=(T, cfg.input_vocab_size), name="chars")
+    mask = padding_mask(chars) if cfg.masked else None
+    x, state = _encoder(model, chars, cfg, mask)
     init = model.get_layer("encoder_state")(state if cfg.bidirectional else state[0])  # (B, W)
     encoder = keras.Model(chars, [x, init], name="seq2seq_encoder")
 
     prev = keras.Input(shape=(1, cfg.output_vocab_size), name="prev_char")  # (B, 1, Vout)
-    enc_out = keras.Input(shape=(cfg.max_len, W), name="encoder_outputs")  # (B, T, W)
+    enc_out = keras.Input(shape=(T, W), name="encoder_outputs")  # (B, T, W)
+    enc_mask = keras.Input(shape=(T,), dtype="bool", name="encoder_mask") if cfg.masked else None  # (B, T)
     states_in = [keras.Input(shape=(W,), name=f"state_{i}") for i in range(1, cfg.layers + 1)]
     y = prev
     states_out = []
@@ -154,14 +168,15 @@ def inference_models(model, cfg: ModelConfig, attention_scores: bool = False):
             # a model from a layer called once without and then with return_attention_scores
             # (Function.__init__ checks the outputs against the layer's first call).
             twin = type(attend).from_config({**attend.get_config(), "name": "attention_scores"})
-            context, weights = twin([y, enc_out], return_attention_scores=True)  # (B, 1, W), (B, 1, T)
+            context, weights = _attend(twin, y, enc_out, enc_mask, return_attention_scores=True)  # (B, 1, W), (B, 1, T)
             twin.set_weights(attend.get_weights())
             scores = [weights]
         else:
-            context = attend([y, enc_out])  # (B, 1, W)
+            context = _attend(attend, y, enc_out, enc_mask)  # (B, 1, W)
         y = model.get_layer("attention_concat")([y, context])
         y = model.get_layer("attention_combine")(y)
     head = "time_distributed" if cfg.head == "time-distributed" else "dense"
     probs = model.get_layer("softmax")(model.get_layer(head)(y))  # (B, 1, Vout)
-    step = keras.Model([prev, enc_out, *states_in], [probs, *states_out, *scores], name="seq2seq_step")
+    inputs = [prev, enc_out, *([enc_mask] if cfg.masked else []), *states_in]
+    step = keras.Model(inputs, [probs, *states_out, *scores], name="seq2seq_step")
     return encoder, step

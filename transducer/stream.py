@@ -11,8 +11,11 @@ Two steps:
    means the same thing.
 2. `pairs_dataset` builds the tf.data pipeline that reads the file again, line by line:
    drop non-pair lines -> keep this side of the train/validation split -> shuffle in a
-   bounded buffer -> batch -> split on the tab and map characters to ids with a
-   `tf.lookup.StaticHashTable` -> one-hot -> prefetch. Nothing holds the whole file.
+   bounded buffer -> sort windows of BUCKET_WINDOW batches by length (length buckets) ->
+   batch -> shuffle batches -> split on the tab and map characters to ids with a
+   `tf.lookup.StaticHashTable`, padded to the batch's own longest string -> one-hot ->
+   prefetch. Nothing holds the whole file. (A model written before masks, or an aligned
+   bidirectional one, gets max_len-long batches instead: ModelConfig.variable_length.)
 
 Train/validation split. Each row goes to validation when a hash of (seed, line content)
 falls below `val_split` of the hash range. Hashing the *content* rather than the line
@@ -51,6 +54,8 @@ SHUFFLE_BUFFER = 65_536  # lines held for shuffling: a full shuffle up to this m
 STATS_ROWS = 1_000_000  # duplicates and conflicts are counted over the first this many rows
 CHUNK = 8_192  # rows hashed per TF call during the scan
 READ_CHUNK = 4_096  # lines per vectorised read/filter step in the pipeline
+BUCKET_WINDOW = 32  # batches sorted by length together (length buckets); also the number
+#                     of batches shuffled together afterwards
 BOM = b"\xef\xbb\xbf"
 
 
@@ -312,13 +317,52 @@ def _lookup_table(vocab: Vocab):
     return tf.lookup.StaticHashTable(init, default_value=UNK_ID)  # unseen characters -> <unk>
 
 
-def _encode(strings, table, length: int, fill: int):
-    """(B,) strings -> (B, length) ids, like Vocab.encode_batch."""
+def _encode(strings, table, length, fill: int):
+    """(B,) strings -> (B, length) ids, like Vocab.encode_batch. length: an int, or a
+    scalar tensor at least as long as the longest string (a batch's own length)."""
     from .model import tf
 
     chars = tf.strings.unicode_split(strings, "UTF-8")  # ragged (B, None)
     ids = tf.ragged.map_flat_values(table.lookup, chars)  # ragged (B, None)
-    return ids.to_tensor(default_value=fill, shape=[None, length])  # (B, T)
+    if isinstance(length, int):
+        return ids.to_tensor(default_value=fill, shape=[None, length])  # (B, T)
+    ids = ids.to_tensor(default_value=fill)  # (B, longest)
+    return tf.pad(ids, [[0, 0], [0, length - tf.shape(ids)[1]]], constant_values=fill)  # (B, length)
+
+
+def _char_lengths(parts):
+    """(B, 2) input/output strings -> (B,) input and (B,) output lengths in characters."""
+    from .model import tf
+
+    return tf.strings.length(parts[:, 0], unit="UTF8_CHAR"), tf.strings.length(parts[:, 1], unit="UTF8_CHAR")
+
+
+def batch_lengths(cfg: ModelConfig, parts):
+    """(input length, target length) of a batch of (B, 2) strings: max_len and the full
+    target length, or, for a variable-length model (ModelConfig.variable_length), the
+    batch's own longest. seq2seq: the longest input, and the longest output + </s>.
+    aligned (unidirectional): one length for both, covering each row's input and its
+    output + </s> (the output may be longer than the input), capped at max_len."""
+    from .model import tf
+
+    if not cfg.variable_length:
+        return cfg.max_len, target_length(cfg)
+    n_in, n_out = _char_lengths(parts)  # (B,), (B,)
+    if cfg.arch == "seq2seq":
+        return tf.maximum(tf.reduce_max(n_in), 1), tf.reduce_max(n_out) + 1
+    both = tf.minimum(tf.reduce_max(tf.maximum(n_in, n_out + 1)), cfg.max_len)
+    return both, both
+
+
+def _sort_key(cfg: ModelConfig, parts):
+    """What length buckets sort on: seq2seq by input then output length; aligned by the
+    row's span (input, or output + </s>, whichever is longer)."""
+    from .model import tf
+
+    n_in, n_out = _char_lengths(parts)
+    if cfg.arch == "seq2seq":
+        return n_in * (cfg.max_len + 2) + n_out
+    return tf.maximum(n_in, n_out + 1)
 
 
 def pairs_dataset(
@@ -351,7 +395,6 @@ def pairs_dataset(
     in_table, out_table = _lookup_table(in_vocab), _lookup_table(out_vocab)
     threshold = scan.val_threshold
     depths = (len(in_vocab), len(out_vocab))
-    tgt_len = target_length(cfg)
 
     def rows(chunk_index, chunk):
         """A chunk of raw lines -> the pairs on this side of the split, vectorised."""
@@ -367,9 +410,13 @@ def pairs_dataset(
             keep = tf.logical_and(keep, is_val if side == "val" else tf.logical_not(is_val))
         return tf.boolean_mask(chunk, keep)  # (kept,)
 
+    def split(lines):
+        return tf.strings.split(lines, "\t").to_tensor(shape=[None, 2])  # (B, 2): one tab per row
+
     def encode(lines):
-        parts = tf.strings.split(lines, "\t").to_tensor(shape=[None, 2])  # (B, 2): one tab per row
-        src = _encode(parts[:, 0], in_table, cfg.max_len, PAD_ID)  # (B, max_len)
+        parts = split(lines)
+        src_len, tgt_len = batch_lengths(cfg, parts)
+        src = _encode(parts[:, 0], in_table, src_len, PAD_ID)  # (B, T_in)
         tgt = _encode(parts[:, 1], out_table, tgt_len, END_ID)  # (B, T)
         feats, y = assemble_features(cfg, src, tgt)
         x = tuple(tf.one_hot(f, d) for f, d in zip(feats, depths))  # each (B, T, depth)
@@ -382,7 +429,19 @@ def pairs_dataset(
     if shuffle_seed is not None:
         buffer = max(1, min(n, shuffle_buffer))
         lines = lines.shuffle(buffer, seed=shuffle_seed % (1 << 31), reshuffle_each_iteration=False)
+    if cfg.variable_length:
+        # Length buckets: each window of BUCKET_WINDOW batches is sorted by length, so a
+        # batch holds rows of similar length and is padded to its own longest only. A
+        # window is a whole number of batches, so the step count stays ceil(n / batch).
+        def by_length(window):
+            return tf.gather(window, tf.argsort(_sort_key(cfg, split(window)), stable=True))
+
+        lines = lines.batch(batch_size * BUCKET_WINDOW).map(by_length).unbatch()
     ds = lines.batch(batch_size)
+    if cfg.variable_length and shuffle_seed is not None:
+        # Batches leave a window from short to long: shuffle whole batches, so an epoch
+        # does not cycle through lengths (seeded: a resumed epoch sees the same order).
+        ds = ds.shuffle(BUCKET_WINDOW, seed=(shuffle_seed + 1) % (1 << 31), reshuffle_each_iteration=False)
     ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     # The scan counted the rows: declaring the step count lets Keras size its epochs, and a
     # pipeline that disagreed with the scan would fail loudly here instead of training wrong.

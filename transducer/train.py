@@ -160,8 +160,8 @@ def train(
         val_ds = pipeline(data, "val")
 
     with plan.strategy.scope():
-        model = build_model(cfg)
-        compile_model(model, train_cfg.learning_rate)
+        model = build_model(cfg, cfg.variable_length)  # time axis None: length-bucketed batches
+        compile_model(model, train_cfg.learning_rate, cfg.masked)
     distribute.patch_for_multi_worker(plan, model, dataset_for_epoch(0).element_spec)
 
     counts = {
@@ -218,7 +218,7 @@ def train(
     if plan.mode != "none":
         # Decoding builds inference models from the trained layers; do that on a plain copy,
         # outside the strategy whose mirrored variables Keras cannot call step by step.
-        plain = build_model(cfg)
+        plain = build_model(cfg, cfg.variable_length)
         plain.set_weights(model.get_weights())
     else:
         plain = model

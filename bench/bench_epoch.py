@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Steady-state training epoch time, in one process: length-bucketed, masked batches vs
+max_len-long, unmasked ones (the training before masks), same data and hyperparameters.
+
+    python bench/bench_epoch.py [--pairs 3000] [--epochs 3]
+
+One-epoch `transducer train` runs (bench_masks.py) include graph tracing, validation and
+the checkpoint, which dominate small runs; this times `model.fit` epochs after the first
+(which traces), on the training side of the split only. Data as bench_masks.py: CMUdict
+pairs whose word and pronunciation both have at most 16 characters; batch 64, hidden 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+from bench_predict import machine  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per configuration; the first is not timed")
+    ap.add_argument("--arch", choices=["seq2seq", "aligned", "both"], default="both")
+    args = ap.parse_args()
+
+    from transducer import stream
+    from transducer.config import ModelConfig
+    from transducer.model import build_model, compile_model, keras
+
+    rows = [line.split("\t") for line in (REPO / "sample_data/cmudict.train.tsv").read_text().splitlines()]
+    rows = [(a, b) for a, b in rows if len(a) <= 16 and len(b) <= 16][: args.pairs]
+    path = Path(tempfile.mkdtemp()) / "pairs.tsv"
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    print(f"machine: {machine()}")
+    print(f"{len(rows)} pairs, batch 64, hidden 64, {args.epochs - 1} timed epoch(s) after one warm-up")
+    print(f"{'model':<24} {'max_len':>8} {'batches':>22} {'s/epoch':>8} {'pairs/s':>8}")
+    for arch, bi in [("seq2seq", True), ("aligned", False)]:
+        if args.arch not in ("both", arch):
+            continue
+        for max_len, masked in [(64, False), (64, True), (16, True)]:
+            scan = stream.scan_pairs(str(path), max_len, False, 0.0, 0)
+            iv, ov = scan.vocabs()
+            cfg = ModelConfig(arch=arch, bidirectional=bi, hidden=64, max_len=max_len, masked=masked,
+                              input_vocab_size=len(iv), output_vocab_size=len(ov))
+            keras.utils.set_random_seed(0)
+            model = build_model(cfg, cfg.variable_length)
+            compile_model(model, 3e-3, masked)
+            times = []
+            for epoch in range(args.epochs):
+                ds = stream.pairs_dataset(scan, cfg, iv, ov, "all", 64, 0, shuffle_seed=epoch)
+                t0 = time.perf_counter()
+                model.fit(ds, epochs=1, verbose=0)
+                times.append(time.perf_counter() - t0)
+            s = statistics.median(times[1:])
+            label = "masked, bucketed" if masked else "before (unmasked)"
+            print(f"{arch + (' bi' if bi else ''):<24} {max_len:>8} {label:>22} {s:>8.2f} {len(rows) / s:>8.0f}"
+                  f"   (timed epochs: {', '.join(f'{t:.2f}' for t in times[1:])} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Building blocks shared by both architectures (model.py's aligned network and
+seq2seq.py's encoder-decoder): the TensorFlow/Keras import, the recurrent stack, the
+output head, and the padding mask.
+
+Imports point one way: model.py -> seq2seq.py -> blocks.py; nothing here imports either.
+
+Padding masks. Inputs are one-hot and right-padded with <pad> (id 0), so a position is a
+real character exactly when its one-hot vector has no weight on <pad>. `padding_mask`
+computes that with `keras.ops` inside the functional graph: operations, not layers, so
+they add no row to `model.layer_rows` (the classic summaries stay exact) and they are
+saved in model.keras as Keras's own ops (safe mode loads them). A GRU given the mask
+carries its state through padded steps, so its final state is the state after the last
+real character, and a Bidirectional layer's backward pass starts at each row's last real
+character. Keras keeps the cuDNN kernel on a GPU for such strictly right-padded masks
+(see bench/gpu_check.sh).
+"""
+
+from __future__ import annotations
+
+from .config import ModelConfig
+from .tfimport import import_tensorflow
+from .vocab import PAD_ID
+
+import_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+HEAD_LAYER = {"dense": "dense", "time-distributed": "time_distributed"}  # --head -> layer name
+
+
+def gru_name(i: int) -> str:
+    """Name of the i-th (1-based) recurrent layer, as in the classic summary."""
+    return f"gru_{i}"
+
+
+def time_steps(cfg: ModelConfig, variable_length: bool) -> int | None:
+    """A model's time axis: None (batches as long as their longest string) or max_len."""
+    return None if variable_length else cfg.max_len
+
+
+def padding_mask(one_hot):
+    """(B, T, V) one-hot, right-padded with <pad> -> (B, T) bool, True at real characters."""
+    return ops.less(one_hot[..., PAD_ID], 0.5)  # (B, T)
+
+
+def gru_layer(cfg: ModelConfig, units: int, name: str, return_sequences: bool = True, return_state: bool = False):
+    """A GRU on cuDNN's path on a GPU: default activations, no recurrent dropout."""
+    return layers.GRU(
+        units,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        reset_after=cfg.reset_after,
+        name=name,
+    )
+
+
+def recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences: bool = True, mask=None):
+    """`cfg.layers` GRUs (optionally bidirectional), each followed by Dropout if asked.
+
+    mask: (B, T) bool from `padding_mask`, or None (every position is read)."""
+    for i in range(1, cfg.layers + 1):
+        seq = last_return_sequences if i == cfg.layers else True
+        gru = gru_layer(cfg, cfg.hidden, f"{prefix}{gru_name(i)}", return_sequences=seq)
+        if cfg.bidirectional:
+            # Concatenated forward/backward states: (None, T, 2*hidden).
+            x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x, mask=mask)
+        else:
+            x = gru(x, mask=mask)  # (None, T, hidden) or (None, hidden) for the last, label-style
+        if cfg.dropout > 0:
+            x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
+    return x
+
+
+def head_layer(cfg: ModelConfig, units: int, time_axis: bool = True):
+    """The user's output layer choice. TimeDistributed needs a time axis to map over."""
+    dense = layers.Dense(units, name="dense")
+    if cfg.head == "time-distributed" and time_axis:
+        return layers.TimeDistributed(dense, name="time_distributed")
+    return dense
