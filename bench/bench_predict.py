@@ -54,19 +54,30 @@ def median_of(runs, fn):
     return statistics.median(r[0] for r in results), max(r[1] for r in results), [round(r[0], 2) for r in results]
 
 
-def ensure_model(work: Path, epochs: int) -> Path:
+def ensure_model(work: Path, epochs: int, hidden: int = 128) -> Path:
     data = work / "data"
     if not (data / "train.tsv").is_file():
         subprocess.run([sys.executable, str(HERE / "make_data.py"), str(data)], check=True)
-    model = work / "gru128"
+    model = work / f"gru{hidden}"
     if not (model / "model.keras").is_file():
         print(f"training {model} ({epochs} epochs) ...", file=sys.stderr)
         subprocess.run(
-            TRANSDUCER + ["train", str(data / "train.tsv"), "--model-dir", str(model), "--hidden", "128",
+            TRANSDUCER + ["train", str(data / "train.tsv"), "--model-dir", str(model), "--hidden", str(hidden),
                           "--max-len", "64", "--epochs", str(epochs), "--force"],
             check=True,
         )
     return model
+
+
+def first_inputs(work: Path, lines: int) -> Path:
+    """A file of the first `lines` lines of the synthetic inputs."""
+    path = work / f"inputs.{lines}.txt"
+    with open(work / "data" / "inputs.txt", encoding="utf-8") as f, open(path, "w", encoding="utf-8") as g:
+        for i, line in enumerate(f):
+            if i >= lines:
+                break
+            g.write(line)
+    return path
 
 
 def machine() -> str:
@@ -92,12 +103,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model = ensure_model(args.work, args.epochs)
-    bulk = args.work / f"inputs.{args.lines}.txt"
-    with open(args.work / "data" / "inputs.txt", encoding="utf-8") as f, open(bulk, "w", encoding="utf-8") as g:
-        for i, line in enumerate(f):
-            if i >= args.lines:
-                break
-            g.write(line)
+    bulk = first_inputs(args.work, args.lines)
     one = b"the quick brown fox 42\n"
     print(f"machine: {machine()}")
     print(f"model: {model} (GRU(128), max_len 64); bulk input: {args.lines:,} lines; median of {args.runs} runs")

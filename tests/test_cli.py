@@ -37,7 +37,7 @@ def assert_clean_error(result, *fragments, code=None):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["train", "--help"], ["predict", "--help"], ["predict"], ["predict", "m", "--format", "xml"]],
+    [["--help"], ["--version"], ["train", "--help"], ["predict", "--help"], ["predict"], ["predict", "m", "--format", "xml"]],
 )
 def test_help_and_argument_errors_do_not_import_tensorflow(argv):
     code = (
@@ -50,7 +50,7 @@ def test_help_and_argument_errors_do_not_import_tensorflow(argv):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ("0" if "--help" in argv else "2")
+    assert out.stdout.strip() == ("0" if argv[-1] in ("--help", "--version") else "2")
 
 
 def test_python_dash_m_works():
@@ -231,21 +231,22 @@ def test_both_engines_from_the_cli(tiny_model, engine):
 def test_summarize_reproduces_the_classic_table():
     r = invoke("summarize", "--input-size", 15, "--max-len", 64, "--hidden", 16, "--head", "time-distributed", "--no-reset-after")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout == ""
-    text = r.stderr
+    assert r.stderr == ""  # the tables are the result: stdout
+    text = r.stdout
     for fragment in ("(None, 64, 16)", "1,536", "(None, 64, 15)", "255", "TimeDistributed"):
         assert fragment in text
     r = invoke("summarize", "--input-size", 15, "--hidden", 16, "--head", "time-distributed")
-    assert "1,584" in r.stderr
+    assert "1,584" in r.stdout
     r = invoke("summarize", "--input-size", 15, "--hidden", 16, "--no-reset-after", "--no-return-sequences")
-    assert "(None, 16)" in r.stderr and "(None, 15)" in r.stderr and "1,536" in r.stderr
+    assert "(None, 16)" in r.stdout and "(None, 15)" in r.stdout and "1,536" in r.stdout
 
 
 def test_summarize_a_trained_model(tiny_model):
     r = invoke("summarize", tiny_model)
     assert r.exit_code == 0, r.stderr
+    assert r.stderr == ""
     for fragment in ("gru_1", "softmax", "input vocab", "max_len"):
-        assert fragment in r.stdout + r.stderr
+        assert fragment in r.stdout
     # How it was trained is the command's result: stdout, readable names with their split.
     for fragment in ("validation exact match (decoded strings)", "training loss", "best epoch", "learning rate"):
         assert fragment in r.stdout
@@ -254,10 +255,10 @@ def test_summarize_a_trained_model(tiny_model):
 def test_compare_heads_shows_agreement_and_timings():
     r = invoke("summarize", "--compare-heads", "--input-size", 15, "--max-len", 16, "--hidden", 16)
     assert r.exit_code == 0, r.stderr
-    assert "max |Dense - TimeDistributed|" in r.stderr
-    diff = float(r.stderr.split("over all outputs:")[1].split()[0])
+    assert "max |Dense - TimeDistributed|" in r.stdout
+    diff = float(r.stdout.split("over all outputs:")[1].split()[0])
     assert diff < 1e-6
-    text = " ".join(r.stderr.split())
+    text = " ".join(r.stdout.split())
     assert "ms/batch" in text and "acts on the last axis" in text
 
 
@@ -268,10 +269,11 @@ def test_ctrl_c_during_predict_exits_130_keeping_written_lines(tiny_model):
     proc = subprocess.Popen(
         [sys.executable, "-m", "transducer", "predict", str(tiny_model), "--batch-size", "2"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
-    proc.stdin.write(b"abc\nde\nX\n")  # one full batch is answered; the third line waits
+    proc.stdin.write(b"abc\nde\n")  # answered at once (a full batch, and the input pauses)
     proc.stdin.flush()
-    first = proc.stdout.readline()  # blocks until the first batch is out
+    first = proc.stdout.readline() + proc.stdout.readline()  # blocks until both are out
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)  # (communicate() would skip what readline() already buffered)
@@ -279,3 +281,155 @@ def test_ctrl_c_during_predict_exits_130_keeping_written_lines(tiny_model):
     assert proc.returncode == 130
     assert len((first + out).splitlines()) == 2
     assert b"Traceback" not in err and b"interrupted" in err
+
+
+def default_sigint():
+    """For subprocesses that are sent SIGINT: a process started from a background job
+    (`pytest &`, nohup) inherits SIGINT ignored, and Python then installs no handler for
+    it. Restoring the default before exec makes the child behave as if run from a
+    terminal, however pytest itself was started."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# --- messages, destinations, polish --------------------------------------------------------
+
+
+def command_flags(name: str) -> set[str]:
+    """Every --flag the command `name` accepts (its own --help's options)."""
+    from typer.main import get_command
+
+    cmd = get_command(app).commands[name]
+    return {o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")}
+
+
+def test_no_message_suggests_an_option_its_command_lacks(tiny_model, tmp_path):
+    """Provoke each command's errors that advise a flag, and check every --flag in what
+    it prints against that command's own options."""
+    import re
+    import shutil
+
+    bad_rows = tmp_path / "bad.tsv"
+    bad_rows.write_text("ab\tAB\nno tab\n" + "x" * (TINY_MAX_LEN + 3) + "\ty\n", encoding="utf-8")
+    good_rows = tmp_path / "good.tsv"
+    good_rows.write_text("ab\tAB\ncd\tCD\n", encoding="utf-8")
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(tiny_model, no_weights)
+    (no_weights / "weights.npz").unlink()
+    long = "a" * (TINY_MAX_LEN + 3)
+    cases = [
+        ("train", [bad_rows, "--model-dir", tmp_path / "m1", "--max-len", TINY_MAX_LEN], None),
+        ("train", [bad_rows, "--model-dir", tiny_model], None),
+        ("train", [bad_rows, "--model-dir", tmp_path / "m2", "--epochs", 0], None),
+        ("train", [good_rows, "--model-dir", tmp_path / "m3", "--resume"], None),
+        ("predict", [tiny_model], f"ab\n{long}\n"),
+        ("predict", [no_weights], "ab\n"),
+        ("predict", [tiny_model, "--beam", 2, "--nbest", 3], "ab\n"),
+        ("evaluate", [tiny_model, bad_rows], None),
+        ("evaluate", [no_weights, bad_rows, "--skip-invalid"], None),
+        ("summarize", ["--hidden", 0], None),
+        ("explain", [no_weights, "abc"], None),
+        ("export", [tmp_path / "nowhere"], None),
+    ]
+    suggested = set()
+    for command, args, stdin in cases:
+        r = invoke(command, *args, input=stdin)
+        assert r.exit_code != 0, (command, args, r.stdout)
+        flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", r.stderr))
+        assert flags <= command_flags(command), (command, args, flags - command_flags(command), r.stderr)
+        suggested |= flags
+    # The cases do provoke advice: the check above is not vacuous.
+    assert {"--skip-invalid", "--on-long", "--force", "--engine", "--epochs", "--resume"} <= suggested
+
+
+def test_each_command_writes_its_result_on_stdout_and_the_rest_on_stderr(tiny_model, tmp_path):
+    """typer's CliRunner (this typer vendors its click: there is no mix_stderr) keeps
+    result.stdout and result.stderr apart; result.output would mix them."""
+    import shutil
+
+    test = tmp_path / "t.tsv"
+    test.write_text("ab\tAB\nab\tBA\n", encoding="utf-8")
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+
+    r = invoke("predict", model, input="ab\na#b\n")  # an unseen character: a warning
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2 and "warning" in r.stderr
+    assert "warning" not in r.stdout
+
+    r = invoke("evaluate", model, test)
+    assert r.exit_code == 0 and "exact match" in r.stdout and r.stderr == ""
+    r = invoke("evaluate", model, test, "--json")
+    assert json.loads(r.stdout)["n"] == 2 and "exact match" in r.stderr  # stdout: exactly the JSON
+
+    r = invoke("summarize", model)
+    assert r.exit_code == 0 and "gru_1" in r.stdout and r.stderr == ""
+
+    r = invoke("export", model)
+    assert r.exit_code == 0 and r.stdout == f"{model / 'weights.npz'}\n" and r.stderr == ""
+
+    r = invoke("train", test, "--model-dir", tmp_path / "t", "--max-len", TINY_MAX_LEN, "--hidden", 4, "--epochs", 1)
+    assert r.exit_code == 0 and r.stdout == "" and "exact match" in r.stderr  # its result is the directory
+
+    for command, args in (("predict", [tmp_path / "nope"]), ("evaluate", [tmp_path / "nope", test]),
+                          ("summarize", [tmp_path / "nope"]), ("export", [tmp_path / "nope"])):
+        r = invoke(command, *args, input="a\n")
+        assert r.exit_code == 2 and r.stdout == "" and "error:" in r.stderr
+
+
+def test_unseen_characters_are_copied_through_and_named(tiny_model):
+    """An aligned model copies an unseen character through at its position and goes on;
+    the warning names the characters with counts and the first line holding one."""
+    r = invoke("predict", tiny_model, "--format", "tsv", input="ab\nab?cd\n??e\n")
+    assert r.exit_code == 0, r.stderr
+    outs = [l.split("\t")[1] for l in r.stdout.splitlines()]
+    assert outs[2].startswith("??")  # (test_engines checks every position, both engines)
+    text = " ".join(r.stderr.split())
+    assert "3 character(s) on 2 line(s)" in text and "'?' x3" in text and "first on line 2" in text
+    assert "copied through unchanged" in text
+    m = invoke("predict", tiny_model, "--unk", "model", input="ab\nab?cd\n??e\n")
+    assert m.exit_code == 0 and "?" not in m.stdout and "read as <unk>" in m.stderr
+
+
+def test_version_completion_and_plain_help():
+    from transducer import __version__
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout == f"transducer {__version__}\n"
+    r = invoke("--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+    # What the installed completion script asks (through these variables) is answered;
+    # --show-completion itself detects the running shell, which a test cannot rely on.
+    for words, cword, want in (("transducer pre", "1", "predict"), ("transducer predict m --on", "3", "--on-long")):
+        env = {"_TRANSDUCER_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        r = runner.invoke(app, [], prog_name="transducer", env=env)
+        assert r.exit_code == 0 and r.stdout == f"{want}\n", (r.stdout, r.stderr)
+    for command, usage in (("predict", "[OPTIONS] MODEL_DIR [FILE]"), ("train", "[OPTIONS] PAIRS"),
+                           ("evaluate", "[OPTIONS] MODEL_DIR TEST_FILE"), ("summarize", "[OPTIONS] [MODEL_DIR]")):
+        r = invoke(command, "--help")
+        text = " ".join(r.stdout.split())
+        assert f"{command} {usage}" in text, text[:300]
+        assert "<bool>" not in r.stdout and "{" not in r.stdout.split("\n\n")[0]
+
+
+def test_export_help_example_reads_what_the_model_was_trained_on():
+    """The example pipes a word into models/translit (trained on the bundled
+    sample_data/translit.train.tsv): every character of it is one the model has seen."""
+    import re
+    from pathlib import Path
+
+    r = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    example = next(l.strip() for l in r.stdout.splitlines() if "transducer export" in l and "|" in l)
+    word = re.search(r"echo (\S+) \| transducer predict models/translit", example).group(1)
+    data = Path(__file__).resolve().parents[1] / "sample_data" / "translit.train.tsv"
+    seen = {c for line in data.read_text(encoding="utf-8").splitlines() for c in line.split("\t")[0]}
+    assert word == "привет" and set(word) <= seen
+
+
+def test_long_lines_are_measured_in_characters_however_long(tiny_model):
+    """A line too long to hold (over 4 bytes per character of max_len) is read through to
+    count its characters: multi-byte text is reported like any other line."""
+    for line, n in (("é" * 20, 20), ("é" * 300, 300), ("👍" * 1000 + "ab", 1002)):
+        r = invoke("predict", tiny_model, input=f"ab\n{line}\n")
+        assert_clean_error(r, f"<stdin>:2: input is {n} characters", code=1)
+        assert "bytes" not in r.stderr

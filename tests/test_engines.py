@@ -7,6 +7,7 @@ own `train.save_model_dir`, so every architecture variant is covered without tra
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -152,7 +153,7 @@ def test_export_restores_missing_weights(model_copy):
 
     r = invoke("export", model_copy)
     assert r.exit_code == 0, r.stderr
-    assert r.stdout == "" and "wrote" in r.stderr
+    assert r.stdout == f"{model_copy / artifacts.WEIGHTS}\n" and r.stderr == ""  # the path is the result
     assert (model_copy / artifacts.WEIGHTS).is_file()
     assert [p.name for p in model_copy.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -239,3 +240,129 @@ def test_first_batch_comes_out_before_stdin_is_closed(models):
         rest.append(lines.get())
     want = Predictor(models["dense"]).predict_batch(["abc", "XYZ", "de"])
     assert [l.decode().rstrip("\n") for l in first + rest] == [o for o, _ in want]
+
+
+def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
+    """A real producer process writes one line, then waits (here: until the test has
+    seen the first answer) before writing the next. predict must answer the first line
+    while the second has not been sent: with the default --batch-size 1024 that means
+    flushing on a pause, not on a full batch or the end of input."""
+    go_on = tmp_path / "go_on"
+    producer_code = (
+        "import os, sys, time\n"
+        "sys.stdout.write('abc\\n'); sys.stdout.flush()\n"
+        f"while not os.path.exists({str(go_on)!r}): time.sleep(0.05)\n"
+        "sys.stdout.write('XYZ\\nde\\n')\n"
+    )
+    producer = subprocess.Popen([sys.executable, "-c", producer_code], stdout=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "transducer", "predict", str(models["dense"])]
+    p = subprocess.Popen(cmd, stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    producer.stdout.close()  # only predict holds the pipe's read end
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(l) for l in iter(p.stdout.readline, b"")], daemon=True)
+    reader.start()
+    try:
+        first = lines.get(timeout=120)  # would wait forever if predict waited for more lines
+        assert producer.poll() is None and not go_on.exists()  # the second line is not sent yet
+        go_on.touch()
+        assert producer.wait(timeout=60) == 0
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    finally:
+        for proc in (producer, p):
+            if proc.poll() is None:
+                proc.kill()
+    reader.join(timeout=10)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    want = Predictor(models["dense"]).predict_batch(["abc", "XYZ", "de"])
+    assert [l.decode().rstrip("\n") for l in [first, *rest]] == [o for o, _ in want]
+
+
+# --- export -> predict, every combination ------------------------------------------------
+
+from test_seq2seq import random_model_dir  # noqa: E402
+
+COMBINATIONS = list(itertools.product(("aligned", "seq2seq"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)))
+
+
+@pytest.mark.parametrize("arch,bidirectional,layers,head,reset_after", COMBINATIONS)
+def test_export_then_predict_matches_the_model_before_export(tmp_path, arch, bidirectional, layers, head, reset_after):
+    """`transducer export` reads model.keras (loaded, its variables lose their wrappers'
+    names) and writes weights.npz; the numpy engine then gives the strings of the model
+    before export, probabilities within 1e-5."""
+    model_dir, model = random_model_dir(
+        tmp_path, arch=arch, bidirectional=bidirectional, layers=layers, head=head, reset_after=reset_after,
+        max_len=6, hidden=4, attention="bahdanau" if layers == 2 else "luong",
+    )
+    words = ["abc", "cab", "a", "bbcag", "eeee", "gd"]
+    info = artifacts.read_info(model_dir)
+    before = Predictor(model_dir, engine=KerasEngine(info, model=model)).predict_batch(words)
+    written_by_train = set(np.load(model_dir / artifacts.WEIGHTS, allow_pickle=False).files)
+    (model_dir / artifacts.WEIGHTS).unlink()
+    r = invoke("export", model_dir)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"{model_dir / artifacts.WEIGHTS}\n"  # the result, on stdout
+    assert set(np.load(model_dir / artifacts.WEIGHTS, allow_pickle=False).files) == written_by_train
+    after = Predictor(model_dir, engine="numpy").predict_batch(words)
+    assert [o for o, _ in after] == [o for o, _ in before]
+    np.testing.assert_allclose([c for _, c in after], [c for _, c in before], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["aligned", "seq2seq"])
+def test_weights_exported_by_older_versions_still_load(tmp_path, arch):
+    """Older `export`s named arrays by Keras's variable paths after loading, e.g.
+    `forward_gru_1/gru_cell/kernel` and `dense/kernel` for a bidirectional model with a
+    time-distributed head; the numpy engine accepts those names too."""
+    from transducer.model import keras
+
+    model_dir, _ = random_model_dir(tmp_path, arch=arch, bidirectional=True, head="time-distributed", max_len=6, hidden=4)
+    words = ["abc", "cab", "eeee"]
+    want = Predictor(model_dir, engine="numpy").predict_batch(words)
+    loaded = keras.saving.load_model(model_dir / artifacts.MODEL, compile=False)
+    old = {w.path: np.asarray(w.numpy()) for w in loaded.weights}
+    assert any(k.startswith("forward_") for k in old) and "dense/kernel" in old  # the old scheme
+    np.savez(model_dir / artifacts.WEIGHTS, **old)
+    got = Predictor(model_dir, engine="numpy").predict_batch(words)
+    assert [o for o, _ in got] == [o for o, _ in want]
+    np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-6)
+
+
+# --- unseen characters --------------------------------------------------------------------
+
+
+def expected_copy(probs: np.ndarray, string: str, out_vocab: Vocab) -> tuple[str, float]:
+    """--unk copy by hand from one line's (T, V) probabilities: the argmax symbol per
+    position, the input character where the input is unseen (never the end there), up
+    to the first </s>; the probability of the modelled positions."""
+    chars, p = [], 1.0
+    for t, row in enumerate(probs):
+        if t < len(string) and string[t] == "#":  # '#' is never in training: <unk>
+            chars.append("#")
+            continue
+        i = int(row.argmax())
+        p *= float(row[i])
+        if i in (END_ID, PAD_ID):
+            break
+        chars.append(out_vocab.symbols[i])
+    return "".join(chars), p
+
+
+@pytest.mark.parametrize("variant", ["dense", "bidirectional", "two-layers-keras2"])
+@pytest.mark.parametrize("engine", ["numpy", "keras"])
+def test_unseen_characters_are_copied_through_at_their_position(models, variant, engine):
+    strings = [s for s in random_inputs(200, seed=8) if "#" in s]
+    info = artifacts.read_info(models[variant])
+    ids, _ = info.input_vocab.encode_batch(strings, MAX_LEN, fill=PAD_ID)
+    probs = KerasEngine(info).aligned_probs(ids)  # (B, T, V): what the model says
+    got = Predictor(models[variant], engine=engine).predict_batch(strings)  # --unk copy: the default
+    want = [expected_copy(pr, s, info.output_vocab) for pr, s in zip(probs, strings)]
+    assert [o for o, _ in got] == [o for o, _ in want]
+    np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-5, rtol=1e-4)
+    # Today's behaviour with --unk model: the model reads <unk>, and often ends the line there.
+    model = Predictor(models[variant], engine=engine, unk="model").predict_batch(strings)
+    assert all("#" not in o for o, _ in model) and [o for o, _ in model] != [o for o, _ in got]
+    # n-best candidates keep the copied characters too.
+    for (best, _, cands), s in zip(Predictor(models[variant], engine=engine, beam=3, nbest=3).predict_candidates(strings), strings):
+        for c, _, _ in cands:
+            assert all(c[t] == "#" for t, ch in enumerate(s) if ch == "#" and t < len(c))

@@ -89,3 +89,45 @@ def test_evaluate_help_does_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_evaluate_report_is_the_result_on_stdout(tiny_model, tmp_path):
+    """`evaluate m t.tsv > report.txt` keeps the table; --json numbers carry no float noise."""
+    test = write_pairs(tmp_path / "test.tsv", make_pairs(30, seed=2))
+    r = runner.invoke(app, ["evaluate", str(tiny_model), str(test), "--errors", "2"])
+    assert r.exit_code == 0, r.stderr
+    assert "exact match" in r.stdout and "character error rate" in r.stdout and r.stderr == ""
+    r = runner.invoke(app, ["evaluate", str(tiny_model), str(test), "--json"])
+    report = json.loads(r.stdout)
+    for key in ("exact_match", "wer", "cer"):
+        assert report[key] == float(f"{report[key]:.6g}")  # 6 significant digits at most
+        assert len(json.dumps(report[key])) <= 9  # e.g. 0.0233333, never 0.020000000000000018
+
+
+def test_evaluate_input_options_apply_to_the_test_file(tiny_model, tmp_path):
+    long = "abcde" * 4  # 20 characters, over the model's max_len 12
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"ab\tAB\nno tab here\n" + f"{long}\t{long.upper()}\n".encode() + b"c\xffd\tCD\nXe\txE\n")
+    r = runner.invoke(app, ["evaluate", str(tiny_model), str(bad)])
+    assert r.exit_code == 2 and r.stdout == ""
+    text = " ".join(r.stderr.split())
+    assert "3 invalid row(s): line 2: no tab" in text and "line 3: input is 20 characters" in text
+    assert "line 4: not valid UTF-8" in text and "--skip-invalid" in text and "--on-long" in text
+
+    r = runner.invoke(app, ["evaluate", str(tiny_model), str(bad), "--skip-invalid", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["n"] == 2 and "skipped 3 invalid row(s)" in r.stderr
+
+    r = runner.invoke(app, ["evaluate", str(tiny_model), str(bad), "--skip-invalid", "--json",
+                            "--on-long", "copy", "--encoding-errors", "replace", "--errors", "9"])
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["n"] == 4  # the long input and the U+FFFD one are scored too
+    copied = [e for e in report["errors"] if e["input"] == long]
+    assert copied and copied[0]["prediction"] == long  # copied unchanged, so wrong here
+
+    r = runner.invoke(app, ["evaluate", str(tiny_model), str(bad), "--skip-invalid", "--json", "--on-long", "truncate", "--errors", "9"])
+    p = runner.invoke(app, ["predict", str(tiny_model), "--on-long", "truncate"], input=f"{long}\n")
+    assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 3
+    truncated = [e for e in json.loads(r.stdout)["errors"] if e["input"] == long]
+    assert truncated and truncated[0]["prediction"] == p.stdout.rstrip("\n")  # as predict truncates it

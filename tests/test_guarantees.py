@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import TINY_MAX_LEN, make_pairs, write_pairs
+from test_cli import default_sigint
 from transducer.cli import _RENDER, _write_batch, app
 from transducer.config import ModelConfig, TrainConfig, TransducerError
 from transducer.data import read_pairs
@@ -334,12 +335,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pair
 
     model_dir = tmp_path / "m"
     mcfg, tcfg = ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under `pytest &`
     stopped = train(str(small_pairs), model_dir, mcfg, tcfg, reporter=SignalAfterEpoch(1, sig))
     assert stopped.interrupted and stopped.signal == sig.name and stopped.epochs_run == 1
     # The best model so far is published, and the checkpoint is kept for --resume.
     assert json.loads((model_dir / "metrics.json").read_text())["epochs_run"] == 1
     assert checkpoint.load(tmp_path / "m.partial").epoch == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) == before  # handlers restored
 
     with pytest.raises(TransducerError, match="--resume"):  # a fresh run would throw the checkpoint away
         train(str(small_pairs), model_dir, mcfg, tcfg)
@@ -383,7 +385,7 @@ def _start_training(pairs: Path, model_dir: Path, *extra) -> subprocess.Popen:
     args = ["train", pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1000, *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "transducer", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(), preexec_fn=default_sigint,
     )
 
 
@@ -521,6 +523,36 @@ def test_a_broken_model_directory_is_a_one_line_error(tiny_model, tmp_path, brea
             r = invoke("predict", model_dir, "--engine", use, input="abc\n")
             assert r.stdout == ""
         assert_clean_error(r, fragment, code=2)
+
+
+def _rewrite_weights(model_dir: Path, change) -> None:
+    arrays = weights_of(model_dir)
+    np.savez(model_dir / "weights.npz", **change(arrays))
+
+
+WEIGHT_BREAKAGES = {
+    "truncated": (lambda d: (d / "weights.npz").write_bytes((d / "weights.npz").read_bytes()[:1000]), "truncated or corrupt"),
+    "empty": (lambda d: (d / "weights.npz").write_bytes(b""), "empty file"),
+    "random bytes": (lambda d: (d / "weights.npz").write_bytes(np.random.default_rng(0).bytes(5000)), "not a .npz archive"),
+    "object array": (lambda d: _rewrite_weights(d, lambda a: {**a, "dense/bias": np.array([{}], dtype=object)}), "object arrays"),
+    "text array": (lambda d: _rewrite_weights(d, lambda a: {**a, "dense/bias": np.array(["x"])}), "not a numeric array"),
+    "renamed array": (lambda d: _rewrite_weights(d, lambda a: {k.replace("gru_1", "gru_9"): v for k, v in a.items()}), "no weight 'gru_1/gru_cell/kernel'"),
+    "wrong shape": (lambda d: _rewrite_weights(d, lambda a: {**a, "gru_1/gru_cell/kernel": np.zeros((3, 3), np.float32)}), "weights do not fit"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(WEIGHT_BREAKAGES))
+def test_a_damaged_weights_file_is_a_one_line_error_that_never_advises_pickle(tiny_model, tmp_path, breakage):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model, model_dir)
+    breaker, fragment = WEIGHT_BREAKAGES[breakage]
+    breaker(model_dir)
+    test = write_pairs(tmp_path / "t.tsv", make_pairs(3))
+    for r in (invoke("predict", model_dir, input="abc\n"), invoke("evaluate", model_dir, test)):
+        assert_clean_error(r, fragment, "weights", f"transducer export {model_dir}", code=2)
+        assert r.stdout == "" and "pickle" not in r.stderr.replace("never loaded", "")
+    assert invoke("export", model_dir).exit_code == 0  # the advice works
+    assert invoke("predict", model_dir, input="abc\n").exit_code == 0
 
 
 def test_a_model_file_that_would_run_code_is_refused(tiny_model, tmp_path):

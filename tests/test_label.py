@@ -139,16 +139,9 @@ def test_numpy_and_keras_engines_agree(tmp_path, variant):
     assert_engines_agree(model_dir)
 
 
-# Keras drops the Bidirectional wrapper's prefix from weight paths on load_model, so
-# `export` (from model.keras) names a bidirectional model's weights unlike `train` does:
-# the known export-naming bug that issue 11 fixes for every architecture. Strict, so this
-# marker fails (and is removed) once that fix is merged.
-EXPORT_NAMING = pytest.mark.xfail(strict=True, reason="issue 11: export names bidirectional weights without their wrapper")
-
-
 @pytest.mark.parametrize(
     "variant",
-    [pytest.param(v, marks=EXPORT_NAMING) if v["bidirectional"] else v for v in VARIANTS],
+    VARIANTS,
     ids=lambda v: "-".join(f"{k}={v[k]}" for k in v),
 )
 def test_export_then_predict(tmp_path, variant):

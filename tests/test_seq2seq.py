@@ -251,10 +251,10 @@ def test_cli_summarize_shows_the_whole_network(trained_s2s):
     r = runner.invoke(app, ["summarize", str(trained_s2s[0])])
     assert r.exit_code == 0, r.stderr
     for fragment in ("encoder_gru_1", "decoder_gru_1", "attention", "AdditiveAttention", "dense", "softmax", "bahdanau"):
-        assert fragment in r.stderr
+        assert fragment in r.stdout
     r = runner.invoke(app, ["summarize", "--arch", "seq2seq", "--attention", "luong", "--bidirectional"])
     assert r.exit_code == 0, r.stderr
-    assert "encoder_bidirectional_1" in r.stderr and "attention_combine" in r.stderr
+    assert "encoder_bidirectional_1" in r.stdout and "attention_combine" in r.stdout
 
 
 def test_cli_evaluate_a_seq2seq_model(trained_s2s):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY_MAX_LEN
 from test_guarantees import subprocess_env
-from transducer.cli import app
+from transducer.cli import _rounded, app
 
 runner = CliRunner()
 TINY = ["--hidden", "8", "--max-len", str(TINY_MAX_LEN), "--batch-size", "32"]
@@ -103,14 +103,14 @@ def test_summarize_shows_the_curves_of_metrics_json(jsonl_run):
     j = runner.invoke(app, ["summarize", str(model_dir), "--json"])
     assert j.exit_code == 0, j.stderr
     summary = json.loads(j.stdout)
-    assert summary["curves"] == metrics["history"]
-    assert summary["best_epoch"] == metrics["best_epoch"] and summary["train_seconds"] == metrics["train_seconds"]
+    assert summary["curves"] == _rounded(metrics["history"])  # --json numbers: 6 significant digits
+    assert summary["best_epoch"] == metrics["best_epoch"] and summary["train_seconds"] == _rounded(metrics["train_seconds"])
     assert summary["curve_names"]["val_exact_match"] == "validation exact match"
     assert summary["final_names"]["cer"] == "validation character error rate"
     hp = summary["hyperparameters"]
     for key in ("epochs", "batch_size", "learning_rate", "seed"):
-        assert hp[key] == config["train"][key]
-    assert hp["dropout"] == config["model"]["dropout"]
+        assert hp[key] == _rounded(config["train"][key])
+    assert hp["dropout"] == _rounded(config["model"]["dropout"])
 
     r = runner.invoke(app, ["summarize", str(model_dir)])
     assert r.exit_code == 0, r.stderr

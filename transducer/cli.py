@@ -1,8 +1,10 @@
 """Command line: parse options, call one library function, render the result.
 
-stdout carries data only (predictions, --json); everything for people (progress, tables,
-warnings, errors) goes to stderr. TensorFlow is imported inside the commands that need
-it, so `transducer --help` and argument errors stay fast.
+stdout carries each command's result: predict's lines, evaluate's table (or --json),
+summarize's tables, export's path. Everything else (progress, warnings, errors) goes to
+stderr, so `transducer evaluate m t.tsv > report.txt` keeps the report and a pipe gets
+only data. TensorFlow is imported inside the commands that need it, so
+`transducer --help` and argument errors stay fast.
 """
 
 from __future__ import annotations
@@ -19,22 +21,73 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from . import __version__
 from .config import (
     ARCHS, ATTENTIONS, CACHE_LINES, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS,
-    LR_SCHEDULES, NORMALIZE, ON_LONG, ModelConfig, TrainConfig, TransducerError,
+    LR_SCHEDULES, NORMALIZE, ON_LONG, UNK_POLICIES, ModelConfig, TrainConfig, TransducerError,
 )
 
+
+class _PlainFlags:
+    """--help with arguments in capitals and on/off flags without a value placeholder."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if p.param_type_name == "argument" and p.metavar is None:
+                p.metavar = p.name.upper()
+            elif getattr(p, "is_bool_flag", False) and p.metavar is None:
+                p.metavar = ""  # shown as nothing: a flag takes no value
+        return params
+
+
+class _Group(_PlainFlags, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_PlainFlags, typer.core.TyperCommand):
+    """Usage lines in the usual form: `transducer predict [OPTIONS] MODEL_DIR [FILE]`."""
+
+    def collect_usage_pieces(self, ctx):
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            if p.param_type_name == "argument":
+                pieces.append(p.metavar if p.required else f"[{p.metavar}]")
+        return pieces
+
+
 app = typer.Typer(
-    add_completion=False,
+    cls=_Group,
+    add_completion=True,  # --install-completion / --show-completion
     no_args_is_help=True,
     help="Train and run character-level recurrent string-to-string models.",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()  # stdout: a command's result (tables, pictures) when it is for people
+out = Console()  # a command's result (tables, pictures): stdout
+err = Console(stderr=True)  # progress, warnings, errors: stderr
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"transducer {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+):
+    """Train and run character-level recurrent string-to-string models."""
+
 
 VERBOSE_HELP = "Show TensorFlow's own logs (silenced by default)."
+UNK_HELP = (
+    "Characters never seen in training, aligned models: copy (through unchanged, at their position)"
+    " | model (read as <unk>; the model may end the string there). seq2seq models always read <unk>."
+)
 
 
 def _quiet_tensorflow(verbose: bool) -> None:
@@ -67,7 +120,7 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 # --- train -------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     ctx: typer.Context,
     pairs: str = typer.Argument(..., help="UTF-8 file of input<TAB>output lines; - reads stdin."),
@@ -264,7 +317,7 @@ def _render_ensemble_result(reporter, result) -> None:
 # --- predict -----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def predict(
     model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
     file: str = typer.Argument("-", help="Input file, one string per line; - or omitted reads stdin."),
@@ -275,10 +328,14 @@ def predict(
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
     beam: int = typer.Option(1, help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings; label: no effect."),
     nbest: int = typer.Option(1, help="Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in tsv/jsonl (label models: the K most probable labels)."),
+    unk: str = typer.Option("copy", help=UNK_HELP),
     cache: int = typer.Option(CACHE_LINES, help="Distinct lines whose results are kept and reused (about 250 bytes each); 0 computes every line."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
     """Predict one output line per input line, in order, on stdout.
+
+    Each line is answered as soon as it is read when the input pauses (a terminal, `tail -f`);
+    a fast producer fills whole batches.
 
     Example:
 
@@ -290,6 +347,7 @@ def predict(
     _choice(on_long, ON_LONG, "--on-long")
     _choice(encoding_errors, ENCODING_ERRORS, "--encoding-errors")
     _choice(engine, ENGINES, "--engine")
+    _choice(unk, UNK_POLICIES, "--unk")
     for value, name in ((batch_size, "--batch-size"), (beam, "--beam"), (nbest, "--nbest")):
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
@@ -308,10 +366,11 @@ def predict(
     from .predict import PredictStats, Predictor, predict_stream
 
     stats = PredictStats()
+    predictor = None
     sys.stdout.flush()
     out = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
-        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, cache=cache)
+        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk, cache=cache)
         stream = open_binary(file)
         render = _RENDER[format]
         if format == "tsv" and predictor.info.model.arch == "label":
@@ -332,9 +391,9 @@ def predict(
             out.flush()
         except BrokenPipeError:
             _silence_broken_pipe()
-        _warn_stats(stats, on_long)
+        _warn_stats(stats, on_long, predictor is not None and predictor.copy_unk)
         _fail(e)
-    _warn_stats(stats, on_long)
+    _warn_stats(stats, on_long, predictor.copy_unk)
 
 
 # A renderer turns a Prediction into parts: strings, or (for a huge line, see
@@ -361,14 +420,34 @@ def _tsv_label(p) -> list:
     return [_pieces(p.input), "\t", _pieces(p.output), "\t", conf, "\n"]
 
 
+def _num(x):
+    """A float as JSON shows it: 6 significant digits, no float noise (0.02, not
+    0.020000000000000018); ints and None as they are."""
+    return float(f"{x:.6g}") if isinstance(x, float) else x
+
+
+def _rounded(obj):
+    """`obj` with every float as _num shows it, through dicts and lists."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v) for v in obj]
+    return _num(obj)
+
+
+def _write_json(obj) -> None:
+    """One JSON object on one stdout line (a command's --json result), numbers rounded."""
+    sys.stdout.write(json.dumps(_rounded(obj), ensure_ascii=False) + "\n")
+
+
 def _jsonl(p) -> list:
-    nbest = [{"output": c, "score": sc, "probability": pr} for c, sc, pr in p.nbest] if p.nbest else None
+    nbest = [{"output": c, "score": _num(sc), "probability": _num(pr)} for c, sc, pr in p.nbest] if p.nbest else None
     if isinstance(p.input, str) and isinstance(p.output, str):
-        row = {"input": p.input, "output": p.output, "confidence": p.confidence}
+        row = {"input": p.input, "output": p.output, "confidence": _num(p.confidence)}
         if nbest:
             row["nbest"] = nbest
         return [_json_safe(json.dumps(row, ensure_ascii=False)), "\n"]
-    conf = json.dumps(p.confidence)
+    conf = json.dumps(_num(p.confidence))
     extra = f', "nbest": {_json_safe(json.dumps(nbest, ensure_ascii=False))}' if nbest else ""
     return ['{"input": "', _json_pieces(p.input), '", "output": "', _json_pieces(p.output), f'", "confidence": {conf}{extra}}}\n']
 
@@ -406,12 +485,16 @@ def _write_batch(out, batch, render) -> None:
 _RENDER = {"text": _text, "tsv": _tsv, "jsonl": _jsonl}
 
 
-def _warn_stats(stats, on_long: str) -> None:
+def _warn_stats(stats, on_long: str, copied: bool) -> None:
     if stats.unknown_chars:
+        shown = ", ".join(f"{escape(repr(c))} x{n}" for c, n in stats.most_unknown())
+        more = "" if len(stats.unknown_counts) <= 5 else ", ..."
+        done = "copied through unchanged" if copied else "read as <unk>"
         err.print(
             f"[yellow]warning:[/] {stats.unknown_chars} character(s) on {stats.unknown_lines} line(s)"
-            " were not in the training data (read as <unk>)",
+            f" were not in the training data ({done}): {shown}{more}; first on line {stats.first_unknown_line}",
             highlight=False,
+            soft_wrap=True,
         )
     if stats.long_lines and on_long != "error":
         done = "truncated" if on_long == "truncate" else "copied unchanged"
@@ -425,7 +508,7 @@ def _warn_stats(stats, on_long: str) -> None:
 # --- evaluate ----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def evaluate(
     model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
     test_file: str = typer.Argument(..., help="Held-out input<TAB>reference lines; an input on several lines has several references."),
@@ -434,10 +517,14 @@ def evaluate(
     beam: int = typer.Option(1, help="Beam width for seq2seq models (1: greedy)."),
     engine: str = typer.Option("numpy", help="Inference engine: numpy (no TensorFlow) | keras."),
     batch_size: int = typer.Option(1024, help="Lines per model call."),
+    skip_invalid: bool = typer.Option(False, help="Leave out (and report) test rows that are not input<TAB>reference pairs, instead of stopping."),
+    on_long: str = typer.Option("error", help="Inputs longer than max_len: error (an invalid row) | truncate | copy (prediction = input)."),
+    encoding_errors: str = typer.Option("strict", help="Invalid UTF-8 in the test file: strict (an invalid row) | replace."),
+    unk: str = typer.Option("copy", help=UNK_HELP),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
-    """Exact match, word error rate and character error rate on a test file (label
-    models: accuracy, macro-F1 and a confusion table).
+    """Exact match, word error rate and character error rate on a test file, on stdout
+    (label models: accuracy, macro-F1 and a confusion table).
 
     Example:
 
@@ -448,6 +535,9 @@ def evaluate(
         transducer evaluate models/langid sample_data/langid.test.tsv --json | jq .macro_f1
     """
     _choice(engine, ENGINES, "--engine")
+    _choice(on_long, ON_LONG, "--on-long")
+    _choice(encoding_errors, ENCODING_ERRORS, "--encoding-errors")
+    _choice(unk, UNK_POLICIES, "--unk")
     for value, name in ((beam, "--beam"), (batch_size, "--batch-size")):
         if value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
@@ -457,44 +547,53 @@ def evaluate(
     from .evaluate import evaluate as run_evaluate
 
     try:
-        report = run_evaluate(model_dir, test_file, engine=engine, beam=beam, batch_size=batch_size)
+        report = run_evaluate(
+            model_dir, test_file, engine=engine, beam=beam, batch_size=batch_size, skip_invalid=skip_invalid,
+            on_long=on_long, encoding_errors=encoding_errors, unk=unk,
+        )
     except TransducerError as e:
         _fail(e)
+    if report.skipped:
+        err.print(
+            f"[yellow]skipped {report.skipped} invalid row(s):[/] {escape(report.skipped_detail)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    # The result on stdout: the JSON object with --json (the tables then go to stderr, for people).
+    shown = err if json_out else out
     if hasattr(report, "confusion"):  # a label model
-        _render_label_report(report, f"{model_dir} on {test_file}", errors, json_out)
+        _render_label_report(report, escape(f"{model_dir} on {test_file}"), errors, shown)
+        if json_out:
+            _write_json(report.to_dict(errors))
         return
-    table = Table(title=f"{model_dir} on {test_file}", title_justify="left")
+    table = Table(title=escape(f"{model_dir} on {test_file}"), title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("lines (distinct inputs)", f"{report.n} ({report.n_inputs})")
     table.add_row("exact match", f"{report.exact_match:.4f}")
     table.add_row("word error rate", f"{report.wer:.4f}")
     table.add_row("character error rate", f"{report.cer:.4f}")
-    err.print(table)
+    shown.print(table)
     if errors and report.mistakes:
         worst = Table(title=f"worst {min(errors, len(report.mistakes))} mistakes", title_justify="left")
         for col in ("input", "reference", "prediction", "edits"):
             worst.add_column(col, justify="right" if col == "edits" else "left")
         for m in report.mistakes[:errors]:
-            worst.add_row(m.input, m.reference, m.prediction, str(m.distance))
-        err.print(worst)
+            worst.add_row(escape(m.input), escape(m.reference), escape(m.prediction), str(m.distance))
+        shown.print(worst)
     if json_out:
-        sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
+        _write_json(report.to_dict(errors))
 
 
-def _render_label_report(report, title: str, errors: int, json_out: bool) -> None:
-    """Accuracy, macro-F1 and the confusion table on stdout (the command's result); with
-    --json only the JSON object, holding the same numbers."""
-    if json_out:
-        sys.stdout.write(json.dumps(report.to_dict(errors), ensure_ascii=False) + "\n")
-        return
+def _render_label_report(report, title: str, errors: int, shown: Console) -> None:
+    """Accuracy, macro-F1 and the confusion table, printed on `shown`."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("lines (distinct inputs)", f"{report.n} ({report.n_inputs})")
     table.add_row("accuracy", f"{report.accuracy:.4f}")
     table.add_row("macro-F1", f"{report.macro_f1:.4f}")
-    out.print(table)
+    shown.print(table)
     confusion = Table(title="confusion (rows: reference, columns: predicted)", title_justify="left")
     confusion.add_column("reference", style="bold")
     for label in report.labels:
@@ -505,20 +604,20 @@ def _render_label_report(report, title: str, errors: int, json_out: bool) -> Non
         stats = report.per_label[label]
         cells = [f"[bold]{n}[/]" if j == i else (str(n) if n else "·") for j, n in enumerate(row)]  # bold: right
         confusion.add_row(escape(label), *cells, f"{stats['recall']:.3f}", f"{stats['f1']:.3f}")
-    out.print(confusion)
+    shown.print(confusion)
     if errors and report.mistakes:
         worst = Table(title=f"first {min(errors, len(report.mistakes))} mistakes", title_justify="left")
         for col in ("input", "reference", "prediction"):
             worst.add_column(col)
         for m in report.mistakes[:errors]:
             worst.add_row(escape(m.input), escape(m.reference), escape(m.prediction))
-        out.print(worst)
+        shown.print(worst)
 
 
 # --- explain -----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def explain(
     model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
     text: str = typer.Argument(..., help="One input string (quote it if it has spaces)."),
@@ -547,7 +646,7 @@ def explain(
     except TransducerError as e:
         _fail(e)
     if json_out:
-        sys.stdout.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+        _write_json(ex.to_dict())
         return
     lines = _explanation_lines(ex)
     out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
@@ -567,7 +666,8 @@ def _explanation_lines(ex) -> list[str]:
 
     lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
     if ex.unknown:
-        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: read as <unk>")
+        done = "read as <unk>" + ("; copied through unchanged" if ex.arch == "aligned" else "")
+        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: {done}")
     tops = ["  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top) for s in ex.steps]
     label_w = max([5, *(len(s.symbol) for s in ex.steps)])
     lines.append("")
@@ -598,12 +698,12 @@ def _explanation_lines(ex) -> list[str]:
 # --- export ------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     model_dir: Path = typer.Argument(..., help="Model directory written by `transducer train`."),
     verbose: bool = typer.Option(False, help=VERBOSE_HELP),
 ):
-    """Write (or refresh) DIR/weights.npz, the numpy engine's weights, from DIR/model.keras.
+    """Write MODEL_DIR/weights.npz (the numpy engine's weights) from model.keras; print its path.
 
     `train` writes it already; use this for models trained before it did, or after
     replacing model.keras. The file is replaced atomically. For an ensemble, every
@@ -611,7 +711,7 @@ def export(
 
     Example:
 
-        transducer export models/translit && echo privet | transducer predict models/translit
+        transducer export models/translit && echo привет | transducer predict models/translit
     """
     _quiet_tensorflow(verbose)
     try:
@@ -621,13 +721,13 @@ def export(
     except TransducerError as e:
         _fail(e)
     for path in paths:
-        err.print(f"wrote {path}", highlight=False)
+        sys.stdout.write(f"{path}\n")
 
 
 # --- summarize ---------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def summarize(
     model_dir: Optional[Path] = typer.Argument(None, help="Model directory; omit to build from the options below."),
     input_size: int = typer.Option(15, help="One-hot input width (without a model directory)."),
@@ -665,7 +765,7 @@ def summarize(
         if json_out:
             from .history import read_training_summary
 
-            sys.stdout.write(json.dumps(read_training_summary(model_dir).to_dict(), ensure_ascii=False) + "\n")
+            _write_json(read_training_summary(model_dir).to_dict())
             return
         if model_dir is not None:
             _summarize_dir(model_dir)
@@ -684,7 +784,7 @@ def summarize(
             return
         from .model import build_model, layer_rows
 
-        err.print(_layer_table(layer_rows(build_model(cfg)), title=f"{arch} model"))
+        out.print(_layer_table(layer_rows(build_model(cfg)), title=f"{arch} model"))
     except TransducerError as e:
         _fail(e)
 
@@ -709,7 +809,7 @@ def _summarize_dir(model_dir: Path) -> None:
     info = read_info(model_dir)
     members = read_members(info)  # an ensemble whose members disagree fails before any table
     model = load_keras_model(info)
-    err.print(_layer_table(layer_rows(model), title=f"{model_dir} ({info.model.arch})"))
+    out.print(_layer_table(layer_rows(model), title=f"{escape(str(model_dir))} ({info.model.arch})"))
     cfg = Table(title="config", title_justify="left", show_header=False)
     m = info.model
     for k, v in (
@@ -726,7 +826,7 @@ def _summarize_dir(model_dir: Path) -> None:
         cfg.add_row("attention", m.attention)
     cfg.add_row("dropout", str(m.dropout))
     cfg.add_row("normalize", m.normalize)
-    err.print(cfg)
+    out.print(cfg)
     from .history import read_training_summary
 
     _render_training(read_training_summary(info.path))
@@ -832,12 +932,12 @@ def _compare_heads(cfg: ModelConfig) -> None:
 
     r = compare_heads(cfg)
     tables = (_layer_table(r["dense_rows"], "head: dense"), _layer_table(r["td_rows"], "head: time-distributed"))
-    if err.width >= 120:
+    if out.width >= 120:
         side = Table.grid(padding=(0, 4))
         side.add_row(*tables)
-        err.print(side)
+        out.print(side)
     else:  # too narrow for two tables side by side: one above the other
-        err.print(*tables)
+        out.print(*tables)
     t = Table(title=f"same weights, same random batch of {r['batch']}", title_justify="left")
     t.add_column("")
     t.add_column("Dense", justify="right")
@@ -847,9 +947,9 @@ def _compare_heads(cfg: ModelConfig) -> None:
     ratio = r["td_seconds"] / max(r["dense_seconds"], 1e-12)
     head_ratio = r["td_head_seconds"] / max(r["dense_head_seconds"], 1e-12)
     t.add_row("TimeDistributed / Dense", "", f"{ratio:.2f}x model, {head_ratio:.2f}x head")
-    err.print(t)
-    err.print(f"max |Dense - TimeDistributed| over all outputs: {r['max_abs_diff']:.3g}", highlight=False)
-    err.print(HEADS_EXPLAINED, highlight=False)
+    out.print(t)
+    out.print(f"max |Dense - TimeDistributed| over all outputs: {r['max_abs_diff']:.3g}", highlight=False)
+    out.print(HEADS_EXPLAINED, highlight=False)
 
 
 def main() -> None:

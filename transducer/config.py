@@ -17,6 +17,7 @@ ENGINES = ("numpy", "keras")  # inference engines (engine.py)
 FORMATS = ("text", "tsv", "jsonl")  # predict's output formats
 ON_LONG = ("error", "truncate", "copy")  # what predict does with lines over max_len
 ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
+UNK_POLICIES = ("copy", "model")  # what an aligned model does with characters unseen in training
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
 NORMALIZE = ("none", "nfc", "nfd", "nfkc", "nfkd")  # Unicode normalization of the text (normalization.py)
 LR_SCHEDULES = ("constant", "plateau")  # learning-rate schedules (recipe.py)

@@ -6,6 +6,10 @@ line number instead of a UnicodeDecodeError from deep inside Python's io layer.
 
 from __future__ import annotations
 
+import io
+import os
+import select
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +89,77 @@ def iter_raw_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
 
 BOM = b"\xef\xbb\xbf"
 PIECE_BYTES = 1 << 20  # an over-long line is read, checked and copied in pieces of this size
+CONTINUATION_BYTES = bytes(range(0x80, 0xC0))  # UTF-8 bytes 10xxxxxx: inside a character
+READ_BYTES = 1 << 16  # one read(2) from a pipe or terminal: a pipe's whole buffer
+
+
+class PipeLines:
+    """Lines from a pipe, terminal or socket, read with os.read(2) into our own buffer so
+    that `ready()` can tell, without blocking, whether the next line has arrived.
+
+    `predict` asks `ready()` after each line: when the input pauses (nothing more to
+    read yet), it predicts the lines it holds and flushes them before waiting, so
+    `tail -f log | transducer predict M` and typing in a terminal answer each line at
+    once, while a fast producer still fills whole batches."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0  # start of the unread bytes in buf
+        self.eof = False
+
+    def ready(self) -> bool:
+        """True when the next readline() returns without waiting for the producer."""
+        if self.eof or self.buf.find(b"\n", self.pos) >= 0:
+            return True
+        readable, _, _ = select.select([self.fd], [], [], 0)
+        return bool(readable)  # a closed pipe counts as readable: read() returns b"" at once
+
+    def readline(self, limit: int) -> bytes:
+        """Up to `limit` bytes, through the first b"\n"; b"" at the end (as io's readline)."""
+        while True:
+            end = self.buf.find(b"\n", self.pos, self.pos + limit)
+            if end >= 0:
+                n = end + 1 - self.pos
+            elif len(self.buf) - self.pos >= limit or self.eof:
+                n = min(limit, len(self.buf) - self.pos)
+            else:
+                self._fill()
+                continue
+            line = bytes(self.buf[self.pos : self.pos + n])
+            self.pos += n
+            return line
+
+    def _fill(self) -> None:
+        del self.buf[: self.pos]  # bounded: at most `limit` + one read are ever held
+        self.pos = 0
+        data = os.read(self.fd, READ_BYTES)  # blocks until the producer writes or closes
+        self.eof = not data
+        self.buf += data
+
+
+class StreamLines:
+    """A stream that never pauses (a regular file, an in-memory buffer): read as is."""
+
+    def __init__(self, stream: BinaryIO):
+        self.readline = stream.readline
+
+    def ready(self) -> bool:
+        return True
+
+
+def line_reader(stream: BinaryIO) -> PipeLines | StreamLines:
+    """How `predict` reads `stream`: a pipe, terminal or socket through PipeLines (so a
+    pause in the input can be noticed), anything else as it is. Call it before anything
+    has been read from `stream`: PipeLines reads the file descriptor underneath it."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return StreamLines(stream)
+    if stat.S_ISREG(mode) or stat.S_ISBLK(mode):
+        return StreamLines(stream)
+    return PipeLines(fd)
 
 
 class LongLine:
@@ -121,6 +196,11 @@ class LongLine:
     def drain(self) -> None:
         for _ in self.pieces():
             pass
+
+    def count_chars(self) -> int:
+        """The line's length in characters, reading it through (bounded memory): its
+        UTF-8 bytes that do not continue a character."""
+        return sum(len(piece.translate(None, CONTINUATION_BYTES)) for piece in self.pieces())
 
 
 def iter_bounded_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | LongLine]]:
@@ -159,9 +239,23 @@ def decode_line(raw: bytes, name: str, line_no: int, errors: str = "strict") -> 
         ) from None
 
 
-def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: str = "none", labels: bool = False) -> PairsFile:
-    """Parse `input<TAB>output` rows; invalid rows stop (default) or are skipped. Rows
-    are brought to the `normalize` form first (lengths count its characters).
+def read_pairs(
+    path: str,
+    max_len: int | None,
+    skip_invalid: bool = False,
+    encoding_errors: str = "strict",
+    limit_outputs: bool = True,
+    limit_name: str = "--max-len",
+    fix: str = "pass --skip-invalid",
+    normalize: str = "none",
+    labels: bool = False,
+) -> PairsFile:
+    """Parse `input<TAB>output` rows; invalid rows stop (default) or are skipped.
+
+    max_len: longest valid input (None: any), and output when limit_outputs; limit_name
+    is how messages call it, and `fix` what the error about invalid rows advises.
+    encoding_errors="replace" reads invalid UTF-8 as U+FFFD instead of an invalid row.
+    Rows are brought to the `normalize` form first (lengths count its characters).
     `labels`: the output is a label (--arch label): any length, but not empty."""
     name = display_name(path)
     stream = open_binary(path)
@@ -172,14 +266,14 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: s
     try:
         for line_no, raw in iter_raw_lines(stream):
             try:
-                text = normalization.normalize(normalize, raw.decode("utf-8"))
+                text = normalization.normalize(normalize, raw.decode("utf-8", errors=encoding_errors))
             except UnicodeDecodeError as e:
                 reason = f"not valid UTF-8 (byte {e.start + 1} of the line)"
                 result.invalid.append(InvalidRow(line_no, reason, "not valid UTF-8"))
                 continue
             if text.strip() == "" and "\t" not in text:
                 continue  # blank lines are not pairs
-            problem = _row_problem(text, max_len, labels)
+            problem = _row_problem(text, max_len, limit_outputs, limit_name, labels)
             if problem:
                 result.invalid.append(InvalidRow(line_no, *problem))
                 continue
@@ -202,24 +296,26 @@ def read_pairs(path: str, max_len: int, skip_invalid: bool = False, normalize: s
         if stream is not sys.stdin.buffer:
             stream.close()
     result.conflicts = len(conflicting)
-    check_usable(name, len(result.pairs), len(result.invalid), result.describe_invalid(), skip_invalid)
+    check_usable(name, len(result.pairs), len(result.invalid), result.describe_invalid(), skip_invalid, fix)
     return result
 
 
-def check_usable(name: str, n_pairs: int, n_invalid: int, invalid_detail: str, skip_invalid: bool) -> None:
+def check_usable(
+    name: str, n_pairs: int, n_invalid: int, invalid_detail: str, skip_invalid: bool, fix: str = "pass --skip-invalid"
+) -> None:
     """Stop on invalid rows (unless skipped) and on files without a single pair."""
     if n_invalid and not skip_invalid:
-        raise TransducerError(
-            f"{name}: {n_invalid} invalid row(s): {invalid_detail} (fix them or pass --skip-invalid)"
-        )
+        raise TransducerError(f"{name}: {n_invalid} invalid row(s): {invalid_detail} (fix them or {fix})")
     if not n_pairs:
         what = "only invalid rows" if n_invalid else "no pairs"
         raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
 
 
-def _row_problem(text: str, max_len: int, labels: bool = False) -> tuple[str, str] | None:
-    """(reason, kind) for an invalid row, None for a valid one. With `labels` the output
-    is a label (--arch label): max_len does not apply to it, but it must not be empty."""
+def _row_problem(
+    text: str, max_len: int | None, limit_outputs: bool = True, limit_name: str = "--max-len", labels: bool = False
+) -> tuple[str, str] | None:
+    """(reason, kind) for an invalid row, None for a valid one (see read_pairs). With
+    `labels` the output is a label (--arch label): no length limit, but not empty."""
     tabs = text.count("\t")
     if tabs == 0:
         return "no tab (expected input<TAB>output)", "no tab"
@@ -228,12 +324,12 @@ def _row_problem(text: str, max_len: int, labels: bool = False) -> tuple[str, st
     src, tgt = text.split("\t")
     if src == "":
         return "empty input", "empty input"
-    if len(src) > max_len:
-        return f"input is {len(src)} characters, longer than --max-len {max_len}", "input too long"
+    if max_len is not None and len(src) > max_len:
+        return f"input is {len(src)} characters, longer than {limit_name} {max_len}", "input too long"
     if labels:
         return ("empty label", "empty label") if tgt == "" else None
-    if len(tgt) > max_len:
-        return f"output is {len(tgt)} characters, longer than --max-len {max_len}", "output too long"
+    if max_len is not None and limit_outputs and len(tgt) > max_len:
+        return f"output is {len(tgt)} characters, longer than {limit_name} {max_len}", "output too long"
     return None
 
 

@@ -31,22 +31,58 @@ last real character; attention scores of padded positions lose 1e9, as in Keras.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .artifacts import WEIGHTS, ModelInfo, load_keras_model, read_info
 from .config import ENGINES, TransducerError
-from .vocab import END_ID, PAD_ID
+from .vocab import END_ID, PAD_ID, UNK_ID
 
 SUB_BATCH = 256  # rows per numpy pass: keeps h, gates and projections in the CPU caches
 
 
+def weight_arrays(model) -> dict[str, np.ndarray]:
+    """Every weight of `model`, named from the layer structure, the names NumpyEngine reads:
+    `gru_1/gru_cell/kernel`, `bidirectional_1/forward_gru_1/gru_cell/bias`,
+    `time_distributed/dense/kernel`. Keras's own variable paths are not used: after
+    `load_model` they lose the wrapper's prefix (`forward_gru_1/...`, `dense/...`), so a
+    model exported from model.keras would not match one written by `train`."""
+    arrays = {}
+    for layer in model.layers:
+        for name, var in _layer_variables(layer):
+            arrays[f"{layer.name}/{name}"] = np.asarray(var.numpy())
+    return arrays
+
+
+def _layer_variables(layer):
+    """(name inside the layer, variable) pairs, wrappers spelled out by their inner layers."""
+    forward = getattr(layer, "forward_layer", None)
+    if forward is not None:  # Bidirectional
+        for inner in (forward, layer.backward_layer):
+            for name, var in _layer_variables(inner):
+                yield f"{inner.name}/{name}", var
+        return
+    inner = getattr(layer, "layer", None)
+    if inner is not None:  # TimeDistributed
+        for name, var in _layer_variables(inner):
+            yield f"{inner.name}/{name}", var
+        return
+    cell = getattr(layer, "cell", None)
+    if cell is not None:  # GRU: its weights live in its cell
+        for var in cell.weights:
+            yield f"{cell.name}/{var.name}", var
+        return
+    for var in layer.weights:
+        yield var.name, var
+
+
 def export_weights(model, path: Path) -> None:
-    """Every variable of `model` by its Keras path (e.g. `gru_1/gru_cell/kernel`), written
-    to a temporary file next to `path` and renamed over it, so readers never see half a file."""
+    """`weight_arrays(model)` written to a temporary file next to `path` and renamed over
+    it, so readers never see half a file."""
     path = Path(path)
-    arrays = {w.path: np.asarray(w.numpy()) for w in model.weights}
+    arrays = weight_arrays(model)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: rename is atomic
     try:
         with open(tmp, "wb") as f:
@@ -57,6 +93,38 @@ def export_weights(model, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+WRAPPERS = ("bidirectional_", "encoder_bidirectional_", "time_distributed")  # layers wrapping others
+
+
+def read_weights(path: Path, model_dir: Path) -> dict[str, np.ndarray]:
+    """The float32 arrays of a weights.npz, or one line saying what is wrong with the file.
+    Never unpickles: object arrays are refused (allow_pickle=False) and said to be."""
+    fix = f"re-export with `transducer export {model_dir}`"
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise TransducerError(f"{path}: unreadable weights ({e.strerror}); {fix}") from None
+    if size == 0:
+        raise TransducerError(f"{path}: unreadable weights (empty file); {fix}")
+    if not zipfile.is_zipfile(path):
+        raise TransducerError(f"{path}: unreadable weights (not a .npz archive: truncated or corrupt); {fix}")
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for k in z.files:
+                a = z[k]
+                if a.dtype.kind not in "fiub":
+                    raise TransducerError(f"{path}: unreadable weights ({k!r} is not a numeric array); {fix}")
+                arrays[k] = a.astype(np.float32)
+    except TransducerError:
+        raise
+    except Exception as e:  # zipfile, zlib, numpy format errors: all mean a damaged file
+        # numpy's own message for object arrays suggests allow_pickle, which is never the advice.
+        what = "holds object arrays, which are never loaded" if "pickle" in str(e) else "corrupt archive"
+        raise TransducerError(f"{path}: unreadable weights ({what}); {fix}") from None
+    return arrays
 
 
 def export_model_dir(model_dir) -> Path:
@@ -90,15 +158,32 @@ def load_engine(info: ModelInfo, engine: str = "numpy"):
     return NumpyEngine(info)
 
 
-def aligned_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+def aligned_confidence(probs: np.ndarray, chosen: np.ndarray, copied: np.ndarray | None = None) -> np.ndarray:
     """P(output string) for the aligned model: the product of the chosen symbols'
     probabilities up to and including the first </s>. Positions after it do not change
-    the string, so they sum out to 1 and the product is exact."""
+    the string, so they sum out to 1 and the product is exact. `copied` (B, T) marks
+    positions whose input character is copied through (`--unk copy`): not modelled, so
+    they count as 1."""
     p = np.take_along_axis(probs, chosen[..., None], axis=-1)[..., 0]  # (B, T)
+    if copied is not None:
+        p = np.where(copied, 1.0, p)
     is_end = (chosen == END_ID) | (chosen == PAD_ID)
     counted = (np.cumsum(is_end, axis=1) - is_end) == 0  # (B, T): up to the first end
     logp = np.where(counted, np.log(np.maximum(p, 1e-30)), 0.0).sum(axis=1)  # (B,)
     return np.exp(logp)
+
+
+def decode_probs(probs: np.ndarray, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T, V) probabilities -> (B, T) argmax ids and (B,) P(output string).
+
+    copy_unk: at positions whose input is <unk> the output is <unk> (the caller puts the
+    input character there), never the end of the string, and its probability counts as 1."""
+    best = probs.argmax(axis=-1)  # (B, T)
+    copied = None
+    if copy_unk:
+        copied = ids == UNK_ID  # (B, T)
+        best[copied] = UNK_ID
+    return best, aligned_confidence(probs, best, copied)
 
 
 class KerasEngine:
@@ -167,11 +252,10 @@ class KerasEngine:
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
         return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)  # (B, T, Vout)
 
-    def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string)."""
-        probs = self.aligned_probs(ids)  # (B, T, V)
-        best = probs.argmax(axis=-1)  # (B, T)
-        return best, aligned_confidence(probs, best)
+    def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string); see
+        decode_probs for copy_unk."""
+        return decode_probs(self.aligned_probs(ids), ids, copy_unk)
 
     def label_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) right-padded ids -> (B, n_labels) probabilities (label models)."""
@@ -192,21 +276,21 @@ class NumpyEngine:
                 f"{info.path}: {WEIGHTS} is missing; run `transducer export {info.path}`"
                 " or use --engine keras"
             )
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                self.w = {k: z[k].astype(np.float32) for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
-            raise TransducerError(
-                f"{path}: unreadable weights ({e}); re-export with `transducer export {info.path}`"
-            ) from None
+        self.w = read_weights(path, info.path)
 
     def get(self, key: str) -> np.ndarray:
-        try:
+        """The array named `key` (see weight_arrays). Files exported by older versions
+        named a wrapped layer's arrays without the wrapper (`forward_gru_1/...` for
+        `bidirectional_1/forward_gru_1/...`, `dense/...` for `time_distributed/dense/...`):
+        those names are accepted too."""
+        if key in self.w:
             return self.w[key]
-        except KeyError:
-            raise TransducerError(
-                f"{self.info.path / WEIGHTS}: no weight {key!r}; re-export with `transducer export`"
-            ) from None
+        old_name = key.split("/", 1)[-1]
+        if key.split("/", 1)[0].startswith(WRAPPERS) and old_name in self.w:
+            return self.w[old_name]
+        raise TransducerError(
+            f"{self.info.path / WEIGHTS}: no weight {key!r}; re-export with `transducer export {self.info.path}`"
+        )
 
     def gru_params(self, prefix: str):
         return (
@@ -260,24 +344,26 @@ class NumpyEngine:
         parts = _map_parts(lambda part: self.head(self.recurrent_stack(part)), ids)
         return np.concatenate(parts) if parts else np.zeros((*ids.shape, self.info.model.output_vocab_size), np.float32)
 
-    def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string).
+    def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string); copy_unk as
+        in decode_probs.
 
         Positions after a row's first </s> (or <pad>) are filled with </s>: they do not
         change the decoded string or its probability."""
         if self.info.model.bidirectional:
-            probs = self.aligned_probs(ids)  # (B, T, V)
-            best = probs.argmax(axis=-1)  # (B, T)
-            return best, aligned_confidence(probs, best)
-        parts = _map_parts(self._decode_unidirectional, ids)
+            return decode_probs(self.aligned_probs(ids), ids, copy_unk)
+        parts = _map_parts(lambda part: self._decode_unidirectional(part, copy_unk), ids)
         if not parts:
             return np.zeros(ids.shape, dtype=np.int64), np.zeros(0)
         return np.concatenate([p[0] for p in parts]), np.exp(np.concatenate([p[1] for p in parts]))
 
-    def _decode_unidirectional(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_unidirectional(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Step by step over time, all layers at once, dropping rows that have ended."""
         cfg = self.info.model
         B, T = ids.shape
+        unk = ids == UNK_ID if copy_unk else None  # (B, T): copied positions, see decode_probs
+        if unk is not None and not unk.any():
+            unk = None
         layers = [self.gru_params(f"gru_{i}") for i in range(1, cfg.layers + 1)]
         # The first layer's input projection with its input bias folded in: a (Vin, 3H)
         # table gathered by id, so each step starts from one row per sequence.
@@ -303,7 +389,11 @@ class NumpyEngine:
                 chosen = logits.argmax(axis=1)  # (n,)
                 logits -= logits[np.arange(len(rows)), chosen][:, None]
                 # log softmax of the chosen symbol: -log(sum(exp(z - z_max)))
-                logp[rows] -= np.log(np.exp(logits, out=logits).sum(axis=1, dtype=np.float64))
+                step = np.log(np.exp(logits, out=logits).sum(axis=1, dtype=np.float64))  # (n,)
+                if unk is not None:
+                    copy = unk[rows, t]  # (n,)
+                    chosen[copy], step[copy] = UNK_ID, 0.0
+                logp[rows] -= step
                 best[rows, t] = chosen
                 done = (chosen == END_ID) | (chosen == PAD_ID)  # (n,)
                 if done.any():

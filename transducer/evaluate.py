@@ -40,6 +40,8 @@ class EvalReport:
     wer: float  # 1 - exact_match
     cer: float  # character edit distance / reference characters, over all lines
     mistakes: list[Mistake] = field(default_factory=list)  # one per wrong input, worst first
+    skipped: int = 0  # invalid test rows left out (skip_invalid)
+    skipped_detail: str = ""  # the first of them, "line L: reason; ..."
 
     def to_dict(self, errors: int = 0) -> dict:
         d = {"n": self.n, "n_inputs": self.n_inputs, "exact_match": self.exact_match, "wer": self.wer, "cer": self.cer}
@@ -103,6 +105,8 @@ class LabelReport:
     confusion: list[list[int]]  # [reference][prediction] line counts, in `labels` order
     per_label: dict[str, dict]  # label -> precision, recall, f1, support (reference lines)
     mistakes: list[Mistake] = field(default_factory=list)  # one per wrong input, in file order
+    skipped: int = 0  # invalid test rows left out (skip_invalid)
+    skipped_detail: str = ""  # the first of them, "line L: reason; ..."
 
     def to_dict(self, errors: int = 0) -> dict:
         d = {
@@ -162,13 +166,20 @@ def score_labels(pairs: list[tuple[str, str]], predictions: dict[str, str]) -> L
     )
 
 
-def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 1024) -> EvalReport | LabelReport:
-    """Predict every distinct input once (in batches) and score against the pairs."""
+def evaluate_pairs(
+    predictor, pairs: list[tuple[str, str]], batch_size: int = 1024, on_long: str = "truncate"
+) -> EvalReport | LabelReport:
+    """Predict every distinct input once (in batches) and score against the pairs.
+    An input longer than the model's max_len (in its normalized form) is predicted from
+    its first max_len characters (on_long="truncate") or copied unchanged ("copy"), as
+    `predict` does."""
     inputs = list(dict.fromkeys(src for src, _ in pairs))
-    predictions = {}
-    for i in range(0, len(inputs), batch_size):
-        chunk = inputs[i : i + batch_size]
-        predictions.update(zip(chunk, (out for out, _ in predictor.predict_batch(chunk))))
+    predictions = {s: s for s in inputs if on_long == "copy" and predictor.input_length(s) > predictor.max_len}
+    todo = [s for s in inputs if s not in predictions]
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
+        outputs = predictor.predict_batch(chunk)  # each input's first max_len characters
+        predictions.update(zip(chunk, (out for out, _ in outputs)))
     if predictor.info.model.arch == "label":
         return score_labels(pairs, predictions)
     # References in the form outputs are written in (composed, for a decomposing model).
@@ -176,15 +187,39 @@ def evaluate_pairs(predictor, pairs: list[tuple[str, str]], batch_size: int = 10
 
 
 def evaluate(
-    model_dir, test_path: str, engine: str = "numpy", beam: int = 1, batch_size: int = 1024
+    model_dir,
+    test_path: str,
+    engine: str = "numpy",
+    beam: int = 1,
+    batch_size: int = 1024,
+    skip_invalid: bool = False,
+    on_long: str = "error",
+    encoding_errors: str = "strict",
+    unk: str = "copy",
 ) -> EvalReport | LabelReport:
-    """`transducer evaluate`: score the model in `model_dir` on a pairs file."""
+    """`transducer evaluate`: score the model in `model_dir` on a pairs file.
+
+    Rows that are not pairs (and, with on_long="error", inputs longer than the model's
+    max_len) stop with their line numbers, or are left out with skip_invalid; a
+    reference may be of any length. on_long, encoding_errors and unk mean what they
+    mean for `predict`."""
     from .predict import Predictor
 
-    predictor = Predictor(model_dir, engine=engine, beam=beam, cache=0)  # inputs are distinct already
-    labels = predictor.info.model.arch == "label"
-    test = read_pairs(test_path, predictor.max_len, normalize=predictor.normalize, labels=labels)
-    return evaluate_pairs(predictor, test.pairs, batch_size)
+    predictor = Predictor(model_dir, engine=engine, beam=beam, unk=unk, cache=0)  # inputs are distinct already
+    test = read_pairs(
+        test_path,
+        predictor.max_len if on_long == "error" else None,
+        skip_invalid=skip_invalid,
+        encoding_errors=encoding_errors,
+        limit_outputs=False,
+        limit_name="the model's max_len",
+        fix="pass --skip-invalid (or --on-long truncate or copy for long inputs)",
+        normalize=predictor.normalize,
+        labels=predictor.info.model.arch == "label",
+    )
+    report = evaluate_pairs(predictor, test.pairs, batch_size, on_long)
+    report.skipped, report.skipped_detail = len(test.invalid), test.describe_invalid()
+    return report
 
 
 def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, float]:

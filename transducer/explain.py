@@ -3,7 +3,10 @@
 seq2seq: the greedy decode of the input (what `predict` outputs), step by step: the
 symbol chosen, its probability, the most probable symbols at that step, and the
 attention weights over the encoder positions the decoder used to choose it.
-aligned: for each output position, the chosen symbol and the most probable ones.
+aligned: for each output position, the chosen symbol and the most probable ones; a
+character never seen in training is copied through at its position, as `predict`'s
+default `--unk copy` does (the step shows it, probability 1, with the model's own top
+symbols beside it).
 
 Both engines give the same numbers (numpy's attention weights are computed in its own
 decoder step; Keras's come from the Attention layer with return_attention_scores=True).
@@ -20,8 +23,9 @@ from . import normalization
 from .artifacts import ModelInfo, read_info
 from .config import TransducerError
 from .decode import NOT_EMITTED
-from .engine import aligned_confidence
+from .engine import decode_probs
 from .ensemble import load_engine  # an ensemble is explained as it predicts: combined
+from .predict import copy_through
 from .vocab import END_ID, PAD_ID, START_ID, UNK, UNK_ID
 
 TOP = 3  # symbols listed per step
@@ -76,15 +80,19 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
     eng = load_engine(info, engine)
     ids, _ = info.input_vocab.encode(text, max_len)  # (T,)
     known = [info.input_vocab.id_of(ch) != UNK_ID for ch in text]
-    explain_steps = _seq2seq_steps if info.model.arch == "seq2seq" else _aligned_steps
-    steps, chosen, probability = explain_steps(eng, info, ids[None], top)
+    if info.model.arch == "seq2seq":
+        steps, chosen, probability = _seq2seq_steps(eng, info, ids[None], top)
+        copied = np.zeros(len(chosen), bool)
+    else:
+        steps, chosen, probability = _aligned_steps(eng, info, ids[None], top, text)
+        copied = ids == UNK_ID  # (T,)
     return Explanation(
         arch=info.model.arch,
         engine=eng.name,
         text=text,
         input_symbols=tuple(ch if ok else UNK for ch, ok in zip(text, known)),
         unknown=tuple(dict.fromkeys(ch for ch, ok in zip(text, known) if not ok)),
-        output=normalization.for_output(info.model.normalize, info.output_vocab.decode(chosen)),
+        output=normalization.for_output(info.model.normalize, copy_through(chosen, text, copied, info.output_vocab)),
         probability=probability,
         steps=tuple(steps),
         has_attention=info.model.arch == "seq2seq" and info.model.attention != "none",
@@ -119,14 +127,19 @@ def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[
     return steps, chosen, float(np.exp(logp))
 
 
-def _aligned_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
-    """Per-position distributions, as the aligned decode reads them: argmax, up to the first end."""
+def _aligned_steps(eng, info: ModelInfo, ids: np.ndarray, k: int, text: str) -> tuple[list[Step], list[int], float]:
+    """Per-position distributions, as the aligned decode reads them: argmax (an unseen
+    input character copied through), up to the first end."""
     probs = eng.aligned_probs(ids)  # (1, T, V)
-    chosen = probs[0].argmax(axis=-1)  # (T,)
+    best, confidence = decode_probs(probs, ids, copy_unk=True)  # (1, T), (1,)
+    chosen = best[0]  # (T,): <unk> where the input character is copied
     ends = np.flatnonzero((chosen == END_ID) | (chosen == PAD_ID))
     last = int(ends[0]) if len(ends) else len(chosen) - 1
-    steps = [
-        Step(info.output_vocab.symbols[c], float(probs[0, t, c]), _top(probs[0, t].astype(np.float64), info, k), None)
-        for t, c in enumerate(chosen[: last + 1])
-    ]
-    return steps, chosen.tolist(), float(aligned_confidence(probs, chosen[None])[0])
+    steps = []
+    for t, c in enumerate(chosen[: last + 1]):
+        top = _top(probs[0, t].astype(np.float64), info, k)
+        if c == UNK_ID and ids[0, t] == UNK_ID:
+            steps.append(Step(text[t], 1.0, top, None))  # copied, not modelled
+        else:
+            steps.append(Step(info.output_vocab.symbols[c], float(probs[0, t, c]), top, None))
+    return steps, chosen.tolist(), float(confidence[0])

@@ -1,8 +1,10 @@
 """Inference: lines in, one prediction per line out, in order, in batches.
 
 `predict_stream` is a generator: it reads a chunk of lines, runs one batched model call,
-yields the chunk's predictions, and only then reads on. Memory stays flat for any input
-length and a pipe's first results appear before its end.
+yields the chunk's predictions, and only then reads on. A chunk ends at `batch_size`
+lines, or earlier when the input pauses (a pipe or terminal with no further line ready),
+so each line is answered as soon as it can be while a fast producer still fills whole
+batches. Memory stays flat for any input length.
 
 Inside a chunk, each distinct line is computed once, and a bounded cache (`--cache`,
 least recently used lines dropped first) keeps results across chunks: the words of
@@ -18,17 +20,17 @@ import codecs
 import itertools
 import tempfile
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
 from . import normalization
 from .artifacts import ModelInfo, read_info
-from .config import CACHE_LINES, ON_LONG, TransducerError
-from .data import LongLine, decode_line, iter_bounded_lines
+from .config import CACHE_LINES, ON_LONG, UNK_POLICIES, TransducerError
+from .data import LongLine, decode_line, iter_bounded_lines, line_reader
 from .ensemble import load_engine
-from .vocab import PAD_ID, UNK_ID
+from .vocab import END_ID, PAD_ID, UNK_ID
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
@@ -104,13 +106,33 @@ class Prediction:
     #   best first, with --nbest > 1; score as in decode.py (seq2seq: log P per symbol)
 
 
+MAX_UNSEEN_KINDS = 1000  # distinct unseen characters counted one by one (the rest only in total)
+
+
 @dataclass
 class PredictStats:
     lines: int = 0  # lines read
     unknown_chars: int = 0  # input characters not in the training vocabulary
     unknown_lines: int = 0  # lines holding at least one of them
+    first_unknown_line: int = 0  # line number of the first of them
+    unknown_counts: dict = field(default_factory=dict)  # unseen character -> occurrences
     long_lines: int = 0  # lines longer than max_len (handled by --on-long)
     first_long_line: int = 0  # line number of the first of them
+
+    def count_unknown(self, line_no: int, chars: list[str]) -> None:
+        """Record one line's unseen characters."""
+        if not chars:
+            return
+        self.unknown_chars += len(chars)
+        self.unknown_lines += 1
+        self.first_unknown_line = self.first_unknown_line or line_no
+        for c in chars:
+            if c in self.unknown_counts or len(self.unknown_counts) < MAX_UNSEEN_KINDS:
+                self.unknown_counts[c] = self.unknown_counts.get(c, 0) + 1
+
+    def most_unknown(self, n: int = 5) -> list[tuple[str, int]]:
+        """The n most frequent unseen characters with their counts, most frequent first."""
+        return sorted(self.unknown_counts.items(), key=lambda kv: -kv[1])[:n]
 
 
 class Predictor:
@@ -120,9 +142,14 @@ class Predictor:
     aligned model either above 1 switches from per-position argmax to the exact search for
     the most probable strings (decode.aligned_kbest). A label model scores every label, so
     beam changes nothing; nbest gives its most probable labels.
+    unk: "copy" (aligned models): a character never seen in training is copied through
+    unchanged at its position, and the string goes on after it; "model": the model reads
+    it as <unk> and decides (it may end the string there). seq2seq models always read <unk>.
     """
 
-    def __init__(self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, cache: int = CACHE_LINES):
+    def __init__(
+        self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, unk: str = "copy", cache: int = CACHE_LINES
+    ):
         """engine: "numpy" | "keras", or an engine object already built (then its model is
         used and model_dir only names it), e.g. KerasEngine(info, model=just_trained).
         cache: distinct lines whose results are kept across calls (0: every line computed)."""
@@ -133,6 +160,8 @@ class Predictor:
             raise TransducerError("--beam must be at least 1")
         if not 1 <= nbest <= beam:
             raise TransducerError(f"--nbest must be between 1 and --beam ({beam}); raise --beam too")
+        if unk not in UNK_POLICIES:
+            raise TransducerError(f"--unk must be one of {', '.join(UNK_POLICIES)}, got {unk!r}")
         if isinstance(engine, str):
             self.info: ModelInfo = read_info(model_dir)
             self.engine = load_engine(self.info, engine)
@@ -141,6 +170,7 @@ class Predictor:
         self.max_len = self.info.model.max_len  # characters of the normalized input
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = beam, nbest
+        self.copy_unk = unk == "copy" and self.info.model.arch == "aligned"
         self._check_fit()
 
     def _check_fit(self) -> None:
@@ -163,8 +193,9 @@ class Predictor:
             raise
         except Exception as e:  # IndexError, ValueError from numpy or Keras: a mismatch
             raise TransducerError(
-                f"{self.info.path}: the weights do not fit the vocabularies in config.json"
-                f" ({vin} input, {vout} output symbols): {type(e).__name__}"
+                f"{self.info.path}: the weights do not fit the vocabularies and sizes in config.json"
+                f" ({vin} input, {vout} output symbols, hidden {self.info.model.hidden}): {type(e).__name__};"
+                f" if model.keras is right, re-export with `transducer export {self.info.path}`"
             ) from None
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
@@ -213,45 +244,74 @@ class Predictor:
             return []
         encode = self.info.input_vocab.encode_batch
         if not (self.info.model.arch == "seq2seq" and self.info.model.masked):
-            return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0])
+            return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0], strings)
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
         for g in range(0, len(order), GROUP):
             rows = order[g : g + GROUP]
             group = [strings[i] for i in rows]
             ids, _ = encode(group, max(1, len(group[-1])), fill=PAD_ID)  # (G, longest)
-            for i, result in zip(rows, self.candidates_for_ids(ids)):
+            for i, result in zip(rows, self.candidates_for_ids(ids, group)):
                 out[i] = result
         return out
 
-    def candidates_for_ids(self, ids: np.ndarray) -> list[tuple[str, float, list | None]]:
-        """Candidates for (B, T) right-padded input ids (T = max_len, or shorter for a
-        masked seq2seq model)."""
+    def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """Candidates for (B, T) right-padded input ids of `strings` (T = max_len, or
+        shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         from . import decode
 
         if self.info.model.arch == "label":
             from .label import label_candidates
 
             return label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+        copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
         if self.info.model.arch == "seq2seq":
             if self.beam == 1:
                 found = [[c] for c in decode.greedy(self.engine, ids, self.max_len)]
             else:
                 found = decode.beam_search(self.engine, ids, self.max_len, self.beam, self.nbest)
+        elif self.beam == 1 and self.nbest == 1:
+            best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
+            outputs = self.info.output_vocab.decode_batch(best)
+            for b in np.flatnonzero(copied.any(axis=1)):
+                outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
+            return [(self.for_output(o), c, None) for o, c in zip(outputs, conf.tolist())]
         else:
-            if self.beam == 1 and self.nbest == 1:
-                best, conf = self.engine.aligned_decode(ids)  # (B, T), (B,)
-                outputs = self.info.output_vocab.decode_batch(best)
-                return [(self.for_output(o), c, None) for o, c in zip(outputs, conf.tolist())]
-            found = decode.aligned_kbest(self.engine.aligned_probs(ids), self.nbest)
-        def decode_ids(ids):
-            return self.for_output(self.info.output_vocab.decode(ids))
-
+            probs = self.engine.aligned_probs(ids)  # (B, T, V)
+            # A copied position has one choice, certain, never the end: a placeholder
+            # character (id 4) that copy_through replaces with the input's.
+            probs[copied] = 0.0
+            probs[copied, 4] = 1.0
+            found = decode.aligned_kbest(probs, self.nbest)
         results = []
-        for cands in found:
-            nbest = [(decode_ids(c.ids), float(c.score), float(np.exp(c.logp))) for c in cands]
+        for b, cands in enumerate(found):
+            nbest = [
+                (
+                    self.for_output(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab)),
+                    float(c.score),
+                    float(np.exp(c.logp)),
+                )
+                for c in cands
+            ]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
+
+
+def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
+    """An output's string: the symbols up to the first </s> or <pad>, as Vocab.decode,
+    except that each copied position (chosen as <unk> or a placeholder, see
+    engine.decode_probs) holds the input's character from `string` (--unk copy)."""
+    symbols = vocab.symbols
+    chars = []
+    for t, i in enumerate(out_ids):
+        i = int(i)
+        if t < len(string) and copied[t]:
+            chars.append(string[t])
+        elif i in (END_ID, PAD_ID):
+            break
+        elif i >= 4:
+            chars.append(symbols[i])
+    return "".join(chars)
 
 
 def predict_stream(
@@ -277,7 +337,8 @@ def predict_stream(
     # holds, and is never read whole into memory.
     limit = normalization.byte_limit(predictor.normalize, max_len)
     chunk: list[tuple[int, str | SpooledLine]] = []
-    for line_no, raw in iter_bounded_lines(stream, limit):
+    reader = line_reader(stream)
+    for line_no, raw in iter_bounded_lines(reader, limit):
         stats.lines += 1
         if isinstance(raw, LongLine):
             length = None
@@ -293,9 +354,9 @@ def predict_stream(
             stats.first_long_line = stats.first_long_line or line_no
             if on_long == "error":
                 yield _run_chunk(predictor, chunk, stats)
-                size = f"{length} characters" if length is not None else f"over {limit} bytes"
+                length = raw.count_chars() if length is None else length  # reads the line through
                 raise TransducerError(
-                    f"{name}:{line_no}: input is {size}, longer than the model's"
+                    f"{name}:{line_no}: input is {length} characters, longer than the model's"
                     f" max_len {max_len}; use --on-long truncate or --on-long copy",
                     exit_code=1,
                 )
@@ -313,7 +374,7 @@ def predict_stream(
                 spooled.close()
             continue
         chunk.append((line_no, text))
-        if len(chunk) >= batch_size:
+        if len(chunk) >= batch_size or not reader.ready():  # full, or the input pauses
             yield _run_chunk(predictor, chunk, stats, on_long)
             chunk = []
     if chunk:
@@ -329,11 +390,9 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
     todo = [i for i, head in enumerate(heads) if head and not (on_long == "copy" and longs[i])]
     ids, _ = vocab.encode_batch([heads[i] for i in todo], max_len, fill=PAD_ID)  # (B, T)
     unknown = dict(zip(todo, np.count_nonzero(ids == UNK_ID, axis=1).tolist()))  # line -> count
-    for i, head in enumerate(heads):
-        if i not in unknown:  # copied lines were not encoded; their unknown characters count too
-            unknown[i] = sum(vocab.id_of(c) == UNK_ID for c in head)
-    stats.unknown_chars += sum(unknown.values())
-    stats.unknown_lines += sum(u > 0 for u in unknown.values())
+    for i, head in enumerate(heads):  # copied lines were not encoded; their unseen characters count too
+        if unknown.get(i, 1):
+            stats.count_unknown(chunk[i][0], [c for c in head if vocab.id_of(c) == UNK_ID])
     by_pos = dict(zip(todo, predictor.predict_candidates([heads[i] for i in todo])))
     out = []
     for i, (line_no, text) in enumerate(chunk):

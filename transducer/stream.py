@@ -212,7 +212,7 @@ def _scan(name: str, path: str, max_len: int, threshold: int, seed: int, labels:
                 problem = (f"not valid UTF-8 (byte {e.start + 1} of the line)", "not valid UTF-8")
             else:
                 blank = text.strip() == "" and "\t" not in text  # as data.read_pairs
-                problem = None if blank else _row_problem(text, max_len, labels)
+                problem = None if blank else _row_problem(text, max_len, labels=labels)
             if problem or blank:
                 result.excluded.append(line_no)
                 if problem:
