@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import ModelInfo, read_info, read_members
-from .engine import aligned_confidence, export_model_dir as export_one, load_engine as load_one
+from .engine import decode_probs, export_model_dir as export_one, load_engine as load_one
 
 LOG_FLOOR = 1e-30  # probabilities are clamped here before the log, as in decode.py
 
@@ -106,9 +106,7 @@ class EnsembleEngine:
         """(B, T) ids -> combined (B, n_labels) probabilities (--arch label)."""
         return combine([e.label_probs(ids) for e in self.engines])
 
-    def aligned_decode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) ids -> (B, T) chosen ids (per-position argmax of the combined
-        distribution) and (B,) P(output string) under it."""
-        probs = self.aligned_probs(ids)  # (B, T, V)
-        best = probs.argmax(axis=-1)  # (B, T)
-        return best, aligned_confidence(probs, best)
+        distribution) and (B,) P(output string) under it; copy_unk as in engine.decode_probs."""
+        return decode_probs(self.aligned_probs(ids), ids, copy_unk)
