@@ -69,15 +69,15 @@ def random_words(n: int, seed: int = 1, max_len: int = MAX_LEN) -> list[str]:
 def test_classic_third_model_summary():
     r = invoke("summarize", "--arch", "label", "--input-size", 15, "--output-size", 8, "--hidden", 16, "--no-reset-after")
     assert r.exit_code == 0, r.stderr
-    rows = {line.split()[1]: line for line in r.stderr.splitlines() if line.count("│") >= 3 and "(" in line}
+    rows = {line.split()[1]: line for line in r.stdout.splitlines() if line.count("│") >= 3 and "(" in line}
     assert "(None, 64, 15)" in rows["chars"]
     assert "(None, 16)" in rows["gru_1"] and "1,536" in rows["gru_1"]
     assert "(None, 8)" in rows["dense"] and "136" in rows["dense"]
     assert "(None, 8)" in rows["softmax"]
-    assert "(None, 64, 16)" not in r.stderr  # no time axis after the GRU
+    assert "(None, 64, 16)" not in r.stdout  # no time axis after the GRU
     # --no-return-sequences is the same model.
     same = invoke("summarize", "--no-return-sequences", "--input-size", 15, "--output-size", 8, "--hidden", 16, "--no-reset-after")
-    assert same.exit_code == 0 and same.stderr.replace("aligned", "label") == r.stderr
+    assert same.exit_code == 0 and same.stdout.replace("aligned", "label") == r.stdout
 
 
 @pytest.mark.parametrize("bidirectional,layers", [(False, 1), (True, 1), (False, 2), (True, 2)])
@@ -289,8 +289,8 @@ def test_train_predict_evaluate_in_the_cli(trained):
 
     summary = invoke("summarize", model_dir)
     assert summary.exit_code == 0, summary.stderr
-    assert "(None, 24)" in summary.stderr and "(None, 3)" in summary.stderr  # bidirectional 2 x 12; 3 labels
-    assert "alpha, bravo, charlie" in summary.stderr
+    assert "(None, 24)" in summary.stdout and "(None, 3)" in summary.stdout  # bidirectional 2 x 12; 3 labels
+    assert "alpha, bravo, charlie" in summary.stdout
 
 
 def test_scoring_accuracy_macro_f1_and_confusion():
