@@ -412,18 +412,21 @@ class NumpyEngine:
         return np.concatenate(parts) if parts else np.zeros((0, self.info.model.output_vocab_size), np.float32)
 
     def _label_probs(self, ids: np.ndarray) -> np.ndarray:
-        cfg = self.info.model
         lengths = np.count_nonzero(ids != PAD_ID, axis=1)  # (B,): padding is at the end
-        T = int(lengths.max(initial=0))  # steps past every row's end change nothing
-        x = None  # (B, T, features) after the first layer
-        for i in range(1, cfg.layers + 1):
-            outs, finals = [], []
-            for d, (k, rk, b) in enumerate(self.layer_params(i)):
-                out, final = gru_masked(_input_proj(ids[:, :T], x, k), lengths, rk, b, cfg.reset_after, reverse=d == 1)
-                outs.append(out)  # (B, T, H)
-                finals.append(final)  # (B, H)
-            x = np.concatenate(outs, axis=-1)  # (B, T, W): the next layer's input
-        return self.head(np.concatenate(finals, axis=-1))  # (B, n_labels) from the last layer's final state
+        T = max(int(lengths.max(initial=0)), 1)  # steps past every row's end change nothing
+        enc = self.recurrent_stack(ids[:, :T], lengths=lengths)  # (B, T, W)
+        return self.head(self.final_state(enc, lengths))  # (B, n_labels)
+
+    def final_state(self, enc: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        """The GRU stack's final state (B, W) from its outputs (B, T, W), as a masked Keras
+        GRU returns it: forward after each row's last real position (the last position
+        when `lengths` is None), backward, when bidirectional, after reading back to the
+        first."""
+        last = enc[:, -1] if lengths is None else enc[np.arange(len(enc)), np.maximum(lengths - 1, 0)]  # (B, W)
+        if self.info.model.bidirectional:
+            H = self.info.model.hidden
+            return np.concatenate([last[:, :H], enc[:, 0, H:]], axis=-1)  # (B, 2H)
+        return last.copy()  # (B, H)
 
     # seq2seq: the equations of seq2seq.build_seq2seq's layers, one decoder step at a time.
 
@@ -440,12 +443,7 @@ class NumpyEngine:
         enc = self.recurrent_stack(ids, prefix="encoder_", lengths=lengths)  # (B, T, W)
         if mask is not None:
             enc[~mask] = 0.0  # as Keras outputs at padded steps; an empty row encodes to zeros
-        last = enc[:, -1] if lengths is None else enc[np.arange(len(ids)), np.maximum(lengths - 1, 0)]  # (B, W)
-        if cfg.bidirectional:
-            # Final states: forward after the last (real) position, backward after the first.
-            H = cfg.hidden
-            return enc, np.concatenate([last[:, :H], enc[:, 0, H:]], axis=-1), mask  # (B, 2H)
-        return enc, last.copy(), mask  # (B, H)
+        return enc, self.final_state(enc, lengths), mask  # (B, T, W), (B, W), (B, T)
 
     def seq2seq_step(
         self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
@@ -573,35 +571,6 @@ def _gru_step_biased(xp, h, rk, b, reset_after: bool):
     out *= zr[:, :H]
     out += hh
     return out  # (B, H)
-
-
-def gru_masked(xp: np.ndarray, lengths: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, reverse=False):
-    """A GRU over right-padded rows, each run to its own length, as Keras runs a masked
-    GRU (a masked step keeps the state). xp: (B, T, 3H) input projections (bias not
-    included); lengths: (B,) real steps per row. Forward reads positions 0..len-1;
-    `reverse` reads len-1..0 (Keras's backward layer with the mask). Returns the (B, T, H)
-    outputs (each stored at the position it read; zero past a row's end) and the (B, H)
-    final states.
-
-    Rows are processed longest first, so the rows still running at step s are a prefix."""
-    B, T, _ = xp.shape
-    H = rk.shape[0]
-    order = np.argsort(-lengths, kind="stable")  # (B,) longest first
-    lens = lengths[order]  # (B,) non-increasing
-    xp = xp[order]  # (B, T, 3H)
-    h = np.zeros((B, H), dtype=np.float32)
-    out = np.zeros((B, T, H), dtype=np.float32)
-    in_bias = b[0] if reset_after else b
-    with np.errstate(over="ignore"):
-        for s in range(int(lens.max(initial=0))):
-            n = int(np.count_nonzero(lens > s))  # rows still running: a prefix
-            rows = np.arange(n)
-            pos = lens[:n] - 1 - s if reverse else np.full(n, s)  # (n,) the position each reads
-            h[:n] = _gru_step_biased(xp[rows, pos] + in_bias, h[:n], rk, b, reset_after)
-            out[rows, pos] = h[:n]
-    unsort = np.empty_like(order)
-    unsort[order] = np.arange(B)
-    return out[unsort], h[unsort]
 
 
 def gru_sequence(xp: np.ndarray, rk: np.ndarray, b: np.ndarray, reset_after: bool, h0=None):
