@@ -23,9 +23,8 @@ only its final state is taken at each row's last real character; the backward GR
 over each row reversed within its own length (tf.reverse_sequence), so it starts at the
 last real character; attention scores of padded positions lose 1e9, as in Keras.
 
-
-`label_probs` (`--arch label`) runs each row to its own length (the Keras model masks
-<pad>), forward and, when bidirectional, backward from the last real character.
+`label_probs` (`--arch label`) runs the same masked stack over rows padded to the
+batch's longest string and reads its final state the same way (`final_state`).
 """
 
 from __future__ import annotations
