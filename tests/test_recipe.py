@@ -105,6 +105,17 @@ def test_plateau_halves_after_lr_patience_epochs_without_improvement():
     assert not any(d.lower_lr for d in constant)
 
 
+def test_cosine_falls_from_the_learning_rate_towards_zero_over_the_epochs():
+    cfg = TrainConfig(epochs=4, learning_rate=0.004, lr_schedule="cosine")
+    rates = [recipe.scheduled_rate(cfg, e) for e in range(1, 5)]
+    assert rates == pytest.approx([0.004, 0.002 * (1 + math.cos(math.pi / 4)), 0.002, 0.002 * (1 - math.cos(math.pi / 4))])
+    assert all(a > b > 0 for a, b in zip(rates, rates[1:]))
+    assert recipe.scheduled_rate(TrainConfig(lr_schedule="plateau"), 3) is None
+    assert recipe.scheduled_rate(TrainConfig(), 3) is None
+    _, decisions = run_epochs(TrainConfig(**{**recipe.train_defaults("seq2seq"), "lr_schedule": "cosine"}), [1.0, 1.0, 1.0])
+    assert not any(d.lower_lr for d in decisions)  # no plateau halving on top of the curve
+
+
 # --- label smoothing -----------------------------------------------------------------------------
 
 
@@ -271,16 +282,20 @@ class TermAfterEpoch:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_resume_continues_the_learning_rate_schedule_exactly(tmp_path):
+@pytest.mark.parametrize("schedule, rates", [
+    ("plateau", [3e-3, 3e-3, 1.5e-3]),
+    ("cosine", [3e-3, 1.5e-3 * (1 + math.cos(math.pi / 3)), 1.5e-3 * (1 + math.cos(2 * math.pi / 3))]),
+])
+def test_resume_continues_the_learning_rate_schedule_exactly(tmp_path, schedule, rates):
     from transducer.train import train
 
     data = write_pairs(tmp_path / "pairs.tsv", PAIRS)
     cfg = ModelConfig(arch="seq2seq", max_len=6, hidden=8, dropout=0.3)
     # Nothing short of a 90% drop is improvement: after epoch 1 the rate halves every epoch.
     tcfg = TrainConfig(**{**recipe.train_defaults("seq2seq"), "min_delta": 0.9, "patience": 100,
-                          "lr_patience": 1, "epochs": 3, "batch_size": 8, "seed": 5})
+                          "lr_patience": 1, "epochs": 3, "batch_size": 8, "seed": 5, "lr_schedule": schedule})
     whole = train(str(data), tmp_path / "whole", cfg, tcfg)
-    assert whole.history["learning_rate"] == pytest.approx([3e-3, 3e-3, 1.5e-3])
+    assert whole.history["learning_rate"] == pytest.approx(rates)
     stopped = train(str(data), tmp_path / "split", cfg, tcfg, reporter=TermAfterEpoch(2))  # rate just halved
     assert stopped.interrupted and stopped.epochs_run == 2
     resumed = train(str(data), tmp_path / "split", cfg, tcfg, resume=True)

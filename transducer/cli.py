@@ -153,8 +153,9 @@ def train(
         " 1e-3); seq2seq, a fraction of the best loss (default 1e-3 = 0.1%)."
     ),
     lr_schedule: Optional[str] = typer.Option(
-        None, help=f"Learning-rate schedule: {' | '.join(LR_SCHEDULES)} (halve after --lr-patience epochs"
-        " without improvement). Default: aligned constant, seq2seq plateau."
+        None, help=f"Learning-rate schedule: {' | '.join(LR_SCHEDULES)} (plateau: halve after --lr-patience"
+        " epochs without improvement; cosine: fall towards 0 over --epochs, for a fixed time budget)."
+        " Default: aligned constant, seq2seq plateau."
     ),
     lr_patience: Optional[int] = typer.Option(None, help="plateau: epochs without improvement before halving (default 2)."),
     label_smoothing: Optional[float] = typer.Option(

@@ -20,7 +20,7 @@ ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
 UNK_POLICIES = ("copy", "model")  # what an aligned model does with characters unseen in training
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
 NORMALIZE = ("none", "nfc", "nfd", "nfkc", "nfkd")  # Unicode normalization of the text (normalization.py)
-LR_SCHEDULES = ("constant", "plateau")  # learning-rate schedules (recipe.py)
+LR_SCHEDULES = ("constant", "plateau", "cosine")  # learning-rate schedules (recipe.py)
 LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
 CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results are kept
 #                       (each entry holds the line, its output and a float: ~250 bytes)
@@ -127,8 +127,9 @@ class TrainConfig:
     #                               not an absolute drop (classic aligned behaviour)
     watch_exact: bool = False  # a rise of validation exact match also counts as improvement,
     #                            and the kept weights are those of the best exact match
-    lr_schedule: str = "constant"  # "constant", or "plateau": multiply the learning rate by
-    #                                lr_factor after lr_patience epochs without improvement
+    lr_schedule: str = "constant"  # "constant"; "plateau": multiply the learning rate by
+    #                                lr_factor after lr_patience epochs without improvement;
+    #                                "cosine": fall from learning_rate towards 0 over `epochs`
     lr_patience: int = 2  # plateau: epochs without improvement before each reduction
     lr_factor: float = 0.5  # plateau: what the learning rate is multiplied by
     label_smoothing: float = 0.0  # share of each target's probability spread over all symbols

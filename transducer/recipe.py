@@ -50,6 +50,16 @@ def default_normalize(arch: str) -> str:
     return "nfd" if arch == "seq2seq" else "none"
 
 
+def scheduled_rate(cfg: TrainConfig, epoch: int) -> float | None:
+    """The learning rate for 1-based `epoch` when the schedule fixes it in advance (cosine:
+    half a cosine from learning_rate at epoch 1 towards 0 after the last of cfg.epochs),
+    else None (constant, or plateau, which reacts to the metrics instead). A function of
+    the epoch alone, so a resumed run continues on the same curve."""
+    if cfg.lr_schedule != "cosine":
+        return None
+    return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
+
+
 @dataclass
 class Decision:
     keep_weights: bool  # this epoch's weights are the best so far

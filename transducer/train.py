@@ -411,6 +411,9 @@ class _BestKeeper(_keras_callback_base()):
         self.progress.load_state(state)
 
     def on_epoch_begin(self, epoch, logs=None):
+        rate = recipe.scheduled_rate(self.cfg, epoch + 1)
+        if rate is not None:
+            self.model.optimizer.learning_rate = rate
         self.reporter.epoch_begin(epoch + 1, self.epochs, self.steps)
 
     def on_train_batch_end(self, batch, logs=None):
