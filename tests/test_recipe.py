@@ -116,6 +116,18 @@ def test_cosine_falls_from_the_learning_rate_towards_zero_over_the_epochs():
     assert not any(d.lower_lr for d in decisions)  # no plateau halving on top of the curve
 
 
+def test_resolve_fills_in_the_defaults_of_the_chosen_architecture():
+    base = dict(max_len=8, hidden=4, layers=1, bidirectional=False, reset_after=True, head="dense",
+                attention="luong", normalize=None)
+    s2s, s2s_train = recipe.resolve({**base, "arch": "seq2seq"}, None, {"patience": None, "epochs": 3})
+    assert (s2s.dropout, s2s.normalize, s2s_train.patience, s2s_train.lr_schedule) == (0.1, "nfd", 4, "plateau")
+    assert s2s_train.epochs == 3 and s2s_train.init_from is None
+    aligned, aligned_train = recipe.resolve({**base, "arch": "aligned"}, None, {})
+    assert (aligned.dropout, aligned.normalize, aligned_train.patience, aligned_train.lr_schedule) == (0.0, "none", 2, "constant")
+    chosen, chosen_train = recipe.resolve({**base, "arch": "seq2seq", "normalize": "nfc"}, 0.3, {"lr_schedule": "cosine"})
+    assert (chosen.dropout, chosen.normalize, chosen_train.lr_schedule, chosen_train.patience) == (0.3, "nfc", "cosine", 4)
+
+
 # --- label smoothing -----------------------------------------------------------------------------
 
 

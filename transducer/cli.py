@@ -24,7 +24,7 @@ from rich.table import Table
 from . import __version__
 from .config import (
     ARCHS, ATTENTIONS, CACHE_LINES, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS,
-    LR_SCHEDULES, NORMALIZE, ON_LONG, UNK_POLICIES, ModelConfig, TrainConfig, TransducerError,
+    LR_SCHEDULES, NORMALIZE, ON_LONG, UNK_POLICIES, ModelConfig, TransducerError,
 )
 
 
@@ -199,33 +199,19 @@ def train(
             _choice(value, allowed, option)
     _quiet_tensorflow(verbose)
     try:
+        from .recipe import resolve
+
         architecture = dict(
             arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
             reset_after=reset_after, head=head, attention=attention, normalize=normalize,
         )
-        if init_from is not None:  # options not given on the command line follow the model
-            from .train import architecture_of
-
-            given = {k for k in architecture if ctx.get_parameter_source(k).name != "DEFAULT"}
-            architecture.update({k: v for k, v in architecture_of(init_from).items() if k not in given})
-        from .recipe import default_dropout, default_normalize, train_defaults
-
-        if architecture["normalize"] is None:
-            architecture["normalize"] = default_normalize(architecture["arch"])
-        dropout = default_dropout(architecture["arch"]) if dropout is None else dropout
-        mcfg = ModelConfig(dropout=dropout, **architecture)
-
-        chosen = dict(
+        given = frozenset(k for k in architecture if ctx.get_parameter_source(k).name != "DEFAULT")
+        training = dict(
             patience=patience, min_delta=min_delta, lr_schedule=lr_schedule, lr_patience=lr_patience,
-            label_smoothing=label_smoothing,
+            label_smoothing=label_smoothing, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            val_split=val_split, seed=seed, skip_invalid=skip_invalid, distribute=distribute, ensemble=ensemble,
         )
-        tcfg = TrainConfig(**{
-            **train_defaults(mcfg.arch),
-            **{k: v for k, v in chosen.items() if v is not None},
-            "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "val_split": val_split,
-            "seed": seed, "skip_invalid": skip_invalid, "distribute": distribute,
-            "init_from": str(init_from) if init_from else None, "ensemble": ensemble,
-        })
+        mcfg, tcfg = resolve(architecture, dropout, training, given, init_from)
         from .progress import make_reporter
 
         reporter = make_reporter(log_format, err)

@@ -114,6 +114,11 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+# ModelConfig fields that must agree between a model and one trained --init-from it (and
+# that --init-from fills in when the command line does not give them).
+ARCHITECTURE = ("arch", "max_len", "hidden", "layers", "bidirectional", "reset_after", "head", "attention", "normalize")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30  # upper bound; early stopping usually ends sooner

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .config import TrainConfig
+from .config import ARCHITECTURE, ModelConfig, TrainConfig
 
 # seq2seq defaults (measured on the sample tasks: bench/README.md, "seq2seq recipe"). The
 # aligned model keeps TrainConfig's classic defaults: absolute min_delta on the loss,
@@ -58,6 +58,29 @@ def scheduled_rate(cfg: TrainConfig, epoch: int) -> float | None:
     if cfg.lr_schedule != "cosine":
         return None
     return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
+
+
+def resolve(
+    architecture: dict, dropout: float | None, training: dict, given: frozenset = frozenset(), init_from=None
+) -> tuple[ModelConfig, TrainConfig]:
+    """`train`'s configs from its options, defaults filled in.
+
+    architecture: ModelConfig's ARCHITECTURE fields (normalize None: not given); with
+    `init_from`, those not in `given` (the ones set on the command line) follow that
+    model's. dropout None and training values None: this architecture's defaults
+    (default_dropout, train_defaults)."""
+    architecture = dict(architecture)
+    if init_from is not None:
+        from .artifacts import read_info
+
+        source = read_info(init_from).model
+        architecture.update({k: getattr(source, k) for k in ARCHITECTURE if k not in given})
+    if architecture.get("normalize") is None:
+        architecture["normalize"] = default_normalize(architecture["arch"])
+    model = ModelConfig(dropout=default_dropout(architecture["arch"]) if dropout is None else dropout, **architecture)
+    chosen = {k: v for k, v in training.items() if v is not None}
+    init = {"init_from": str(init_from)} if init_from is not None else {}
+    return model, TrainConfig(**{**train_defaults(model.arch), **chosen, **init})
 
 
 @dataclass

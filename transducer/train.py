@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import artifacts, checkpoint, distribute, recipe, stream
-from .config import ModelConfig, TrainConfig, TransducerError
+from .config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
 from .vocab import END_ID, PAD_ID, Vocab
 
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
@@ -288,10 +288,6 @@ def train(
     )
 
 
-# ModelConfig fields that must agree between a model and one trained --init-from it.
-ARCHITECTURE = ("arch", "max_len", "hidden", "layers", "bidirectional", "reset_after", "head", "attention", "normalize")
-
-
 def _init_source(model_dir: str, model_cfg: ModelConfig) -> artifacts.ModelInfo:
     """The model --init-from starts from, checked against this run's architecture."""
     source = artifacts.read_info(model_dir)
@@ -436,9 +432,3 @@ class _BestKeeper(_keras_callback_base()):
         if decision.stop:
             self.model.stop_training = True
         self.reporter.epoch_end(epoch + 1, logs)
-
-
-def architecture_of(model_dir) -> dict:
-    """The ARCHITECTURE fields of a trained model (for --init-from: options not given)."""
-    info = artifacts.read_info(model_dir)
-    return {key: getattr(info.model, key) for key in ARCHITECTURE}
