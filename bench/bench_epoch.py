@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Steady-state training epoch time, in one process: length-bucketed, masked batches vs
-max_len-long, unmasked ones (the training before masks), same data and hyperparameters.
+max_len-long, unmasked ones, one step per graph call (the training before masks), same
+data and hyperparameters.
 
     python bench/bench_epoch.py [--pairs 3000] [--epochs 3] [--max-chars 16] [--hidden 64]
 
@@ -40,6 +41,7 @@ def main() -> None:
     from transducer import stream
     from transducer.config import ModelConfig
     from transducer.model import build_model, compile_model, keras
+    from transducer.train import STEPS_PER_EXECUTION
 
     rows = [line.split("\t") for line in (REPO / "sample_data/cmudict.train.tsv").read_text().splitlines()]
     rows = [(a, b) for a, b in rows if len(a) <= args.max_chars and len(b) <= args.max_chars][: args.pairs]
@@ -60,7 +62,8 @@ def main() -> None:
                               input_vocab_size=len(iv), output_vocab_size=len(ov))
             keras.utils.set_random_seed(0)
             model = build_model(cfg, cfg.variable_length)
-            compile_model(model, 3e-3, masked)
+            # Before masks, one training step per graph call; now STEPS_PER_EXECUTION.
+            compile_model(model, 3e-3, masked, steps_per_execution=STEPS_PER_EXECUTION if masked else 1)
             times = []
             for epoch in range(args.epochs):
                 ds = stream.pairs_dataset(scan, cfg, iv, ov, "all", 64, 0, shuffle_seed=epoch)

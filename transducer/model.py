@@ -108,8 +108,13 @@ def sequence_loss(masked: bool = True, label_smoothing: float = 0.0):
     return loss
 
 
-def compile_model(model: keras.Model, learning_rate: float, masked: bool = True, label_smoothing: float = 0.0) -> None:
-    """masked False: the loss of models written before masks (every position, padding too)."""
+def compile_model(
+    model: keras.Model, learning_rate: float, masked: bool = True, label_smoothing: float = 0.0,
+    steps_per_execution: int = 1,
+) -> None:
+    """masked False: the loss of models written before masks (every position, padding too).
+    steps_per_execution: training steps run per call into the compiled graph (the same
+    steps, so the same weights; callbacks see every Nth batch)."""
     if model.name == "label":  # one label id per string (label.py), not a string of ids
         from .label import label_metrics
 
@@ -120,6 +125,7 @@ def compile_model(model: keras.Model, learning_rate: float, masked: bool = True,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss,
         metrics=metrics,
+        steps_per_execution=steps_per_execution,
     )
 
 

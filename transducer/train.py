@@ -20,6 +20,12 @@ from .config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
 from .vocab import END_ID, PAD_ID, Vocab
 
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
+# Training steps per call into the compiled graph. Keras pays a fixed cost per call (~2 ms
+# on 2 cores: more than a whole step of a small model on short, length-bucketed batches);
+# 8 steps per call pay it once (bench/README.md, "steps per call"). Progress lines and
+# Ctrl-C are noticed every 8 steps. 1 under --distribute, whose Keras 3 workarounds
+# (distribute.py) are tested with one step per call.
+STEPS_PER_EXECUTION = 8
 
 
 class Reporter(Protocol):
@@ -177,7 +183,8 @@ def train(
         model = build_model(cfg, cfg.variable_length)  # time axis None: length-bucketed batches
         if source is not None:
             _copy_weights(artifacts.load_keras_model(source), model)
-        compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing)
+        spe = STEPS_PER_EXECUTION if plan.mode == "none" else 1
+        compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
     distribute.patch_for_multi_worker(plan, model, dataset_for_epoch(0).element_spec)
 
     counts = {
