@@ -126,6 +126,31 @@ def test_the_loss_ignores_padding(tmp_path):
         assert results[0][key] == pytest.approx(results[1][key], rel=1e-5)
 
 
+def test_several_steps_per_graph_call_train_the_same_weights(tmp_path):
+    """train runs STEPS_PER_EXECUTION steps per call: the same steps, so the same model as
+    one step per call, also when the batch count (11) is not a multiple of it."""
+    from transducer import stream
+    from transducer.model import build_model, compile_model, keras
+    from transducer.train import STEPS_PER_EXECUTION
+
+    assert STEPS_PER_EXECUTION > 1
+    words = ["ab", "ba", "abba", "baab", "aab", "bbaab", "a", "b"] * 11
+    data = write_pairs(tmp_path / "p.tsv", [(w, w[::-1] + "c") for w in words])
+    scan = stream.scan_pairs(str(data), 8, False, 0.0, 0)
+    iv, ov = scan.vocabs()
+    cfg = ModelConfig(hidden=4, max_len=8, masked=True, input_vocab_size=len(iv), output_vocab_size=len(ov))
+    weights = []
+    for spe in (1, STEPS_PER_EXECUTION):
+        keras.utils.set_random_seed(0)
+        model = build_model(cfg, cfg.variable_length)
+        compile_model(model, 1e-2, masked=True, steps_per_execution=spe)
+        assert model.steps_per_execution == spe
+        model.fit(stream.pairs_dataset(scan, cfg, iv, ov, "all", 8, 0, shuffle_seed=1), epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_cache_on_and_off_give_identical_lines(model_dir):
     text = "".join(f"{w}\n" for w in ["ab", "ba", "ab", "", "gab", "ab", "ba", "edcbag", "ab"] * 3)
     outs = [invoke("predict", model_dir, "-f", "jsonl", "--batch-size", 4, *opt, input=text) for opt in ([], ["--cache", 0], ["--cache", 1])]
