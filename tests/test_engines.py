@@ -234,12 +234,18 @@ def test_first_batch_comes_out_before_stdin_is_closed(models):
     finally:
         if p.poll() is None:
             p.kill()
+    _assert_answers(models, first, lines, reader)
+
+
+def _assert_answers(models, first: list, lines, reader) -> None:
+    """The lines predict printed (`first`, then what the reader thread queued after them)
+    are the dense model's outputs for abc, XYZ, de, in order."""
     reader.join(timeout=10)
     rest = []
     while not lines.empty():
         rest.append(lines.get())
     want = Predictor(models["dense"]).predict_batch(["abc", "XYZ", "de"])
-    assert [l.decode().rstrip("\n") for l in first + rest] == [o for o, _ in want]
+    assert [l.decode().rstrip("\n") for l in [*first, *rest]] == [o for o, _ in want]
 
 
 def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
@@ -271,12 +277,7 @@ def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
         for proc in (producer, p):
             if proc.poll() is None:
                 proc.kill()
-    reader.join(timeout=10)
-    rest = []
-    while not lines.empty():
-        rest.append(lines.get())
-    want = Predictor(models["dense"]).predict_batch(["abc", "XYZ", "de"])
-    assert [l.decode().rstrip("\n") for l in [first, *rest]] == [o for o, _ in want]
+    _assert_answers(models, [first], lines, reader)
 
 
 # --- export -> predict, every combination ------------------------------------------------

@@ -510,12 +510,18 @@ USES = {  # which commands read which file
 }
 
 
-@pytest.mark.parametrize("breakage", list(BREAKAGES))
-def test_a_broken_model_directory_is_a_one_line_error(tiny_model, tmp_path, breakage):
+def _broken_copy(tiny_model: Path, tmp_path: Path, breaker) -> Path:
+    """A copy of the tiny model directory with `breaker` applied to it."""
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model, model_dir)
-    breaker, fragment = BREAKAGES[breakage]
     breaker(model_dir)
+    return model_dir
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_a_broken_model_directory_is_a_one_line_error(tiny_model, tmp_path, breakage):
+    breaker, fragment = BREAKAGES[breakage]
+    model_dir = _broken_copy(tiny_model, tmp_path, breaker)
     for use in USES.get(breakage, ("summarize", "keras", "numpy")):
         if use == "summarize":
             r = invoke("summarize", model_dir)
@@ -543,10 +549,8 @@ WEIGHT_BREAKAGES = {
 
 @pytest.mark.parametrize("breakage", list(WEIGHT_BREAKAGES))
 def test_a_damaged_weights_file_is_a_one_line_error_that_never_advises_pickle(tiny_model, tmp_path, breakage):
-    model_dir = tmp_path / "m"
-    shutil.copytree(tiny_model, model_dir)
     breaker, fragment = WEIGHT_BREAKAGES[breakage]
-    breaker(model_dir)
+    model_dir = _broken_copy(tiny_model, tmp_path, breaker)
     test = write_pairs(tmp_path / "t.tsv", make_pairs(3))
     for r in (invoke("predict", model_dir, input="abc\n"), invoke("evaluate", model_dir, test)):
         assert_clean_error(r, fragment, "weights", f"transducer export {model_dir}", code=2)
