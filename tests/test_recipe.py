@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import write_pairs
-from transducer import normalization, recipe
+from transducer import artifacts, normalization, recipe
 from transducer.cli import app
 from transducer.config import ModelConfig, TrainConfig
 
@@ -183,6 +183,28 @@ def test_init_from_starts_from_the_source_weights(source, tmp_path):
     train(str(data), tmp_path / "fresh", cfg.replace(dropout=0.3), fresh)
     with np.load(tmp_path / "fresh" / "weights.npz") as f:
         assert any(not np.allclose(f[k], before[k], atol=1e-3) for k in before.files)
+
+
+def test_init_from_an_ensemble_continues_every_member(tmp_path):
+    """Member k of the new model starts from member k of the old one, and the new model
+    has as many members unless --ensemble says otherwise."""
+    data = write_pairs(tmp_path / "pairs.tsv", PAIRS)
+    old, new = tmp_path / "old", tmp_path / "new"
+    r = invoke("train", data, "-m", old, *SMALL, "--epochs", 1, "--ensemble", 2)
+    assert r.exit_code == 0, r.stderr
+    r = invoke("train", data, "-m", new, "--init-from", old, "--epochs", 1, "--learning-rate", 1e-12)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((new / "config.json").read_text())["ensemble"]["members"] == 2
+    for k in (1, 2):  # one step of 1e-12 leaves each member's own weights
+        before = np.load(artifacts.member_dir(old, k) / "weights.npz")
+        after = np.load(artifacts.member_dir(new, k) / "weights.npz")
+        for name in before.files:
+            np.testing.assert_allclose(after[name], before[name], atol=1e-8)
+    first, second = (np.load(artifacts.member_dir(old, k) / "weights.npz") for k in (1, 2))
+    assert any(not np.allclose(first[n], second[n], atol=1e-3) for n in first.files)  # members differ
+    r = invoke("train", data, "-m", tmp_path / "one", "--init-from", old, "--epochs", 1, "--ensemble", 1)
+    assert r.exit_code == 0, r.stderr
+    assert "ensemble" not in json.loads((tmp_path / "one" / "config.json").read_text())
 
 
 def test_init_from_takes_the_architecture_and_warns_about_new_input_characters(source, tmp_path):

@@ -171,7 +171,7 @@ def train(
     ),
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
-    ensemble: int = typer.Option(1, help="Train N members (seeds --seed, --seed+1, ...) into one model directory; predict and evaluate average them."),
+    ensemble: Optional[int] = typer.Option(None, help="Train N members (seeds --seed, --seed+1, ...) into one model directory; predict and evaluate average them. Default 1, or with --init-from as many as that model has."),
     log_format: Optional[str] = typer.Option(
         None, help=f"Progress on stderr: {' | '.join(LOG_FORMATS)} (default: rich on a terminal, plain otherwise)."
     ),
@@ -216,7 +216,7 @@ def train(
 
         reporter = make_reporter(log_format, err)
         try:
-            if ensemble > 1:
+            if tcfg.ensemble > 1:
                 from .train_ensemble import train_ensemble
 
                 result = train_ensemble(
@@ -233,7 +233,7 @@ def train(
             reporter.close()
     except TransducerError as e:
         _fail(e)
-    if ensemble > 1:
+    if tcfg.ensemble > 1:
         _render_ensemble_result(reporter, result)
         return
     reporter.end(result)

@@ -67,14 +67,17 @@ def resolve(
 
     architecture: ModelConfig's ARCHITECTURE fields (normalize None: not given); with
     `init_from`, those not in `given` (the ones set on the command line) follow that
-    model's. dropout None and training values None: this architecture's defaults
-    (default_dropout, train_defaults)."""
-    architecture = dict(architecture)
+    model's, and an ensemble size not given (None) is that model's member count (member k
+    starts from its member k, see train._init_source). dropout None and training values
+    None: this architecture's defaults (default_dropout, train_defaults)."""
+    architecture, training = dict(architecture), dict(training)
     if init_from is not None:
-        from .artifacts import read_info
+        from .artifacts import member_count, read_info
 
-        source = read_info(init_from).model
-        architecture.update({k: getattr(source, k) for k in ARCHITECTURE if k not in given})
+        info = read_info(init_from)
+        architecture.update({k: getattr(info.model, k) for k in ARCHITECTURE if k not in given})
+        if training.get("ensemble") is None:
+            training["ensemble"] = member_count(info)
     if architecture.get("normalize") is None:
         architecture["normalize"] = default_normalize(architecture["arch"])
     model = ModelConfig(dropout=default_dropout(architecture["arch"]) if dropout is None else dropout, **architecture)

@@ -122,7 +122,7 @@ def train(
 
     # One pass to validate, count, split and build the vocabularies; the pairs themselves
     # are streamed from the file by tf.data (see stream.py).
-    source = _init_source(train_cfg.init_from, model_cfg) if train_cfg.init_from else None
+    source = _init_source(train_cfg.init_from, model_cfg, train_cfg.member) if train_cfg.init_from else None
     split = 0.0 if val_path is not None else train_cfg.val_split
     form = model_cfg.normalize  # both sides of every pair, before lengths are checked
     labels = model_cfg.arch == "label"  # the output column is one label, not characters
@@ -295,9 +295,13 @@ def train(
     )
 
 
-def _init_source(model_dir: str, model_cfg: ModelConfig) -> artifacts.ModelInfo:
-    """The model --init-from starts from, checked against this run's architecture."""
-    source = artifacts.read_info(model_dir)
+def _init_source(model_dir: str, model_cfg: ModelConfig, member: int = 0) -> artifacts.ModelInfo:
+    """The model --init-from starts from, checked against this run's architecture. From an
+    ensemble, member k (0-based `member`) starts from its member k, cycling when this run
+    has more members than it: continuing an ensemble continues every member, not copies
+    of the first."""
+    members = artifacts.read_members(artifacts.read_info(model_dir))
+    source = members[member % len(members)]
     diffs = [
         f"{key} {getattr(source.model, key)!r} there, {getattr(model_cfg, key)!r} here"
         for key in ARCHITECTURE
