@@ -192,30 +192,54 @@ def small_pairs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, small_pairs) -> dict:
     """One device, batch = the distributed runs' global batch: what they must reproduce."""
+    return _one_device(small_pairs, tmp_path_factory.mktemp("ref") / "one")
+
+
+def _one_device(pairs: Path, model_dir: Path) -> dict:
     from transducer.config import ModelConfig, TrainConfig
     from transducer.predict import Predictor
     from transducer.train import train
 
-    model_dir = tmp_path_factory.mktemp("ref") / "one"
-    r = train(str(small_pairs), model_dir, ModelConfig(**MODEL), TrainConfig(**TRAIN, batch_size=GLOBAL))
+    r = train(str(pairs), model_dir, ModelConfig(**MODEL), TrainConfig(**TRAIN, batch_size=GLOBAL))
     assert r.counts["distribute"] == "none" and r.counts["global_batch"] == GLOBAL
     preds = [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)]
-    return {"written": model_dir, "final": r.final, "preds": preds}
+    return {"written": model_dir, "final": r.final, "preds": preds, "counts": r.counts}
 
 
-def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, small_pairs, reference):
+def _run_mirrored(pairs: Path, model_dir: Path) -> dict:
+    """Train on two CPU devices with --batch-size PER_REPLICA (a global batch of GLOBAL)."""
     args = {
         "logical_cpus": 2,
-        "pairs": str(small_pairs),
+        "pairs": str(pairs),
         "model": MODEL,
         "inputs": INPUTS,
-        "runs": [{"model_dir": str(tmp_path / "two"), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
+        "runs": [{"model_dir": str(model_dir), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
     }
     proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (two,) = json.loads(proc.stdout)
     assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == GLOBAL
+    return two
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, small_pairs, reference):
+    two = _run_mirrored(small_pairs, tmp_path / "two")
     # 2 replicas x 8 sum their gradients to the mean over 16: the same training as one device.
+    _assert_same_weights(reference["written"], two["written"])
+    assert two["preds"] == reference["preds"]
+    assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
+
+
+def test_mirrored_with_a_validation_batch_that_does_not_split_evenly(tmp_path):
+    """The validation pairs' only batch splits 7 + 6 across the replicas: Keras 3 failed
+    when an iterator's first batch did not split evenly ("Inputs to operation AddN ...
+    must have the same size and shape"; distribute.patch_for_strategy). Its metrics are
+    kept as sums over rows, so they are still exactly one device's."""
+    pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(149, seed=7))
+    reference = _one_device(pairs, tmp_path / "one")
+    n_train, n_val = reference["counts"]["n_train"], reference["counts"]["n_val"]
+    assert (n_train % GLOBAL, n_val) == (8, 13)  # a short training batch of 4 + 4 rows; 7 + 6
+    two = _run_mirrored(pairs, tmp_path / "two")
     _assert_same_weights(reference["written"], two["written"])
     assert two["preds"] == reference["preds"]
     assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)

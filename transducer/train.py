@@ -185,7 +185,7 @@ def train(
             _copy_weights(artifacts.load_keras_model(source), model)
         spe = STEPS_PER_EXECUTION if plan.mode == "none" else 1
         compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
-    distribute.patch_for_multi_worker(plan, model, dataset_for_epoch(0).element_spec)
+    distribute.patch_for_strategy(plan, model, dataset_for_epoch(0).element_spec)
 
     counts = {
         "n_train": n_train,
