@@ -222,12 +222,17 @@ def _run_mirrored(pairs: Path, model_dir: Path) -> dict:
     return two
 
 
-def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, small_pairs, reference):
-    two = _run_mirrored(small_pairs, tmp_path / "two")
-    # 2 replicas x 8 sum their gradients to the mean over 16: the same training as one device.
+def _assert_same_training(reference: dict, two: dict) -> None:
+    """The distributed run trained one device's weights, predictions and final metrics."""
     _assert_same_weights(reference["written"], two["written"])
     assert two["preds"] == reference["preds"]
     assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, small_pairs, reference):
+    two = _run_mirrored(small_pairs, tmp_path / "two")
+    # 2 replicas x 8 sum their gradients to the mean over 16: the same training as one device.
+    _assert_same_training(reference, two)
 
 
 def test_mirrored_with_a_validation_batch_that_does_not_split_evenly(tmp_path):
@@ -239,10 +244,7 @@ def test_mirrored_with_a_validation_batch_that_does_not_split_evenly(tmp_path):
     reference = _one_device(pairs, tmp_path / "one")
     n_train, n_val = reference["counts"]["n_train"], reference["counts"]["n_val"]
     assert (n_train % GLOBAL, n_val) == (8, 13)  # a short training batch of 4 + 4 rows; 7 + 6
-    two = _run_mirrored(pairs, tmp_path / "two")
-    _assert_same_weights(reference["written"], two["written"])
-    assert two["preds"] == reference["preds"]
-    assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
+    _assert_same_training(reference, _run_mirrored(pairs, tmp_path / "two"))
 
 
 def _free_ports(n: int) -> list[int]:

@@ -397,6 +397,7 @@ def test_a_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, arch, b
     for layer in saved.layers:
         for a, b in zip(layer.get_weights(), restored.get_layer(layer.name).get_weights(), strict=True):
             np.testing.assert_array_equal(a, b, err_msg=layer.name)
+
     def slot(v):  # "adam_1/gru_1_gru_cell_kernel_momentum": the optimizer's name is numbered per process
         return v.path.split("/", 1)[1]
 

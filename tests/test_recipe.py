@@ -195,13 +195,12 @@ def test_init_from_an_ensemble_continues_every_member(tmp_path):
     r = invoke("train", data, "-m", new, "--init-from", old, "--epochs", 1, "--learning-rate", 1e-12)
     assert r.exit_code == 0, r.stderr
     assert json.loads((new / "config.json").read_text())["ensemble"]["members"] == 2
+    before = [np.load(artifacts.member_dir(old, k) / "weights.npz") for k in (1, 2)]
+    assert any(not np.allclose(before[0][n], before[1][n], atol=1e-3) for n in before[0].files)  # members differ
     for k in (1, 2):  # one step of 1e-12 leaves each member's own weights
-        before = np.load(artifacts.member_dir(old, k) / "weights.npz")
         after = np.load(artifacts.member_dir(new, k) / "weights.npz")
-        for name in before.files:
-            np.testing.assert_allclose(after[name], before[name], atol=1e-8)
-    first, second = (np.load(artifacts.member_dir(old, k) / "weights.npz") for k in (1, 2))
-    assert any(not np.allclose(first[n], second[n], atol=1e-3) for n in first.files)  # members differ
+        for name in before[k - 1].files:
+            np.testing.assert_allclose(after[name], before[k - 1][name], atol=1e-8)
     r = invoke("train", data, "-m", tmp_path / "one", "--init-from", old, "--epochs", 1, "--ensemble", 1)
     assert r.exit_code == 0, r.stderr
     assert "ensemble" not in json.loads((tmp_path / "one" / "config.json").read_text())
