@@ -38,10 +38,11 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64, help="GRU units (train's default is 128)")
     args = ap.parse_args()
 
-    from transducer import stream
-    from transducer.config import ModelConfig
-    from transducer.model import build_model, compile_model, keras
-    from transducer.train import STEPS_PER_EXECUTION
+    from transducer.training import stream
+    from transducer.core.config import ModelConfig
+    from transducer.networks.build import build_model, compile_model
+    from transducer.networks.tf import keras
+    from transducer.training.loop import STEPS_PER_EXECUTION
 
     rows = [line.split("\t") for line in (REPO / "sample_data/cmudict.train.tsv").read_text().splitlines()]
     rows = [(a, b) for a, b in rows if len(a) <= args.max_chars and len(b) <= args.max_chars][: args.pairs]

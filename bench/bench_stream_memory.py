@@ -25,8 +25,8 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from transducer.config import ModelConfig, TrainConfig
-from transducer.train import train
+from transducer.core.config import ModelConfig, TrainConfig
+from transducer.training.loop import train
 path, model_dir, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.time()
 r = train(path, model_dir, ModelConfig(max_len=12, hidden=8),

@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from bench_predict import machine  # noqa: E402
 
-from transducer.evaluate import edit_distance  # noqa: E402
+from transducer.inference.evaluate import edit_distance  # noqa: E402
 
 # One character per stressless ARPAbet phone; mnemonic where possible. Fixed: changing it
 # changes nothing in the scores (each system is scored on phone sequences), but keep it

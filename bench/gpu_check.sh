@@ -44,10 +44,10 @@ if not gpus:
 EOF
 
 ARCHS="aligned"
-if "$PYTHON" -c "import transducer.seq2seq" >/dev/null 2>&1; then
+if "$PYTHON" -c "import transducer.networks.seq2seq" >/dev/null 2>&1; then
     ARCHS="aligned seq2seq"
 else
-    echo "note: transducer.seq2seq is not in this checkout; skipping --arch seq2seq"
+    echo "note: transducer.networks.seq2seq is not in this checkout; skipping --arch seq2seq"
 fi
 
 echo "== training throughput (--distribute mirrored, $EPOCHS epochs, batch $BATCH per replica, hidden $HIDDEN)"
@@ -74,7 +74,8 @@ strategy = config.get("train", {}).get("distribute", "?")
 # cuDNN check: rebuild every GRU with use_cudnn=True and run it on the GPU; Keras raises
 # if the layer's configuration cannot use cuDNN (it would otherwise fall back silently).
 import keras
-from transducer.artifacts import load_keras_model, read_info
+from transducer.networks.saved import load_keras_model
+from transducer.core.artifacts import read_info
 model = load_keras_model(read_info(path))
 grus = []  # (GRU, input width), a Bidirectional's inner GRUs included
 for layer in model.layers:

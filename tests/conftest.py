@@ -36,8 +36,8 @@ def pairs_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, pairs_file) -> Path:
     """An aligned model trained for 2 epochs through the library (not the CLI)."""
-    from transducer.config import ModelConfig, TrainConfig
-    from transducer.train import train
+    from transducer.core.config import ModelConfig, TrainConfig
+    from transducer.training.loop import train
 
     model_dir = tmp_path_factory.mktemp("models") / "tiny"
     train(

@@ -33,15 +33,15 @@ def _decode_rows(ds, in_vocab, out_vocab):
 
 
 def _scan(path, val_split=0.2, seed=0, skip_invalid=False):
-    from transducer.stream import scan_pairs
+    from transducer.training.stream import scan_pairs
 
     return scan_pairs(str(path), MAX_LEN, skip_invalid, val_split, seed)
 
 
 def _dataset(scan, side, arch="aligned", batch=16, seed=0, shuffle=True):
     """One pass over `side`, shuffled with a seed of its own when `shuffle`."""
-    from transducer.config import ModelConfig
-    from transducer.stream import pairs_dataset
+    from transducer.core.config import ModelConfig
+    from transducer.training.stream import pairs_dataset
 
     in_vocab, out_vocab = scan.vocabs()
     cfg = ModelConfig(arch=arch, max_len=MAX_LEN, input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
@@ -62,7 +62,7 @@ def test_streamed_split_is_deterministic_disjoint_and_counted(tmp_path):
     assert not set(train_rows) & set(val_rows)  # duplicates never straddle the split
     assert sorted(train_rows + val_rows) == sorted(pairs + pairs[:40])
     # The Python re-read (for decoded metrics) sees the same sides, in file order.
-    from transducer.stream import iter_pairs
+    from transducer.training.stream import iter_pairs
 
     assert sorted(iter_pairs(scan, "val")) == sorted(val_rows)
     assert list(iter_pairs(scan, "train", limit=5)) == [p for p in pairs if p not in val_rows][:5]
@@ -87,11 +87,11 @@ def test_tiny_requested_split_is_never_empty(tmp_path):
 @pytest.mark.parametrize("arch", ["aligned", "seq2seq"])
 def test_streamed_encoding_matches_the_in_memory_arrays(tmp_path, arch):
     if arch == "seq2seq":
-        pytest.importorskip("transducer.seq2seq")
-    from transducer.config import ModelConfig
-    from transducer.data import read_pairs
-    from transducer.train import training_arrays
-    from transducer.vocab import END_ID, PAD_ID
+        pytest.importorskip("transducer.networks.seq2seq")
+    from transducer.core.config import ModelConfig
+    from transducer.core.data import read_pairs
+    from transducer.training.loop import training_arrays
+    from transducer.core.vocab import END_ID, PAD_ID
 
     # BOM, CRLF, blank lines, an invalid row (skipped), non-ASCII characters, an empty output.
     text = "\ufeffabc\tABC\r\nжук\tЖУК\n\n  \nno tab here\né€\t😀x\nxyz\t\nab\tBA\n"
@@ -119,7 +119,7 @@ def test_streamed_encoding_matches_the_in_memory_arrays(tmp_path, arch):
 
 
 def test_invalid_row_is_reported_with_its_line_without_skip(tmp_path):
-    from transducer.config import TransducerError
+    from transducer.core.config import TransducerError
 
     path = tmp_path / "p.tsv"
     path.write_text("ab\tcd\nbad\n", encoding="utf-8")
@@ -132,14 +132,14 @@ def test_invalid_row_is_reported_with_its_line_without_skip(tmp_path):
 WORKER = r"""
 import json, sys
 args = json.loads(sys.argv[1])
-from transducer.model import tf
+from transducer.networks.tf import tf
 if args.get("logical_cpus"):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args["logical_cpus"])
-from transducer import distribute
-from transducer.config import ModelConfig, TrainConfig
-from transducer.predict import Predictor
-from transducer.train import train
+from transducer.training import distribute
+from transducer.core.config import ModelConfig, TrainConfig
+from transducer.inference.predict import Predictor
+from transducer.training.loop import train
 
 # Keep every worker's copy of the model (a non-chief's is normally discarded) to compare.
 written, output_dir = [], distribute.output_dir
@@ -196,9 +196,9 @@ def reference(tmp_path_factory, small_pairs) -> dict:
 
 
 def _one_device(pairs: Path, model_dir: Path) -> dict:
-    from transducer.config import ModelConfig, TrainConfig
-    from transducer.predict import Predictor
-    from transducer.train import train
+    from transducer.core.config import ModelConfig, TrainConfig
+    from transducer.inference.predict import Predictor
+    from transducer.training.loop import train
 
     r = train(str(pairs), model_dir, ModelConfig(**MODEL), TrainConfig(**TRAIN, batch_size=GLOBAL))
     assert r.counts["distribute"] == "none" and r.counts["global_batch"] == GLOBAL
@@ -298,15 +298,15 @@ def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_pu
     # The chief's published model is a normal model directory, trained as one device with
     # the global batch would train it: same weights, same predictions.
     _assert_same_weights(reference["written"], model_dir)
-    from transducer.predict import Predictor
+    from transducer.inference.predict import Predictor
 
     assert [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)] == chief["preds"] == reference["preds"]
     assert chief["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
 
 
 def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, small_pairs):
-    from transducer.config import ModelConfig, TrainConfig, TransducerError
-    from transducer.train import train
+    from transducer.core.config import ModelConfig, TrainConfig, TransducerError
+    from transducer.training.loop import train
 
     env_before = os.environ.pop("TF_CONFIG", None)
     try:

@@ -22,11 +22,11 @@ import pytest
 
 from conftest import make_pairs
 from test_cli import assert_clean_error, invoke
-from transducer import artifacts
-from transducer.config import ModelConfig
-from transducer.engine import KerasEngine, NumpyEngine, SUB_BATCH
-from transducer.predict import Predictor
-from transducer.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab, one_hot
+from transducer.core import artifacts
+from transducer.core.config import ModelConfig
+from transducer.inference.engine import KerasEngine, NumpyEngine, SUB_BATCH
+from transducer.inference.predict import Predictor
+from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab, one_hot
 
 MAX_LEN = 10
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +45,9 @@ VARIANTS = {
 
 def save_random_model(model_dir: Path, seed: int = 0, **cfg_kw) -> Path:
     """An aligned model with random weights, saved as `train` saves one."""
-    from transducer.model import HEAD_LAYER, build_model
-    from transducer.train import save_model_dir
+    from transducer.networks.blocks import HEAD_LAYER
+    from transducer.networks.build import build_model
+    from transducer.training.loop import save_model_dir
 
     words = [a for a, _ in make_pairs(50, seed=seed)]
     in_vocab = Vocab.from_strings(words)
@@ -120,8 +121,8 @@ def test_numpy_and_keras_engines_agree(models, variant):
 
 def test_gru_step_and_sequence_match_keras_gru_layer():
     """The shared GRU helpers (also used by the seq2seq engine) against keras.layers.GRU."""
-    from transducer.engine import gru_sequence, gru_step
-    from transducer.model import keras
+    from transducer.inference.engine import gru_sequence, gru_step
+    from transducer.networks.tf import keras
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(5, 7, 6)).astype(np.float32)  # (B, T, F)
@@ -315,7 +316,7 @@ def test_weights_exported_by_older_versions_still_load(tmp_path, arch):
     """Older `export`s named arrays by Keras's variable paths after loading, e.g.
     `forward_gru_1/gru_cell/kernel` and `dense/kernel` for a bidirectional model with a
     time-distributed head; the numpy engine accepts those names too."""
-    from transducer.model import keras
+    from transducer.networks.tf import keras
 
     model_dir, _ = random_model_dir(tmp_path, arch=arch, bidirectional=True, head="time-distributed", max_len=6, hidden=4)
     words = ["abc", "cab", "eeee"]

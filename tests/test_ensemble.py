@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from conftest import make_pairs, write_pairs
 from test_cli import assert_clean_error, invoke
 from test_seq2seq import WORDS, random_model_dir
-from transducer import artifacts
-from transducer.config import ModelConfig, TrainConfig
-from transducer.ensemble import EnsembleEngine, combine, load_engine
-from transducer.predict import Predictor
+from transducer.core import artifacts
+from transducer.core.config import ModelConfig, TrainConfig
+from transducer.inference.ensemble import EnsembleEngine, combine, load_engine
+from transducer.inference.predict import Predictor
 
 
 def make_ensemble(member_dirs, where):
@@ -198,7 +198,7 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGINT in member 2: DIR untouched, member 1 and member 2's checkpoint kept; a new run
     without --resume refuses; --resume skips member 1, continues member 2 from its
     checkpoint, and ends with exactly the weights of an uninterrupted run."""
-    from transducer.train_ensemble import train_ensemble
+    from transducer.training.ensemble import train_ensemble
 
     pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(150))
     mcfg = ModelConfig(arch="aligned", hidden=8, max_len=12)

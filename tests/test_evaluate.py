@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import make_pairs, write_pairs
 from transducer.cli import app
-from transducer.evaluate import edit_distance, score
+from transducer.inference.evaluate import edit_distance, score
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from test_seq2seq import MAX_LEN, random_model_dir
 from transducer.cli import _rounded, app
-from transducer.explain import explain
-from transducer.predict import Predictor
-from transducer.vocab import END_ID, START_ID, UNK
+from transducer.inference.explain import explain
+from transducer.inference.predict import Predictor
+from transducer.core.vocab import END_ID, START_ID, UNK
 
 runner = CliRunner()
 TEXTS = ["abgec", "a", "ddcbaabe", ""]
@@ -35,7 +35,7 @@ def models(tmp_path_factory):
 @pytest.mark.parametrize("name", ["luong", "bahdanau", "deep"])
 def test_attention_rows_sum_to_one_and_equal_the_keras_attention_layer(models, name):
     model_dir, model = models[name]
-    from transducer.model import keras
+    from transducer.networks.tf import keras
 
     attention = model.get_layer("attention")
     # The trained model's own attention inputs (decoder outputs, encoder outputs), teacher
@@ -54,8 +54,8 @@ def test_attention_rows_sum_to_one_and_equal_the_keras_attention_layer(models, n
 
 def _teacher_forced(ex, model_dir):
     """One-hot encoder input and decoder input (<s> + the explained output) for `ex`."""
-    from transducer.artifacts import read_info
-    from transducer.vocab import one_hot
+    from transducer.core.artifacts import read_info
+    from transducer.core.vocab import one_hot
 
     info = read_info(model_dir)
     T = info.model.max_len

@@ -34,9 +34,9 @@ from typer.testing import CliRunner
 from conftest import TINY_MAX_LEN, make_pairs, write_pairs
 from test_cli import default_sigint
 from transducer.cli import _RENDER, _write_batch, app
-from transducer.config import ModelConfig, TrainConfig, TransducerError
-from transducer.data import read_pairs
-from transducer.predict import PredictStats, Predictor, predict_stream
+from transducer.core.config import ModelConfig, TrainConfig, TransducerError
+from transducer.core.data import read_pairs
+from transducer.inference.predict import PredictStats, Predictor, predict_stream
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def run_library(predictor, data: bytes, on_long: str, errors="strict", batch_siz
     rows, rendered = [], {fmt: io.BytesIO() for fmt in _RENDER}
     error = None
     try:
-        for batch in predict_stream(predictor, io.BytesIO(data), "<doc>", on_long, errors, batch_size, PredictStats()):
+        for batch in predict_stream(predictor.with_options(on_long=on_long, encoding_errors=errors, batch_size=batch_size), io.BytesIO(data), "<doc>", PredictStats()):
             for fmt, out in rendered.items():  # inside the loop: spooled lines live until the next batch
                 _write_batch(out, batch, _RENDER[fmt])
             rows += [(p.line_no, text_of(p.input), text_of(p.output)) for p in batch]
@@ -311,7 +311,7 @@ def small_pairs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, small_pairs) -> Path:
-    from transducer.train import train
+    from transducer.training.loop import train
 
     model_dir = tmp_path_factory.mktemp("runs") / "whole"
     train(str(small_pairs), model_dir, ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7))
@@ -319,7 +319,7 @@ def uninterrupted(tmp_path_factory, small_pairs) -> Path:
 
 
 def test_same_seed_and_data_give_identical_weights(uninterrupted, small_pairs, tmp_path):
-    from transducer.train import train
+    from transducer.training.loop import train
 
     train(str(small_pairs), tmp_path / "again", ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7))
     a, b = weights_of(uninterrupted), weights_of(tmp_path / "again")
@@ -331,8 +331,8 @@ def test_same_seed_and_data_give_identical_weights(uninterrupted, small_pairs, t
 def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pairs, tmp_path):
     """SIGTERM here; the real-process test below sends SIGINT (both take the same path)."""
     sig = signal.SIGTERM
-    from transducer import checkpoint
-    from transducer.train import train
+    from transducer.training import checkpoint
+    from transducer.training.loop import train
 
     model_dir = tmp_path / "m"
     mcfg, tcfg = ModelConfig(**SMALL), TrainConfig(epochs=3, batch_size=16, patience=100, seed=7)
@@ -369,9 +369,9 @@ def test_a_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, arch, b
     and restored into a freshly built one gives each layer its own weights and each Adam
     slot its own values (matched by name, not only by position), and keeps the best
     weights. The interrupted-then-resumed test above checks the whole run for one of them."""
-    from transducer import checkpoint
-    from transducer.model import build_model, compile_model
-    from transducer.train import NullReporter, _BestKeeper
+    from transducer.training import checkpoint
+    from transducer.networks.build import build_model, compile_model
+    from transducer.training.loop import NullReporter, _BestKeeper
 
     cfg = ModelConfig(
         arch=arch, bidirectional=bidirectional, layers=layers, head=head, reset_after=reset_after,
@@ -410,7 +410,7 @@ def test_a_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, arch, b
 
 
 def test_resume_refuses_a_different_run_or_a_missing_checkpoint(small_pairs, tmp_path):
-    from transducer.train import train
+    from transducer.training.loop import train
 
     model_dir = tmp_path / "m"
     with pytest.raises(TransducerError, match="no checkpoint"):
@@ -464,7 +464,7 @@ def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_
 
 
 def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoint(tiny_model, small_pairs, tmp_path):
-    from transducer import checkpoint
+    from transducer.training import checkpoint
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model, model_dir)
@@ -613,7 +613,7 @@ def test_a_damaged_weights_file_is_a_one_line_error_that_never_advises_pickle(ti
 
 
 def test_a_model_file_that_would_run_code_is_refused(tiny_model, tmp_path):
-    from transducer.model import keras
+    from transducer.networks.tf import keras
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model, model_dir)

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from conftest import write_pairs
 from test_cli import assert_clean_error, invoke
 from test_guarantees import documents, expected_raw_lines
-from transducer import artifacts
-from transducer.config import ModelConfig, TrainConfig, TransducerError
-from transducer.engine import SUB_BATCH, KerasEngine, NumpyEngine
-from transducer.predict import Predictor
-from transducer.vocab import PAD_ID, Labels, Vocab, one_hot
+from transducer.core import artifacts
+from transducer.core.config import ModelConfig, TrainConfig, TransducerError
+from transducer.inference.engine import SUB_BATCH, KerasEngine, NumpyEngine
+from transducer.inference.predict import Predictor
+from transducer.core.vocab import PAD_ID, Labels, Vocab, one_hot
 
 MAX_LEN = 10
 LABELS = ("de", "en", "ISO-8601", "spam", "x")  # any strings; sorted ids: ISO-8601 first
@@ -41,8 +41,8 @@ def label_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 def random_label_model(model_dir, seed: int = 0, max_len: int = MAX_LEN, **cfg_kw):
     """A label model with random (scaled-up) weights, saved as `train` saves one."""
-    from transducer.model import build_model
-    from transducer.train import save_model_dir
+    from transducer.networks.build import build_model
+    from transducer.training.loop import save_model_dir
 
     in_vocab = Vocab.from_strings("abcdeXYZ")
     labels = Labels.from_strings(LABELS)
@@ -82,7 +82,8 @@ def test_classic_third_model_summary():
 
 @pytest.mark.parametrize("bidirectional,layers", [(False, 1), (True, 1), (False, 2), (True, 2)])
 def test_the_last_layer_returns_one_vector_per_string(bidirectional, layers):
-    from transducer.model import build_model, layer_rows
+    from transducer.networks.build import build_model
+    from transducer.networks.introspect import layer_rows
 
     cfg = ModelConfig(arch="label", layers=layers, bidirectional=bidirectional, dropout=0.1, max_len=12, hidden=4,
                       input_vocab_size=9, output_vocab_size=5)
@@ -294,7 +295,7 @@ def test_train_predict_evaluate_in_the_cli(trained):
 
 
 def test_scoring_accuracy_macro_f1_and_confusion():
-    from transducer.evaluate import score_labels
+    from transducer.inference.evaluate import score_labels
 
     pairs = [("a", "x"), ("b", "x"), ("c", "y"), ("d", "y"), ("e", "z"), ("f", "x"), ("f", "y")]
     preds = {"a": "x", "b": "y", "c": "y", "d": "y", "e": "x", "f": "y"}
@@ -309,8 +310,8 @@ def test_scoring_accuracy_macro_f1_and_confusion():
 
 
 def test_streamed_labels_match_the_in_memory_arrays(tmp_path):
-    from transducer.stream import pairs_dataset, scan_pairs
-    from transducer.train import training_arrays
+    from transducer.training.stream import pairs_dataset, scan_pairs
+    from transducer.training.loop import training_arrays
 
     pairs = label_pairs(50, seed=4) + [("long label", "a label longer than max_len, which is fine")]
     path = write_pairs(tmp_path / "p.tsv", pairs)
@@ -340,7 +341,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     import signal
 
     from test_guarantees import SignalAfterEpoch, weights_of
-    from transducer.train import train
+    from transducer.training.loop import train
 
     pairs = str(write_pairs(tmp_path / "p.tsv", label_pairs(80, seed=5)))
     mcfg = ModelConfig(arch="label", max_len=MAX_LEN, hidden=6, bidirectional=True)
@@ -361,7 +362,7 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     import subprocess
 
     from test_distribute import GLOBAL, PER_REPLICA, TRAIN, _assert_same_weights, _env, _worker_cmd
-    from transducer.train import train
+    from transducer.training.loop import train
 
     # 96 rows, no validation split: every global batch of 16 splits evenly over the two
     # replicas (an uneven last batch fails in Keras's mirrored training, label or not).
@@ -398,13 +399,13 @@ def test_every_line_gets_one_label_in_order(label_predictor, data, on_long, batc
     import io
 
     from transducer.cli import _RENDER, _tsv_label, _write_batch
-    from transducer.predict import PredictStats, predict_stream
+    from transducer.inference.predict import PredictStats, predict_stream
 
     lines = [raw.decode("utf-8") for raw in expected_raw_lines(data)]
     rendered = {fmt: io.BytesIO() for fmt in ("text", "tsv", "jsonl")}
     render = {**_RENDER, "tsv": _tsv_label}
     got = []
-    stream = predict_stream(label_predictor, io.BytesIO(data), "<doc>", on_long, "strict", batch_size, PredictStats())
+    stream = predict_stream(label_predictor.with_options(on_long=on_long, batch_size=batch_size), io.BytesIO(data), "<doc>", PredictStats())
     for batch in stream:
         for fmt, out in rendered.items():
             _write_batch(out, batch, render[fmt])

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from conftest import write_pairs
 from test_cli import invoke
 from test_seq2seq import MAX_LEN, random_model_dir
-from transducer.artifacts import CONFIG, read_info
-from transducer.config import ModelConfig
-from transducer.engine import NumpyEngine
-from transducer.predict import Predictor, predict_stream
-from transducer.vocab import PAD_ID
+from transducer.core.artifacts import CONFIG, read_info
+from transducer.core.config import ModelConfig
+from transducer.inference.engine import NumpyEngine
+from transducer.inference.predict import Predictor, predict_stream
+from transducer.core.vocab import PAD_ID
 
 ALPHABET = "abcdeg"
 MODELS = [
@@ -43,7 +43,7 @@ def model_dir(request, tmp_path_factory):
 def run(predictor: Predictor, lines: list[str], batch_size: int = 1024) -> list[tuple[str, float]]:
     """(output, confidence) per line, through predict's own streaming loop."""
     data = io.BytesIO("".join(line + "\n" for line in lines).encode("utf-8"))
-    return [(p.output, p.confidence) for batch in predict_stream(predictor, data, batch_size=batch_size) for p in batch]
+    return [(p.output, p.confidence) for batch in predict_stream(predictor.with_options(batch_size=batch_size), data) for p in batch]
 
 
 def assert_same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> None:
@@ -88,7 +88,8 @@ def test_engines_agree_on_masked_models(model_dir, engine):
 def test_seq2seq_training_model_ignores_how_far_a_pair_is_padded(tmp_path, bidirectional, attention):
     """The Keras model itself (what training optimises): the same pair padded to its own
     length, to max_len and far beyond gives the same probabilities at its real steps."""
-    from transducer.model import build_model, keras
+    from transducer.networks.build import build_model
+    from transducer.networks.tf import keras
 
     _, fixed = random_model_dir(tmp_path, bidirectional=bidirectional, attention=attention)
     cfg = read_info(tmp_path / "m").model
@@ -107,7 +108,8 @@ def test_seq2seq_training_model_ignores_how_far_a_pair_is_padded(tmp_path, bidir
 
 def test_the_loss_ignores_padding(tmp_path):
     """Same pairs, padded to their own length or to max_len: the same loss and metrics."""
-    from transducer.model import build_model, compile_model, keras
+    from transducer.networks.build import build_model, compile_model
+    from transducer.networks.tf import keras
 
     _, fixed = random_model_dir(tmp_path, bidirectional=True)
     cfg = read_info(tmp_path / "m").model
@@ -129,9 +131,10 @@ def test_the_loss_ignores_padding(tmp_path):
 def test_several_steps_per_graph_call_train_the_same_weights(tmp_path):
     """train runs STEPS_PER_EXECUTION steps per call: the same steps, so the same model as
     one step per call, also when the batch count (11) is not a multiple of it."""
-    from transducer import stream
-    from transducer.model import build_model, compile_model, keras
-    from transducer.train import STEPS_PER_EXECUTION
+    from transducer.training import stream
+    from transducer.networks.build import build_model, compile_model
+    from transducer.networks.tf import keras
+    from transducer.training.loop import STEPS_PER_EXECUTION
 
     assert STEPS_PER_EXECUTION > 1
     words = ["ab", "ba", "abba", "baab", "aab", "bbaab", "a", "b"] * 11
@@ -194,7 +197,7 @@ def old_model_dir(tmp_path, **cfg_kw):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_a_model_written_before_masks_predicts_as_before(tmp_path, bidirectional):
-    from transducer.vocab import one_hot
+    from transducer.core.vocab import one_hot
 
     model_dir, model = old_model_dir(tmp_path, bidirectional=bidirectional)
     info = read_info(model_dir)
@@ -208,7 +211,7 @@ def test_a_model_written_before_masks_predicts_as_before(tmp_path, bidirectional
     ids, _ = info.input_vocab.encode_batch(lines, MAX_LEN)
     enc, init, mask = NumpyEngine(info).seq2seq_encode(ids)
     assert mask is None and enc.shape[1] == MAX_LEN
-    from transducer.seq2seq import inference_models
+    from transducer.networks.seq2seq import inference_models
 
     encoder, _ = inference_models(model, info.model)
     keras_enc, keras_init = encoder.predict_on_batch(one_hot(ids, info.model.input_vocab_size))
@@ -230,7 +233,7 @@ def test_old_config_reads_as_unmasked_and_new_as_masked():
 
 
 def _batches(tmp_path, pairs, batch, **cfg_kw):
-    from transducer.stream import pairs_dataset, scan_pairs
+    from transducer.training.stream import pairs_dataset, scan_pairs
 
     path = write_pairs(tmp_path / "p.tsv", pairs)
     scan = scan_pairs(str(path), 24, False, 0.0, 0)
@@ -287,7 +290,8 @@ def test_aligned_bidirectional_and_old_models_keep_max_len_batches(tmp_path, cfg
 def test_the_trained_model_has_the_summary_layers_with_a_free_time_axis(arch):
     """Masks add no layer: the variable-length training model has exactly the summary's
     layers and parameters; only the time axis differs (None instead of max_len)."""
-    from transducer.model import build_model, layer_rows
+    from transducer.networks.build import build_model
+    from transducer.networks.introspect import layer_rows
 
     cfg = ModelConfig(arch=arch, max_len=64, hidden=16, bidirectional=True, input_vocab_size=15, output_vocab_size=15)
     fixed, free = layer_rows(build_model(cfg)), layer_rows(build_model(cfg, variable_length=True))

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from transducer.config import ModelConfig
-from transducer.model import build_model, compare_heads, layer_rows
+from transducer.core.config import ModelConfig
+from transducer.networks.build import build_model
+from transducer.networks.introspect import compare_heads, layer_rows
 
 CLASSIC = dict(max_len=64, hidden=16, input_vocab_size=15, output_vocab_size=15)
 

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import write_pairs
-from transducer import artifacts, normalization, recipe
+from transducer.core import artifacts, normalization
+from transducer.training import recipe
 from transducer.cli import app
-from transducer.config import ModelConfig, TrainConfig
+from transducer.core.config import ModelConfig, TrainConfig
 
 runner = CliRunner()
 SEQ2SEQ = TrainConfig(**recipe.train_defaults("seq2seq"))
@@ -132,7 +133,7 @@ def test_resolve_fills_in_the_defaults_of_the_chosen_architecture():
 
 
 def test_label_smoothed_loss_matches_hand_computed_numbers():
-    from transducer.model import sequence_loss
+    from transducer.networks.build import sequence_loss
 
     probs = np.array([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]], dtype="float32")  # (1, 2, 3)
     y = np.array([[0, 2]])
@@ -169,7 +170,7 @@ def source(tmp_path_factory) -> Path:
 
 
 def test_init_from_starts_from_the_source_weights(source, tmp_path):
-    from transducer.train import train
+    from transducer.training.loop import train
 
     data = write_pairs(tmp_path / "more.tsv", PAIRS[:20])
     tiny_lr = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-12, init_from=str(source))
@@ -320,7 +321,7 @@ class TermAfterEpoch:
     ("cosine", [3e-3, 1.5e-3 * (1 + math.cos(math.pi / 3)), 1.5e-3 * (1 + math.cos(2 * math.pi / 3))]),
 ])
 def test_resume_continues_the_learning_rate_schedule_exactly(tmp_path, schedule, rates):
-    from transducer.train import train
+    from transducer.training.loop import train
 
     data = write_pairs(tmp_path / "pairs.tsv", PAIRS)
     cfg = ModelConfig(arch="seq2seq", max_len=6, hidden=8, dropout=0.3)

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import write_pairs
-from transducer import decode
-from transducer.artifacts import config_dict, read_info
-from transducer.config import ModelConfig, TrainConfig
-from transducer.engine import KerasEngine, NumpyEngine
-from transducer.predict import Predictor
-from transducer.vocab import END_ID, Vocab
+from transducer.inference import decode
+from transducer.core.artifacts import config_dict, read_info
+from transducer.core.config import ModelConfig, TrainConfig
+from transducer.inference.engine import KerasEngine, NumpyEngine
+from transducer.inference.predict import Predictor
+from transducer.core.vocab import END_ID, Vocab
 
 runner = CliRunner()
 MAX_LEN = 8
@@ -37,8 +37,9 @@ def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, **cfg_
     Untrained Keras weights give nearly uniform distributions, where near-ties make any
     comparison fragile; scaling them by `gain` gives peaked, distinct probabilities.
     """
-    from transducer.model import build_model, keras
-    from transducer.train import save_model_dir
+    from transducer.networks.build import build_model
+    from transducer.networks.tf import keras
+    from transducer.training.loop import save_model_dir
 
     in_vocab = Vocab.from_strings(["abcdeg"])
     out_vocab = Vocab.from_strings(["abdeg"])
@@ -75,7 +76,8 @@ def s2s_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("attention", ["luong", "bahdanau", "none"])
 def test_network_has_encoder_decoder_attention_and_head(attention):
-    from transducer.model import build_model, layer_rows
+    from transducer.networks.build import build_model
+    from transducer.networks.introspect import layer_rows
 
     cfg = ModelConfig(arch="seq2seq", max_len=MAX_LEN, hidden=4, attention=attention, bidirectional=True,
                       input_vocab_size=10, output_vocab_size=9)
@@ -90,7 +92,7 @@ def test_network_has_encoder_decoder_attention_and_head(attention):
 
 
 def test_training_arrays_shift_the_target_by_one():
-    from transducer.seq2seq import seq2seq_arrays
+    from transducer.networks.seq2seq import seq2seq_arrays
 
     v = Vocab.from_strings(["abc"])
     (enc, dec_in), depths, y = seq2seq_arrays([("ab", "cba")], v, v, 4)

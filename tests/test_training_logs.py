@@ -142,7 +142,7 @@ def test_log_format_is_checked_before_tensorflow_is_imported():
 
 
 def test_rich_bar_shows_each_finished_epochs_elapsed_time():
-    from transducer.progress import RichReporter
+    from transducer.ui.progress import RichReporter
 
     buf = io.StringIO()
     reporter = RichReporter(Console(file=buf, force_terminal=True, width=200, color_system=None))

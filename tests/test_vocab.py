@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transducer.vocab import END_ID, PAD_ID, RESERVED, UNK_ID, Vocab, one_hot
+from transducer.core.vocab import END_ID, PAD_ID, RESERVED, UNK_ID, Vocab, one_hot
 
 
 def test_vocab_is_sorted_and_starts_with_reserved_symbols():

@@ -1,3 +1,3 @@
-from .cli import main
+from transducer.cli import main
 
 main()

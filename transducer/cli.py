@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .config import (
-    ARCHS, ATTENTIONS, CACHE_LINES, DISTRIBUTE, ENCODING_ERRORS, ENGINES, FORMATS, HEADS, LOG_FORMATS,
-    LR_SCHEDULES, NORMALIZE, ON_LONG, UNK_POLICIES, ModelConfig, TransducerError,
+from transducer._version import __version__
+from transducer.core.config import (
+    ARCHS, ATTENTIONS, CACHE_LINES, DISTRIBUTE, ENGINES, FORMATS, HEADS, LOG_FORMATS,
+    LR_SCHEDULES, NORMALIZE, ModelConfig, PredictOptions, TransducerError,
 )
 
 
@@ -199,7 +199,7 @@ def train(
             _choice(value, allowed, option)
     _quiet_tensorflow(verbose)
     try:
-        from .recipe import resolve
+        from transducer.training.recipe import resolve
 
         architecture = dict(
             arch=arch, max_len=max_len, hidden=hidden, layers=layers, bidirectional=bidirectional,
@@ -212,19 +212,19 @@ def train(
             val_split=val_split, seed=seed, skip_invalid=skip_invalid, distribute=distribute, ensemble=ensemble,
         )
         mcfg, tcfg = resolve(architecture, dropout, training, given, init_from)
-        from .progress import make_reporter
+        from transducer.ui.progress import make_reporter
 
         reporter = make_reporter(log_format, err)
         try:
             if tcfg.ensemble > 1:
-                from .train_ensemble import train_ensemble
+                from transducer.training.ensemble import train_ensemble
 
                 result = train_ensemble(
                     pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter,
                     resume=resume, on_member=lambda *event: _render_member(reporter, *event),
                 )
             else:
-                from .train import train as run_train
+                from transducer.training.loop import train as run_train
 
                 result = run_train(
                     pairs, model_dir, mcfg, tcfg, val_path=val_file, force=force, reporter=reporter, resume=resume
@@ -242,7 +242,7 @@ def train(
 
 
 def _render_interrupted(result) -> None:
-    from .checkpoint import SIGNAL_EXIT
+    from transducer.training.checkpoint import SIGNAL_EXIT
 
     done = result.epochs_run
     err.print(
@@ -269,7 +269,7 @@ def _render_member(reporter, k: int, n: int, seed: int, event: str, result) -> N
 
 
 def _render_ensemble_result(reporter, result) -> None:
-    from .checkpoint import SIGNAL_EXIT
+    from transducer.training.checkpoint import SIGNAL_EXIT
 
     members = len(result.skipped) + len(result.members)
     jsonl = hasattr(reporter, "event")
@@ -291,7 +291,7 @@ def _render_ensemble_result(reporter, result) -> None:
         raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
     if jsonl:
         return
-    from .history import readable
+    from transducer.core.history import readable
 
     scores = ", ".join(f"{readable(k, 'validation')} {v:.4f}" for k, v in result.final.items())
     err.print(
@@ -331,40 +331,32 @@ def predict(
         cat sample_data/dates_demo_inputs.txt | transducer predict models/dates --beam 5 --nbest 3 -f jsonl
     """
     _choice(format, FORMATS, "--format")
-    _choice(on_long, ON_LONG, "--on-long")
-    _choice(encoding_errors, ENCODING_ERRORS, "--encoding-errors")
-    _choice(engine, ENGINES, "--engine")
-    _choice(unk, UNK_POLICIES, "--unk")
-    for value, name in ((batch_size, "--batch-size"), (beam, "--beam"), (nbest, "--nbest")):
-        if value < 1:
-            raise typer.BadParameter("must be at least 1", param_hint=name)
-    if cache < 0:
-        raise typer.BadParameter("must be >= 0", param_hint="--cache")
-    if nbest > beam:
-        if beam != 1:
-            raise typer.BadParameter(f"must be at most --beam ({beam})", param_hint="--nbest")
-        beam = nbest  # --nbest K alone searches with a beam of K
+    try:
+        options = PredictOptions(
+            engine=engine, beam=beam, nbest=nbest, unk=unk, on_long=on_long, encoding_errors=encoding_errors,
+            batch_size=batch_size, cache=cache,
+        )
+    except TransducerError as e:
+        raise typer.BadParameter(str(e)) from None
     _quiet_tensorflow(verbose)
     # OpenBLAS's own threads thrash on the numpy engine's small matrices (20x slower on a
     # busy 2-core machine); the engine runs sub-batches in threads instead. Read when
     # numpy is first imported, which is below.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from .data import display_name, open_binary
-    from .predict import PredictStats, Predictor, predict_stream
+    from transducer.core.data import display_name, open_binary
+    from transducer.inference.predict import PredictStats, Predictor, predict_stream
 
     stats = PredictStats()
     predictor = None
     sys.stdout.flush()
     out = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
-        predictor = Predictor(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk, cache=cache)
+        predictor = Predictor(model_dir, options)
         stream = open_binary(file)
         render = _RENDER[format]
         if format == "tsv" and predictor.info.model.arch == "label":
             render = _tsv_label
-        for batch in predict_stream(
-            predictor, stream, display_name(file), on_long, encoding_errors, batch_size, stats
-        ):
+        for batch in predict_stream(predictor, stream, display_name(file), stats):
             _write_batch(out, batch, render)
             out.flush()  # each batch reaches the pipe as soon as it is done
     except BrokenPipeError:
@@ -521,23 +513,19 @@ def evaluate(
 
         transducer evaluate models/langid sample_data/langid.test.tsv --json | jq .macro_f1
     """
-    _choice(engine, ENGINES, "--engine")
-    _choice(on_long, ON_LONG, "--on-long")
-    _choice(encoding_errors, ENCODING_ERRORS, "--encoding-errors")
-    _choice(unk, UNK_POLICIES, "--unk")
-    for value, name in ((beam, "--beam"), (batch_size, "--batch-size")):
-        if value < 1:
-            raise typer.BadParameter("must be at least 1", param_hint=name)
+    try:
+        options = PredictOptions(
+            engine=engine, beam=beam, unk=unk, on_long=on_long, encoding_errors=encoding_errors, batch_size=batch_size
+        )
+    except TransducerError as e:
+        raise typer.BadParameter(str(e)) from None
     if errors < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--errors")
     _quiet_tensorflow(verbose)
-    from .evaluate import evaluate as run_evaluate
+    from transducer.inference.evaluate import evaluate as run_evaluate
 
     try:
-        report = run_evaluate(
-            model_dir, test_file, engine=engine, beam=beam, batch_size=batch_size, skip_invalid=skip_invalid,
-            on_long=on_long, encoding_errors=encoding_errors, unk=unk,
-        )
+        report = run_evaluate(model_dir, test_file, options, skip_invalid=skip_invalid)
     except TransducerError as e:
         _fail(e)
     if report.skipped:
@@ -626,7 +614,7 @@ def explain(
     if top < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--top")
     _quiet_tensorflow(verbose)
-    from .explain import explain as run_explain
+    from transducer.inference.explain import explain as run_explain
 
     try:
         ex = run_explain(model_dir, text, engine=engine, top=top)
@@ -649,7 +637,7 @@ def _show(ch: str) -> str:
 
 
 def _explanation_lines(ex) -> list[str]:
-    from .charts import SHADE_LEGEND, shade
+    from transducer.ui.charts import SHADE_LEGEND, shade
 
     lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
     if ex.unknown:
@@ -702,7 +690,7 @@ def export(
     """
     _quiet_tensorflow(verbose)
     try:
-        from .ensemble import export_model_dir
+        from transducer.inference.ensemble import export_model_dir
 
         paths = export_model_dir(model_dir)
     except TransducerError as e:
@@ -750,7 +738,7 @@ def summarize(
     _quiet_tensorflow(verbose)
     try:
         if json_out:
-            from .history import read_training_summary
+            from transducer.core.history import read_training_summary
 
             _write_json(read_training_summary(model_dir).to_dict())
             return
@@ -769,7 +757,8 @@ def summarize(
         if compare_heads:
             _compare_heads(cfg)
             return
-        from .model import build_model, layer_rows
+        from transducer.networks.build import build_model
+        from transducer.networks.introspect import layer_rows
 
         out.print(_layer_table(layer_rows(build_model(cfg)), title=f"{arch} model"))
     except TransducerError as e:
@@ -790,8 +779,9 @@ def _layer_table(rows, title: str) -> Table:
 
 
 def _summarize_dir(model_dir: Path) -> None:
-    from .artifacts import load_keras_model, read_info, read_members, read_metrics
-    from .model import layer_rows
+    from transducer.networks.saved import load_keras_model
+    from transducer.core.artifacts import read_info, read_members, read_metrics
+    from transducer.networks.introspect import layer_rows
 
     info = read_info(model_dir)
     members = read_members(info)  # an ensemble whose members disagree fails before any table
@@ -814,7 +804,7 @@ def _summarize_dir(model_dir: Path) -> None:
     cfg.add_row("dropout", str(m.dropout))
     cfg.add_row("normalize", m.normalize)
     out.print(cfg)
-    from .history import read_training_summary
+    from transducer.core.history import read_training_summary
 
     _render_training(read_training_summary(info.path))
     _summarize_members(info, members, read_metrics(info.path))
@@ -822,8 +812,8 @@ def _summarize_dir(model_dir: Path) -> None:
 
 def _render_training(summary) -> None:
     """How the model was trained: hyperparameters and time, final metrics, curves."""
-    from .charts import epoch_plot, sparkline
-    from .progress import duration, fmt_value, ordered
+    from transducer.ui.charts import epoch_plot, sparkline
+    from transducer.ui.progress import duration, fmt_value, ordered
 
     hp = dict(summary.hyperparameters)
     t = Table(title="training", title_justify="left", show_header=False)
@@ -872,7 +862,7 @@ def _render_training(summary) -> None:
 
 def _summarize_members(info, members: list, metrics: dict) -> None:
     """An ensemble: how many members, and each member's validation metrics."""
-    from .artifacts import member_dir, read_metrics
+    from transducer.core.artifacts import member_dir, read_metrics
 
     if len(members) == 1:
         return
@@ -915,7 +905,7 @@ HEADS_EXPLAINED = (
 
 
 def _compare_heads(cfg: ModelConfig) -> None:
-    from .model import compare_heads
+    from transducer.networks.introspect import compare_heads
 
     r = compare_heads(cfg)
     tables = (_layer_table(r["dense_rows"], "head: dense"), _layer_table(r["td_rows"], "head: time-distributed"))

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import artifacts, checkpoint, distribute, recipe, stream
-from .config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
-from .vocab import END_ID, PAD_ID, Vocab
+from transducer.core import artifacts
+from transducer.training import checkpoint, distribute, recipe, stream
+from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
+from transducer.core.vocab import END_ID, PAD_ID, Vocab
 
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
 # Training steps per call into the compiled graph. Keras pays a fixed cost per call (~2 ms
@@ -81,11 +82,11 @@ def training_arrays(cfg: ModelConfig, pairs, in_vocab: Vocab, out_vocab: Vocab):
     The in-memory reference encoding: `train` streams instead (stream.assemble_features),
     and the tests check that both give the same features for the same pairs."""
     if cfg.arch == "seq2seq":
-        from .seq2seq import seq2seq_arrays
+        from transducer.networks.seq2seq import seq2seq_arrays
 
         return seq2seq_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
     if cfg.arch == "label":
-        from .label import label_arrays
+        from transducer.networks.label import label_arrays
 
         return label_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
     return aligned_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
@@ -147,7 +148,8 @@ def train(
         scorable = val.rows_with_labels("all", out_vocab) if val is not None else data.rows_with_labels("val", out_vocab)
         unseen_labels, n_val = n_val - scorable, scorable
 
-    from .model import build_model, compile_model, keras, tf
+    from transducer.networks.build import build_model, compile_model
+    from transducer.networks.tf import keras, tf
 
     init_seed = train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
     keras.utils.set_random_seed(init_seed)
@@ -234,7 +236,7 @@ def train(
     eval_ds = val_ds if val_ds is not None else pipeline(data, "train")  # one pass, file order
     results = model.evaluate(eval_ds, verbose=0, return_dict=True)
     final = {k: float(v) for k, v in results.items()}
-    from .evaluate import validation_metrics  # decoded strings: exact match and CER
+    from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
 
     info = artifacts.ModelInfo(model_dir, cfg, in_vocab, out_vocab, {})
     # Decoded metrics need strings: read (up to) 5,000 held-out pairs back from the file.
@@ -368,7 +370,7 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_c
         model.save(final / artifacts.MODEL)
         artifacts.write_json(final / artifacts.CONFIG, cfg_json)
         artifacts.write_json(final / artifacts.METRICS, metrics)
-        from .engine import export_weights
+        from transducer.inference.engine import export_weights
 
         export_weights(model, final / artifacts.WEIGHTS)
     except OSError as e:
@@ -381,13 +383,13 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_c
 
 def current_learning_rate(model) -> float:
     """The optimizer's learning rate now: its value, or its schedule's at the current step."""
-    from .model import keras
+    from transducer.networks.tf import keras
 
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def _keras_callback_base():
-    from .model import keras
+    from transducer.networks.tf import keras
 
     return keras.callbacks.Callback
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import normalization
-from .artifacts import ModelInfo, read_info
-from .config import TransducerError
-from .decode import NOT_EMITTED
-from .engine import decode_probs
-from .ensemble import load_engine  # an ensemble is explained as it predicts: combined
-from .predict import copy_through
-from .vocab import END_ID, PAD_ID, START_ID, UNK, UNK_ID
+from transducer.core import normalization
+from transducer.core.artifacts import ModelInfo, read_info
+from transducer.core.config import TransducerError
+from transducer.inference.decode import NOT_EMITTED
+from transducer.inference.engine import decode_probs
+from transducer.inference.ensemble import load_engine  # an ensemble is explained as it predicts: combined
+from transducer.inference.predict import copy_through
+from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK, UNK_ID
 
 TOP = 3  # symbols listed per step
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ModelInfo, read_info, read_members
-from .engine import decode_probs, export_model_dir as export_one, load_engine as load_one
+from transducer.core.artifacts import ModelInfo, read_info, read_members
+from transducer.inference.engine import decode_probs, export_model_dir as export_one, load_engine as load_one
 
 LOG_FLOOR = 1e-30  # probabilities are clamped here before the log, as in decode.py
 

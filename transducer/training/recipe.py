@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .config import ARCHITECTURE, ModelConfig, TrainConfig
+from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig
 
 # seq2seq defaults (measured on the sample tasks: bench/README.md, "seq2seq recipe"). The
 # aligned model keeps TrainConfig's classic defaults: absolute min_delta on the loss,
@@ -72,7 +72,7 @@ def resolve(
     None: this architecture's defaults (default_dropout, train_defaults)."""
     architecture, training = dict(architecture), dict(training)
     if init_from is not None:
-        from .artifacts import member_count, read_info
+        from transducer.core.artifacts import member_count, read_info
 
         info = read_info(init_from)
         architecture.update({k: getattr(info.model, k) for k in ARCHITECTURE if k not in given})

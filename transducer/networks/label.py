@@ -19,7 +19,7 @@ in safe mode and the layer table stays the classic one), passed to every GRU. A
 masked step leaves the state unchanged, so the final state is the state after the last
 real character (forward) and after reading from the last real character back to the
 first (backward), and the label does not depend on how far a string is padded. The numpy
-engine (engine.NumpyEngine.label_probs) runs each row to its own length and computes the
+engine (inference.engine.NumpyEngine.label_probs) runs each row to its own length and computes the
 same function.
 
 The output vocabulary is the set of labels seen in training (vocab.Labels), listed in
@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import ModelConfig
-from .vocab import PAD_ID, Labels, Vocab
+from transducer.core.config import ModelConfig
+from transducer.core.vocab import PAD_ID, Labels, Vocab
+from transducer.networks.blocks import head_layer, padding_mask, recurrent_stack, time_steps
+from transducer.networks.tf import keras, layers
 
 
 def label_arrays(pairs, in_vocab: Vocab, labels: Labels, max_len: int):
@@ -45,7 +47,7 @@ def label_arrays(pairs, in_vocab: Vocab, labels: Labels, max_len: int):
 def build_label(cfg: ModelConfig, variable_length: bool = False):
     """The training (and inference) model: chars -> label probabilities. variable_length:
     a free time axis, for training batches padded to their own longest string."""
-    from .blocks import head_layer, keras, layers, padding_mask, recurrent_stack, time_steps
+    from transducer.networks.tf import keras
 
     chars = keras.Input(shape=(time_steps(cfg, variable_length), cfg.input_vocab_size), name="chars")  # (None, T, Vin)
     x = recurrent_stack(chars, cfg, last_return_sequences=False, mask=padding_mask(chars))  # (None, W)
@@ -56,22 +58,4 @@ def build_label(cfg: ModelConfig, variable_length: bool = False):
 
 def label_metrics():
     """Training metrics: the fraction of strings given the right label."""
-    from .model import keras
-
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-
-
-def label_candidates(probs: np.ndarray, labels: Labels, nbest: int) -> list[tuple[str, float, list | None]]:
-    """(B, n_labels) probabilities -> [(label, its probability, n-best list or None)].
-
-    The n-best list holds the min(nbest, n_labels) most probable labels, best first, as
-    (label, score, probability) with score = probability (every label is scored exactly;
-    there is no search and no length to normalise by)."""
-    k = min(nbest, len(labels))
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (B, k) best first; ties by id
-    top = np.take_along_axis(probs, order, axis=1).astype(np.float64)  # (B, k)
-    results = []
-    for ids, ps in zip(order.tolist(), top.tolist()):
-        cands = [(labels.symbols[i], p, p) for i, p in zip(ids, ps)]
-        results.append((cands[0][0], cands[0][2], cands if nbest > 1 else None))
-    return results

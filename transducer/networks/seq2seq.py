@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import gru_layer, head_layer, keras, layers, padding_mask, time_steps
-from .config import ModelConfig
-from .vocab import END_ID, PAD_ID, START_ID, Vocab
+from transducer.networks.blocks import gru_layer, head_layer, padding_mask, time_steps
+from transducer.networks.tf import keras, layers
+from transducer.core.config import ModelConfig
+from transducer.core.vocab import END_ID, PAD_ID, START_ID, Vocab
 
 ATTENTION_LAYER = {"luong": "Attention", "bahdanau": "AdditiveAttention"}  # --attention -> Keras class
 

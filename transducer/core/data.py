@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
-from . import normalization
-from .config import TransducerError
+from transducer.core import normalization
+from transducer.core.config import TransducerError
 
 MAX_REPORTED = 5  # invalid rows listed one by one before "and N more"
 

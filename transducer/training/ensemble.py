@@ -25,8 +25,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts, checkpoint, stream
-from .config import ModelConfig, TrainConfig, TransducerError
+from transducer.core import artifacts
+from transducer.training import checkpoint, stream
+from transducer.core.config import ModelConfig, TrainConfig, TransducerError
 
 MEMBERS_STAGING = "members"  # DIR.partial/members/k/: members while the ensemble trains
 
@@ -62,7 +63,7 @@ def train_ensemble(
     on_member(k, n, seed, event, result): called with event "start" before member k trains
     (result None), "skip" for a member finished by an earlier run, "end" after it (result: its
     TrainResult)."""
-    from .train import train
+    from transducer.training.loop import train
 
     model_dir = Path(model_dir)
     if train_cfg.distribute == "multi-worker":
@@ -142,9 +143,9 @@ def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> b
 def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path: str, val_path, model_cfg) -> dict:
     """Members 1..N in staging/members/ -> one model directory, published to model_dir;
     returns the ensemble's decoded validation metrics."""
-    from .evaluate import decoded_metrics, evaluate_pairs
-    from .predict import Predictor
-    from .train import EVAL_LIMIT
+    from transducer.inference.evaluate import decoded_metrics, evaluate_pairs
+    from transducer.inference.predict import Predictor
+    from transducer.training.loop import EVAL_LIMIT
 
     root, final = staging / MEMBERS_STAGING, staging / "final"
     shutil.rmtree(final, ignore_errors=True)

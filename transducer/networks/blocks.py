@@ -1,8 +1,8 @@
 """Building blocks shared by both architectures (model.py's aligned network and
-seq2seq.py's encoder-decoder): the TensorFlow/Keras import, the recurrent stack, the
+seq2seq.py's encoder-decoder): the recurrent stack, the
 output head, and the padding mask.
 
-Imports point one way: model.py -> seq2seq.py -> blocks.py; nothing here imports either.
+Imports point one way: build.py -> aligned.py / seq2seq.py / label.py -> blocks.py -> tf.py.
 
 Padding masks. Inputs are one-hot and right-padded with <pad> (id 0), so a position is a
 real character exactly when its one-hot vector has no weight on <pad>. `padding_mask`
@@ -17,15 +17,9 @@ character. Keras keeps the cuDNN kernel on a GPU for such strictly right-padded 
 
 from __future__ import annotations
 
-from .config import ModelConfig
-from .tfimport import import_tensorflow
-from .vocab import PAD_ID
-
-import_tensorflow()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers, ops  # noqa: E402
+from transducer.core.config import ModelConfig
+from transducer.core.vocab import PAD_ID
+from transducer.networks.tf import layers, ops
 
 HEAD_LAYER = {"dense": "dense", "time-distributed": "time_distributed"}  # --head -> layer name
 

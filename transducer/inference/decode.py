@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocab import END_ID, PAD_ID, START_ID, UNK_ID
+from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Labels
 
 NOT_EMITTED = (PAD_ID, UNK_ID, START_ID)
 LOG_FLOOR = float(np.log(1e-30))  # log-probabilities are clamped here: scores stay finite
@@ -199,3 +199,19 @@ def _kbest_fixed_length(vals: np.ndarray, L: int, best: float, k: int):
             if r + 1 < kk and np.isfinite(vals[i, r + 1]):
                 child = ranks[:i] + (r + 1,) + ranks[i + 1 :]
                 heapq.heappush(heap, (neg - vals[i, r + 1] + vals[i, r], child, i))
+
+
+def label_candidates(probs: np.ndarray, labels: Labels, nbest: int) -> list[tuple[str, float, list | None]]:
+    """(B, n_labels) probabilities -> [(label, its probability, n-best list or None)].
+
+    The n-best list holds the min(nbest, n_labels) most probable labels, best first, as
+    (label, score, probability) with score = probability (every label is scored exactly;
+    there is no search and no length to normalise by)."""
+    k = min(nbest, len(labels))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (B, k) best first; ties by id
+    top = np.take_along_axis(probs, order, axis=1).astype(np.float64)  # (B, k)
+    results = []
+    for ids, ps in zip(order.tolist(), top.tolist()):
+        cands = [(labels.symbols[i], p, p) for i, p in zip(ids, ps)]
+        results.append((cands[0][0], cands[0][2], cands if nbest > 1 else None))
+    return results

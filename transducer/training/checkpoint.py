@@ -35,8 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import artifacts
-from .config import TransducerError
+from transducer.core import artifacts
+from transducer.core.config import TransducerError
 
 CHECKPOINT = "checkpoint"
 LATEST = "latest.json"
@@ -212,7 +212,7 @@ class StopOnSignals:
         return SIGNAL_EXIT.get(self.signal or "", 130)
 
     def callback(self):
-        from .model import keras
+        from transducer.networks.tf import keras
 
         stopper = self
 
@@ -250,7 +250,7 @@ def _fsync_dir(path: Path) -> None:
 def saver(staging: Path, identity: dict, keeper):
     """A Keras callback that checkpoints after every completed epoch (after `keeper`,
     which must come before it in the callback list, has updated its state)."""
-    from .model import keras
+    from transducer.networks.tf import keras
 
     class _SaveEachEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from .config import LOG_FORMATS
-from .history import readable
+from transducer.core.config import LOG_FORMATS
+from transducer.core.history import readable
 
 # Keras's metric names, in the order a line shows them; others follow in their own order.
 EPOCH_ORDER = (

@@ -9,19 +9,102 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 
-ARCHS = ("aligned", "seq2seq", "label")
-HEADS = ("dense", "time-distributed")
-ATTENTIONS = ("luong", "bahdanau", "none")
-ENGINES = ("numpy", "keras")  # inference engines (engine.py)
-FORMATS = ("text", "tsv", "jsonl")  # predict's output formats
-ON_LONG = ("error", "truncate", "copy")  # what predict does with lines over max_len
-ENCODING_ERRORS = ("strict", "replace")  # what predict does with invalid UTF-8
-UNK_POLICIES = ("copy", "model")  # what an aligned model does with characters unseen in training
-DISTRIBUTE = ("none", "mirrored", "multi-worker")  # see distribute.py
-NORMALIZE = ("none", "nfc", "nfd", "nfkc", "nfkd")  # Unicode normalization of the text (normalization.py)
-LR_SCHEDULES = ("constant", "plateau", "cosine")  # learning-rate schedules (recipe.py)
-LOG_FORMATS = ("plain", "rich", "jsonl")  # train's --log-format (progress.py)
+class Choice(str, Enum):
+    """A string option with a fixed set of values. `str` so a member compares equal to its
+    value (Arch.SEQ2SEQ == "seq2seq") and the CLI's --help and completion list them."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(m.value for m in cls)
+
+    @classmethod
+    def check(cls, value, option: str) -> str:
+        """`value` as a plain string, or the one-line error every entry point gives."""
+        value = value.value if isinstance(value, Enum) else value
+        if value not in cls.values():
+            raise TransducerError(f"{option} must be one of {', '.join(cls.values())}, got {value!r}")
+        return value
+
+
+class Arch(Choice):
+    ALIGNED = "aligned"  # one softmax per input position (the classic model)
+    SEQ2SEQ = "seq2seq"  # GRU encoder-decoder with attention
+    LABEL = "label"  # one softmax per string
+
+
+class Head(Choice):
+    DENSE = "dense"
+    TIME_DISTRIBUTED = "time-distributed"
+
+
+class Attention(Choice):
+    LUONG = "luong"  # dot product
+    BAHDANAU = "bahdanau"  # additive
+    NONE = "none"
+
+
+class Engine(Choice):
+    NUMPY = "numpy"  # no TensorFlow (inference/engine.py)
+    KERAS = "keras"
+
+
+class Format(Choice):  # predict's output formats
+    TEXT = "text"
+    TSV = "tsv"
+    JSONL = "jsonl"
+
+
+class OnLong(Choice):  # what predict does with lines over max_len
+    ERROR = "error"
+    TRUNCATE = "truncate"
+    COPY = "copy"
+
+
+class EncodingErrors(Choice):  # what predict does with invalid UTF-8
+    STRICT = "strict"
+    REPLACE = "replace"
+
+
+class Unk(Choice):  # what an aligned model does with characters unseen in training
+    COPY = "copy"
+    MODEL = "model"
+
+
+class Distribute(Choice):  # training/distribute.py
+    NONE = "none"
+    MIRRORED = "mirrored"
+    MULTI_WORKER = "multi-worker"
+
+
+class Normalize(Choice):  # Unicode normalization of the text (core/normalization.py)
+    NONE = "none"
+    NFC = "nfc"
+    NFD = "nfd"
+    NFKC = "nfkc"
+    NFKD = "nfkd"
+
+
+class LrSchedule(Choice):  # learning-rate schedules (training/recipe.py)
+    CONSTANT = "constant"
+    PLATEAU = "plateau"
+    COSINE = "cosine"
+
+
+class LogFormat(Choice):  # train's progress on stderr (ui/progress.py)
+    PLAIN = "plain"
+    RICH = "rich"
+    JSONL = "jsonl"
+
+
+ARCHS, HEADS, ATTENTIONS = Arch.values(), Head.values(), Attention.values()
+ENGINES, FORMATS, ON_LONG, ENCODING_ERRORS = Engine.values(), Format.values(), OnLong.values(), EncodingErrors.values()
+UNK_POLICIES, DISTRIBUTE, NORMALIZE = Unk.values(), Distribute.values(), Normalize.values()
+LR_SCHEDULES, LOG_FORMATS = LrSchedule.values(), LogFormat.values()
 CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results are kept
 #                       (each entry holds the line, its output and a float: ~250 bytes)
 
@@ -175,3 +258,33 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a model is run: `transducer predict`'s and `evaluate`'s options, checked once
+    here for the CLI, the Python API and Spark alike."""
+
+    engine: str = "numpy"  # inference engine: numpy (no TensorFlow) | keras
+    beam: int = 1  # seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings
+    nbest: int = 1  # candidates per line, at most beam; above 1 with beam 1, beam becomes nbest
+    unk: str = "copy"  # aligned models: unseen characters copied through | read as <unk> ("model")
+    on_long: str = "error"  # lines longer than max_len: error | truncate | copy (echo unchanged)
+    encoding_errors: str = "strict"  # invalid UTF-8 input (files and stdin): strict | replace
+    batch_size: int = 1024  # lines per model call
+    cache: int = CACHE_LINES  # distinct lines whose results are kept and reused; 0: none
+
+    def __post_init__(self):
+        for name in ("engine", "unk", "on_long", "encoding_errors"):
+            kind = {"engine": Engine, "unk": Unk, "on_long": OnLong, "encoding_errors": EncodingErrors}[name]
+            object.__setattr__(self, name, kind.check(getattr(self, name), "--" + name.replace("_", "-")))
+        for name in ("beam", "nbest", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TransducerError(f"--{name.replace('_', '-')} must be an integer of at least 1, got {value!r}")
+        if isinstance(self.cache, bool) or not isinstance(self.cache, int) or self.cache < 0:
+            raise TransducerError(f"--cache must be an integer >= 0, got {self.cache!r}")
+        if self.nbest > self.beam:
+            if self.beam != 1:
+                raise TransducerError(f"--nbest must be at most --beam ({self.beam})")
+            object.__setattr__(self, "beam", self.nbest)  # --nbest K alone searches with a beam of K

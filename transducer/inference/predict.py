@@ -17,6 +17,7 @@ neither the grouping nor the cache changes any output or confidence.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import itertools
 import tempfile
 from collections import OrderedDict
@@ -25,12 +26,12 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from . import normalization
-from .artifacts import ModelInfo, read_info
-from .config import CACHE_LINES, ON_LONG, UNK_POLICIES, TransducerError
-from .data import LongLine, decode_line, iter_bounded_lines, line_reader
-from .ensemble import load_engine
-from .vocab import END_ID, PAD_ID, UNK_ID
+from transducer.core import normalization
+from transducer.core.artifacts import ModelInfo, read_info
+from transducer.core.config import OnLong, PredictOptions, TransducerError
+from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
+from transducer.inference.ensemble import load_engine
+from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
@@ -147,31 +148,29 @@ class Predictor:
     it as <unk> and decides (it may end the string there). seq2seq models always read <unk>.
     """
 
-    def __init__(
-        self, model_dir, engine="numpy", beam: int = 1, nbest: int = 1, unk: str = "copy", cache: int = CACHE_LINES
-    ):
-        """engine: "numpy" | "keras", or an engine object already built (then its model is
-        used and model_dir only names it), e.g. KerasEngine(info, model=just_trained).
-        cache: distinct lines whose results are kept across calls (0: every line computed)."""
-        if cache < 0:
-            raise TransducerError("--cache must be >= 0")
-        self.cache = ResultCache(cache)
-        if beam < 1:
-            raise TransducerError("--beam must be at least 1")
-        if not 1 <= nbest <= beam:
-            raise TransducerError(f"--nbest must be between 1 and --beam ({beam}); raise --beam too")
-        if unk not in UNK_POLICIES:
-            raise TransducerError(f"--unk must be one of {', '.join(UNK_POLICIES)}, got {unk!r}")
+    def __init__(self, model_dir, options: PredictOptions | None = None, *, engine=None, **overrides):
+        """options: how to run (PredictOptions; `overrides` replace some of its fields, e.g.
+        Predictor(dir, beam=5)). engine: "numpy" | "keras", or an engine object already
+        built (then its model is used and model_dir only names it), e.g.
+        KerasEngine(info, model=just_trained)."""
         if isinstance(engine, str):
+            overrides["engine"], engine = engine, None
+        self.options = dataclasses.replace(options or PredictOptions(), **overrides)  # checks them
+        self.cache = ResultCache(self.options.cache)
+        if engine is None:
             self.info: ModelInfo = read_info(model_dir)
-            self.engine = load_engine(self.info, engine)
+            self.engine = load_engine(self.info, self.options.engine)
         else:
             self.info, self.engine = engine.info, engine
         self.max_len = self.info.model.max_len  # characters of the normalized input
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
-        self.beam, self.nbest = beam, nbest
-        self.copy_unk = unk == "copy" and self.info.model.arch == "aligned"
+        self.beam, self.nbest = self.options.beam, self.options.nbest
+        self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
         self._check_fit()
+
+    def with_options(self, **changes) -> "Predictor":
+        """A predictor with some options changed, sharing this one's loaded engine."""
+        return Predictor(self.info.path, dataclasses.replace(self.options, **changes), engine=self.engine)
 
     def _check_fit(self) -> None:
         """Weights that disagree with config.json's vocabularies fail here, with one clear
@@ -258,10 +257,10 @@ class Predictor:
     def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
         """Candidates for (B, T) right-padded input ids of `strings` (T = max_len, or
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
-        from . import decode
+        from transducer.inference import decode
 
         if self.info.model.arch == "label":
-            from .label import label_candidates
+            from transducer.inference.decode import label_candidates
 
             return label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
@@ -315,27 +314,20 @@ def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
 
 
 def predict_stream(
-    predictor: Predictor,
-    stream: BinaryIO,
-    name: str = "<stdin>",
-    on_long: str = "error",
-    encoding_errors: str = "strict",
-    batch_size: int = 1024,
-    stats: PredictStats | None = None,
+    predictor: Predictor, stream: BinaryIO, name: str = "<stdin>", stats: PredictStats | None = None
 ) -> Iterator[list[Prediction]]:
     """Yield batches of Predictions, one per input line, in order; write each as it comes.
+    on_long, encoding_errors and batch_size are the predictor's options.
 
     A line longer than max_len with on_long="error" raises TransducerError naming it,
     after every earlier line has been yielded, so outputs already written stay valid.
     """
-    if on_long not in ON_LONG:
-        raise TransducerError(f"--on-long must be one of {', '.join(ON_LONG)}, got {on_long!r}")
+    opts = predictor.options
     stats = stats if stats is not None else PredictStats()
-    max_len = predictor.max_len
     # A line of max_len characters is at most 4 * max_len bytes of UTF-8 (+ "\r\n"), more
     # when normalization composes characters; a longer one is over max_len whatever it
     # holds, and is never read whole into memory.
-    limit = normalization.byte_limit(predictor.normalize, max_len)
+    limit = normalization.byte_limit(predictor.normalize, predictor.max_len)
     chunk: list[tuple[int, str | SpooledLine]] = []
     reader = line_reader(stream)
     for line_no, raw in iter_bounded_lines(reader, limit):
@@ -344,45 +336,78 @@ def predict_stream(
             length = None
         else:
             try:
-                text = decode_line(raw, name, line_no, encoding_errors)
+                text = decode_line(raw, name, line_no, opts.encoding_errors)
             except TransducerError:
-                yield _run_chunk(predictor, chunk, stats, on_long)  # every earlier line first
+                yield _run_chunk(predictor, chunk, stats)  # every earlier line first
                 raise
             length = predictor.input_length(text)
-        if length is None or length > max_len:
-            stats.long_lines += 1
-            stats.first_long_line = stats.first_long_line or line_no
-            if on_long == "error":
+        if length is None or length > predictor.max_len:
+            if opts.on_long == OnLong.ERROR:
                 yield _run_chunk(predictor, chunk, stats)
                 length = raw.count_chars() if length is None else length  # reads the line through
-                raise TransducerError(
-                    f"{name}:{line_no}: input is {length} characters, longer than the model's"
-                    f" max_len {max_len}; use --on-long truncate or --on-long copy",
-                    exit_code=1,
-                )
+            _long_line(predictor, stats, name, line_no, length)
         if length is None:
             # Everything before it goes out first, so a decoding error here still leaves
             # every earlier line written; then the huge line goes out on its own.
             if chunk:
-                yield _run_chunk(predictor, chunk, stats, on_long)
+                yield _run_chunk(predictor, chunk, stats)
                 chunk = []
-            head_chars = normalization.head_chars(predictor.normalize, max_len)
-            spooled = SpooledLine(raw, name, line_no, encoding_errors, head_chars)
+            head_chars = normalization.head_chars(predictor.normalize, predictor.max_len)
+            spooled = SpooledLine(raw, name, line_no, opts.encoding_errors, head_chars)
             try:
-                yield _run_chunk(predictor, [(line_no, spooled)], stats, on_long)
+                yield _run_chunk(predictor, [(line_no, spooled)], stats)
             finally:
                 spooled.close()
             continue
         chunk.append((line_no, text))
-        if len(chunk) >= batch_size or not reader.ready():  # full, or the input pauses
-            yield _run_chunk(predictor, chunk, stats, on_long)
+        if len(chunk) >= opts.batch_size or not reader.ready():  # full, or the input pauses
+            yield _run_chunk(predictor, chunk, stats)
             chunk = []
     if chunk:
-        yield _run_chunk(predictor, chunk, stats, on_long)
+        yield _run_chunk(predictor, chunk, stats)
 
 
-def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = "error") -> list[Prediction]:
+def predict_texts(
+    predictor: Predictor, texts: Iterable[str], name: str = "strings", stats: PredictStats | None = None
+) -> Iterator[list[Prediction]]:
+    """predict_stream for strings already in memory (the Python API): the same rules
+    (on_long, normalization, unseen characters), the same results, item N named as
+    `name`:N in errors. A string must be one line: no \n or \r in it."""
+    stats = stats if stats is not None else PredictStats()
+    chunk: list[tuple[int, str]] = []
+    for line_no, text in enumerate(texts, 1):
+        stats.lines += 1
+        if not isinstance(text, str) or "\n" in text or "\r" in text:
+            yield _run_chunk(predictor, chunk, stats)
+            raise TransducerError(f"{name}:{line_no}: expected a one-line string, got {text!r}"[:300])
+        length = predictor.input_length(text)
+        if length > predictor.max_len:
+            if predictor.options.on_long == OnLong.ERROR:
+                yield _run_chunk(predictor, chunk, stats)
+            _long_line(predictor, stats, name, line_no, length)
+        chunk.append((line_no, text))
+        if len(chunk) >= predictor.options.batch_size:
+            yield _run_chunk(predictor, chunk, stats)
+            chunk = []
+    if chunk:
+        yield _run_chunk(predictor, chunk, stats)
+
+
+def _long_line(predictor: Predictor, stats: PredictStats, name: str, line_no: int, length: int | None) -> None:
+    """Count a line over max_len; with on_long "error", stop with its one-line message."""
+    stats.long_lines += 1
+    stats.first_long_line = stats.first_long_line or line_no
+    if predictor.options.on_long == OnLong.ERROR:
+        raise TransducerError(
+            f"{name}:{line_no}: input is {length} characters, longer than the model's"
+            f" max_len {predictor.max_len}; use --on-long truncate or --on-long copy",
+            exit_code=1,
+        )
+
+
+def _run_chunk(predictor: Predictor, chunk, stats: PredictStats) -> list[Prediction]:
     """Predictions for one chunk, in order; empty and copied lines skip the model."""
+    on_long = predictor.options.on_long
     max_len = predictor.max_len
     vocab = predictor.info.input_vocab
     heads = [predictor.model_input(x.head if isinstance(x, SpooledLine) else x) for _, x in chunk]  # what the model sees
@@ -403,11 +428,3 @@ def _run_chunk(predictor: Predictor, chunk, stats: PredictStats, on_long: str = 
         else:
             out.append(Prediction(line_no, text, "", None))
     return out
-
-
-def predict_strings(predictor: Predictor, strings: Iterable[str]) -> list[str]:
-    """Convenience for library users: outputs for strings (each at most max_len chars)."""
-    strings = list(strings)
-    results = predictor.predict_batch([s for s in strings if s])
-    it = iter(results)
-    return [next(it)[0] if s else "" for s in strings]

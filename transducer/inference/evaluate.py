@@ -15,9 +15,11 @@ accuracy, macro-F1 (the mean over labels of each label's F1) and a confusion tab
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from .data import read_pairs
+from transducer.core.config import PredictOptions
+from transducer.core.data import read_pairs
 
 
 @dataclass(frozen=True)
@@ -187,37 +189,31 @@ def evaluate_pairs(
 
 
 def evaluate(
-    model_dir,
-    test_path: str,
-    engine: str = "numpy",
-    beam: int = 1,
-    batch_size: int = 1024,
-    skip_invalid: bool = False,
-    on_long: str = "error",
-    encoding_errors: str = "strict",
-    unk: str = "copy",
+    model_dir, test_path: str, options: PredictOptions | None = None, skip_invalid: bool = False, engine=None, **overrides
 ) -> EvalReport | LabelReport:
     """`transducer evaluate`: score the model in `model_dir` on a pairs file.
 
     Rows that are not pairs (and, with on_long="error", inputs longer than the model's
     max_len) stop with their line numbers, or are left out with skip_invalid; a
-    reference may be of any length. on_long, encoding_errors and unk mean what they
-    mean for `predict`."""
-    from .predict import Predictor
+    reference may be of any length. The options (PredictOptions, or `overrides` of its
+    fields) mean what they mean for `predict`; engine: an engine object already loaded."""
+    from transducer.inference.predict import Predictor
 
-    predictor = Predictor(model_dir, engine=engine, beam=beam, unk=unk, cache=0)  # inputs are distinct already
+    opts = dataclasses.replace(options or PredictOptions(), **overrides)
+    # cache 0: the inputs are distinct already
+    predictor = Predictor(model_dir, dataclasses.replace(opts, nbest=1, cache=0), engine=engine)
     test = read_pairs(
         test_path,
-        predictor.max_len if on_long == "error" else None,
+        predictor.max_len if opts.on_long == "error" else None,
         skip_invalid=skip_invalid,
-        encoding_errors=encoding_errors,
+        encoding_errors=opts.encoding_errors,
         limit_outputs=False,
         limit_name="the model's max_len",
         fix="pass --skip-invalid (or --on-long truncate or copy for long inputs)",
         normalize=predictor.normalize,
         labels=predictor.info.model.arch == "label",
     )
-    report = evaluate_pairs(predictor, test.pairs, batch_size, on_long)
+    report = evaluate_pairs(predictor, test.pairs, opts.batch_size, opts.on_long)
     report.skipped, report.skipped_detail = len(test.invalid), test.describe_invalid()
     return report
 
@@ -225,8 +221,8 @@ def evaluate(
 def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, float]:
     """Decoded exact match and CER (a label model: macro-F1) of an in-memory Keras model
     (end of `train`)."""
-    from .engine import KerasEngine
-    from .predict import Predictor
+    from transducer.inference.engine import KerasEngine
+    from transducer.inference.predict import Predictor
 
     return decoded_metrics(evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs))
 

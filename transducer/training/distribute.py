@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DISTRIBUTE as MODES, TransducerError
+from transducer.core.config import DISTRIBUTE as MODES, TransducerError
 
 
 @dataclass
@@ -60,7 +60,7 @@ def make_plan(mode: str, per_replica_batch: int) -> Plan:
         raise TransducerError(f"--distribute must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "multi-worker":
         task_type, task_index, n_tasks, has_chief = _read_tf_config()
-    from .model import tf
+    from transducer.networks.tf import tf
 
     if mode == "none":
         return Plan(mode, tf.distribute.get_strategy(), 1, per_replica_batch, True, "")
@@ -111,7 +111,7 @@ def prepare_dataset(plan: Plan, ds):
     every global batch. (File sharding, the AUTO default, needs at least one file per worker.)"""
     if plan.mode != "multi-worker":
         return ds
-    from .model import tf
+    from transducer.networks.tf import tf
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -153,7 +153,7 @@ def patch_for_strategy(plan: Plan, model, element_spec) -> None:
     """
     if plan.mode == "none":
         return
-    from .model import tf
+    from transducer.networks.tf import tf
 
     strategy = plan.strategy
     cls = type(model)

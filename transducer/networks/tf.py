@@ -1,4 +1,4 @@
-"""Import TensorFlow/Keras without the C++ log lines it prints to stderr on import.
+"""The TensorFlow gateway: import TensorFlow/Keras once, without the C++ log lines it prints to stderr on import.
 
 TF_CPP_MIN_LOG_LEVEL silences most of TensorFlow's C++ logging, but a few lines (CUDA
 probing, "All log messages before absl::InitializeLog()") are written before that
@@ -57,3 +57,14 @@ def import_tensorflow() -> None:
             absl.logging.set_verbosity(absl.logging.ERROR)
         except ImportError:
             pass
+
+
+# The one TensorFlow gateway: every module that needs TensorFlow or Keras imports them from
+# here, so the quiet import above always runs first.
+import_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+__all__ = ["tf", "keras", "layers", "ops", "import_tensorflow", "verbose"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import read_info, read_metrics
+from transducer.core.artifacts import read_info, read_metrics
 
 # Keras's metric names (model.compile and evaluate.validation_metrics) -> what they measure.
 METRIC_NAMES = {

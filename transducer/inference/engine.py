@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import WEIGHTS, ModelInfo, load_keras_model, read_info
-from .config import ENGINES, TransducerError
-from .vocab import END_ID, PAD_ID, UNK_ID
+from transducer.core.artifacts import WEIGHTS, ModelInfo, read_info
+from transducer.core.config import ENGINES, TransducerError
+from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 SUB_BATCH = 256  # rows per numpy pass: keeps h, gates and projections in the CPU caches
 
@@ -141,6 +141,8 @@ def export_model_dir(model_dir) -> Path:
 def _load_keras(info: ModelInfo):
     """load_keras_model, with a one-line error where TensorFlow is not installed."""
     try:
+        from transducer.networks.saved import load_keras_model  # the one way in to TensorFlow here
+
         return load_keras_model(info)
     except ImportError as e:
         raise TransducerError(
@@ -198,7 +200,7 @@ class KerasEngine:
 
     def _seq2seq_models(self):
         if self._seq2seq is None:
-            from .seq2seq import inference_models
+            from transducer.networks.seq2seq import inference_models
 
             self._seq2seq = inference_models(self.model, self.info.model)
         return self._seq2seq
@@ -206,7 +208,7 @@ class KerasEngine:
     def seq2seq_encode(self, ids: np.ndarray):
         """(B, T) ids -> encoder outputs (B, T, W), the decoder's initial state (B, W) and
         the encoder mask (B, T) bool (None for a model written before masks)."""
-        from .vocab import one_hot
+        from transducer.core.vocab import one_hot
 
         encoder, _ = self._seq2seq_models()
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
@@ -221,7 +223,7 @@ class KerasEngine:
         """One decoder step for N hypotheses: previous symbol ids (N,) -> probs (N, V), states
         (and with `return_attention`, the attention weights (N, T), None without attention).
         mask: the encoder mask from seq2seq_encode (None for a model written before masks)."""
-        from .vocab import one_hot
+        from transducer.core.vocab import one_hot
 
         if return_attention:
             step = self._attention_step()
@@ -239,14 +241,14 @@ class KerasEngine:
     def _attention_step(self):
         """The step model with the attention layer's own scores as an extra output (explain)."""
         if self._scores_step is None:
-            from .seq2seq import inference_models
+            from transducer.networks.seq2seq import inference_models
 
             self._scores_step = inference_models(self.model, self.info.model, attention_scores=True)[1]
         return self._scores_step
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
-        from .vocab import one_hot
+        from transducer.core.vocab import one_hot
 
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
         return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)  # (B, T, Vout)
@@ -258,7 +260,7 @@ class KerasEngine:
 
     def label_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) right-padded ids -> (B, n_labels) probabilities (label models)."""
-        from .vocab import one_hot
+        from transducer.core.vocab import one_hot
 
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
         return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)  # (B, n_labels)
