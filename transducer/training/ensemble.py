@@ -28,6 +28,9 @@ from pathlib import Path
 from transducer.core import artifacts
 from transducer.training import checkpoint, stream
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
+from transducer.inference.evaluate import decoded_metrics, evaluate_pairs
+from transducer.inference.predict import Predictor
+from transducer.training.loop import held_out_pairs, scan_data, train
 
 MEMBERS_STAGING = "members"  # DIR.partial/members/k/: members while the ensemble trains
 
@@ -63,8 +66,6 @@ def train_ensemble(
     on_member(k, n, seed, event, result): called with event "start" before member k trains
     (result None), "skip" for a member finished by an earlier run, "end" after it (result: its
     TrainResult)."""
-    from transducer.training.loop import train
-
     model_dir = Path(model_dir)
     if train_cfg.distribute == "multi-worker":
         raise TransducerError("--ensemble cannot be combined with --distribute multi-worker; use one machine")
@@ -143,10 +144,6 @@ def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> b
 def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path: str, val_path, model_cfg) -> dict:
     """Members 1..N in staging/members/ -> one model directory, published to model_dir;
     returns the ensemble's decoded validation metrics."""
-    from transducer.inference.evaluate import decoded_metrics, evaluate_pairs
-    from transducer.inference.predict import Predictor
-    from transducer.training.loop import EVAL_LIMIT
-
     root, final = staging / MEMBERS_STAGING, staging / "final"
     shutil.rmtree(final, ignore_errors=True)
     (root / "1").rename(final)
@@ -157,13 +154,13 @@ def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path
     config["ensemble"] = {"members": train_cfg.ensemble, "seeds": member_seeds(train_cfg)}
     artifacts.write_json(final / artifacts.CONFIG, config)
 
-    # The ensemble's own exact match and CER, on the held-out pairs every member validated on.
-    split = 0.0 if val_path is not None else train_cfg.val_split
-    scan = stream.scan_pairs(val_path or pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed)
-    side = "all" if val_path is not None else ("val" if scan.n_val else "train")
-    combined = decoded_metrics(evaluate_pairs(Predictor(final, engine="numpy"), list(stream.iter_pairs(scan, side, EVAL_LIMIT))))
+    # The ensemble's own exact match and CER, on the held-out pairs every member validated
+    # on: scanned exactly as each member scanned them (normalization, labels, split).
+    data, val = scan_data(pairs_path, model_cfg, train_cfg, val_path)
+    held_out = held_out_pairs(data, val)
+    combined = decoded_metrics(evaluate_pairs(Predictor(final, cache=0), held_out))
     metrics = artifacts.read_metrics(final)
-    metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined}
+    metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined, "n_val": len(held_out)}
     artifacts.write_json(final / artifacts.METRICS, metrics)
     artifacts.publish(final, model_dir)
     shutil.rmtree(staging, ignore_errors=True)

@@ -19,6 +19,13 @@ from transducer.core import artifacts
 from transducer.training import checkpoint, distribute, recipe, stream
 from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
+from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
+from transducer.inference.engine import export_weights
+from transducer.networks.build import build_model, compile_model
+from transducer.networks.label import label_arrays
+from transducer.networks.saved import load_keras_model
+from transducer.networks.seq2seq import seq2seq_arrays
+from transducer.networks.tf import keras, tf
 
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
 # Training steps per call into the compiled graph. Keras pays a fixed cost per call (~2 ms
@@ -82,14 +89,235 @@ def training_arrays(cfg: ModelConfig, pairs, in_vocab: Vocab, out_vocab: Vocab):
     The in-memory reference encoding: `train` streams instead (stream.assemble_features),
     and the tests check that both give the same features for the same pairs."""
     if cfg.arch == "seq2seq":
-        from transducer.networks.seq2seq import seq2seq_arrays
-
         return seq2seq_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
     if cfg.arch == "label":
-        from transducer.networks.label import label_arrays
-
         return label_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
     return aligned_arrays(pairs, in_vocab, out_vocab, cfg.max_len)
+
+
+@dataclass
+class Prepared:
+    """Training data after one pass over the files: what every later step reads."""
+
+    data: stream.ScannedPairs  # the training file, scanned (and split, without a val file)
+    val: stream.ScannedPairs | None  # the --val-file, scanned; None: the split's held-out side
+    cfg: ModelConfig  # the run's config with its vocabulary sizes filled in
+    in_vocab: Vocab  # input characters (training pairs only, or the --init-from model's)
+    out_vocab: Vocab  # output characters or labels
+    source: artifacts.ModelInfo | None  # the --init-from model (member), if any
+    n_val: int  # validation rows that can be scored
+    unseen_labels: int  # validation rows whose label no training row has (not scored)
+
+    @property
+    def n_train(self) -> int:
+        return self.data.n_train
+
+
+def scan_data(pairs_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, val_path: str | None = None):
+    """(training scan, validation scan or None): one pass each, validating every row in
+    the form the model sees (normalize), with labels for a label model. Every member of
+    an ensemble, and the ensemble's own validation, reads its pairs through here."""
+    split = 0.0 if val_path is not None else train_cfg.val_split
+    form, labels = model_cfg.normalize, model_cfg.arch == "label"
+    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed, form, labels)
+    val = None
+    if val_path is not None:
+        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed, form, labels)
+    return data, val
+
+
+def held_out_pairs(data: stream.ScannedPairs, val: stream.ScannedPairs | None, limit: int = EVAL_LIMIT) -> list:
+    """Up to `limit` validation pairs as strings (the training pairs when nothing is held
+    out), for decoded metrics."""
+    if val is not None:
+        return list(stream.iter_pairs(val, "all", limit))
+    return list(stream.iter_pairs(data, "val" if data.n_val else "train", limit))
+
+
+def prepare(pairs_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, val_path: str | None) -> Prepared:
+    """Step 1: scan the pairs, split them and build the vocabularies."""
+    source = _init_source(train_cfg.init_from, model_cfg, train_cfg.member) if train_cfg.init_from else None
+    data, val = scan_data(pairs_path, model_cfg, train_cfg, val_path)
+    n_val = val.n_rows if val is not None else data.n_val
+    if not data.n_train:
+        raise TransducerError(
+            f"{data.name}: {data.n_rows} pair(s) leave nothing to train on after the"
+            f" validation split; lower --val-split or pass --val-file"
+        )
+    # Vocabularies come from training pairs only: validation characters the model never
+    # saw in training are <unk>, exactly as they would be at prediction time.
+    # --init-from keeps the source model's vocabularies (its weights are indexed by them).
+    in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
+    cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
+    unseen_labels = 0
+    if model_cfg.arch == "label":
+        scorable = val.rows_with_labels("all", out_vocab) if val is not None else data.rows_with_labels("val", out_vocab)
+        unseen_labels, n_val = n_val - scorable, scorable
+    return Prepared(data, val, cfg, in_vocab, out_vocab, source, n_val, unseen_labels)
+
+
+@dataclass
+class Run:
+    """Everything `fit` and `publish` need: the compiled model, its data and its state."""
+
+    prep: Prepared
+    train_cfg: TrainConfig
+    plan: distribute.Plan  # the tf.distribute strategy and batch sizes
+    model: object  # the compiled keras.Model
+    keeper: "_BestKeeper"  # best weights, early stopping, history
+    written: Path  # where this worker publishes (the chief: model_dir)
+    staging: Path  # checkpoints of this run
+    identity: dict  # what a checkpoint must match to be resumed
+    ckpt: object  # the checkpoint to resume from, or None
+    dataset_for_epoch: object  # epoch -> that epoch's shuffled training dataset
+    val_ds: object  # the validation dataset, or None
+    pipeline: object  # (scan, side) -> dataset
+
+
+def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume: bool, force: bool, reporter) -> Run:
+    """Step 2: seed, make the datasets, build and compile the model, find the checkpoint."""
+    cfg, init_seed = prep.cfg, train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
+    keras.utils.set_random_seed(init_seed)
+    tf.config.experimental.enable_op_determinism()
+    # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
+    written = distribute.output_dir(plan, model_dir)
+    staging = artifacts.staging_dir(written)
+    identity = {
+        "model": cfg.to_dict(),
+        "train": {k: v for k, v in train_cfg.to_dict().items() if k != "epochs"},
+        "data": prep.data.fingerprint + (prep.val.fingerprint if prep.val is not None else ""),
+    }
+    ckpt = _checkpoint_to_resume(staging, identity, resume, force)
+
+    def pipeline(scan, side, shuffle_seed=None):
+        ds = stream.pairs_dataset(
+            scan, cfg, prep.in_vocab, prep.out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
+        )
+        return distribute.prepare_dataset(plan, ds)
+
+    def dataset_for_epoch(epoch: int):
+        # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
+        return pipeline(prep.data, "train", checkpoint.epoch_seed(init_seed, epoch))
+
+    val_ds = None
+    if prep.n_val:
+        val_ds = pipeline(prep.val, "all") if prep.val is not None else pipeline(prep.data, "val")
+    with plan.strategy.scope():
+        model = build_model(cfg, cfg.variable_length)  # time axis None: length-bucketed batches
+        if prep.source is not None:
+            _copy_weights(load_keras_model(prep.source), model)
+        spe = STEPS_PER_EXECUTION if plan.mode == "none" else 1
+        compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
+    distribute.patch_for_strategy(plan, model, dataset_for_epoch(0).element_spec)
+    steps = math.ceil(prep.n_train / plan.global_batch)
+    monitor = "val_loss" if val_ds is not None else "loss"
+    keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
+    return Run(prep, train_cfg, plan, model, keeper, written, staging, identity, ckpt, dataset_for_epoch, val_ds, pipeline)
+
+
+def start_counts(run: Run) -> dict:
+    """The sizes and counts train's start report shows."""
+    data = run.prep.data
+    return {
+        "n_train": data.n_train,
+        "n_val": run.prep.n_val,
+        "skipped": data.n_invalid,
+        "skipped_detail": data.describe_invalid() if data.invalid else "",
+        "skipped_by_kind": data.invalid_by_kind(),
+        "duplicates": data.duplicates,
+        "first_duplicate": data.first_duplicate,
+        "conflicts": data.conflicts,
+        "first_conflict": data.first_conflict,
+        "unseen_labels": run.prep.unseen_labels,
+        "input_vocab": len(run.prep.in_vocab),
+        "output_vocab": len(run.prep.out_vocab),
+        "parameters": int(run.model.count_params()),
+        # --init-from: training input characters the source model never saw (read as <unk>)
+        "unseen_input_chars": "".join(sorted(data.in_chars - set(run.prep.in_vocab.symbols))) if run.prep.source else "",
+        **run.plan.counts(),  # distribute, replicas, global_batch, is_chief
+    }
+
+
+@dataclass
+class Fitted:
+    interrupted: bool  # a signal stopped training
+    start: int  # epochs already done in the checkpoint this run resumed from
+    seconds: float  # wall time of the epochs (validation and checkpoints included)
+    signal: str | None  # "SIGINT" or "SIGTERM" when interrupted
+    counts: dict  # what the start report showed
+
+
+def fit(run: Run, reporter: Reporter) -> Fitted:
+    """Step 3: the epochs, checkpointed; stops early, or on SIGINT/SIGTERM."""
+    start = checkpoint.restore(run.ckpt, run.model, run.keeper) if run.ckpt else 0
+    counts = {**start_counts(run), "resumed_from": start}
+    reporter.start(counts)
+    started = time.time()
+    callbacks = [run.keeper, checkpoint.saver(run.staging, run.identity, run.keeper)]
+    with checkpoint.StopOnSignals() as stopper:
+        interrupted = checkpoint.fit_epochs(
+            run.model, run.dataset_for_epoch, run.val_ds, callbacks, start, run.train_cfg.epochs, stopper,
+            finished=lambda: run.keeper.stopped_early,
+        )
+    seconds = time.time() - started  # the epochs (with validation and checkpoints) only
+    if interrupted and not checkpoint.exists(run.staging):
+        shutil.rmtree(run.staging, ignore_errors=True)
+        raise TransducerError(f"{stopper.signal}: stopped before the first epoch finished; nothing saved", stopper.exit_code)
+    return Fitted(interrupted, start, seconds, stopper.signal if interrupted else None, counts)
+
+
+def final_metrics(run: Run) -> dict:
+    """The best weights' metrics on the validation data (the training data when none is
+    held out): Keras's, plus decoded exact match and CER from up to EVAL_LIMIT pairs."""
+    prep, model = run.prep, run.model
+    eval_ds = run.val_ds if run.val_ds is not None else run.pipeline(prep.data, "train")  # one pass, file order
+    final = {k: float(v) for k, v in model.evaluate(eval_ds, verbose=0, return_dict=True).items()}
+    if run.plan.mode != "none":
+        # Decoding builds inference models from the trained layers; do that on a plain copy,
+        # outside the strategy whose mirrored variables Keras cannot call step by step.
+        plain = build_model(prep.cfg, prep.cfg.variable_length)
+        plain.set_weights(model.get_weights())
+    else:
+        plain = model
+    info = artifacts.ModelInfo(Path(run.written), prep.cfg, prep.in_vocab, prep.out_vocab, {})
+    final.update(validation_metrics(plain, info, held_out_pairs(prep.data, prep.val)))
+    return final
+
+
+def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted) -> TrainResult:
+    """Step 4: keep the best weights, measure them, write and publish the model directory."""
+    interrupted, start = fitted.interrupted, fitted.start
+    # Interrupted or not, the best weights so far are evaluated and published; after a
+    # signal the checkpoint stays too, so --resume can go on from the last epoch.
+    keeper, prep = run.keeper, run.prep
+    if keeper.best_weights is not None:
+        run.model.set_weights(keeper.best_weights)
+    final = final_metrics(run)
+    data = {
+        "train_file": prep.data.name,
+        "val_file": val_path,
+        "n_train": prep.n_train,
+        "n_val": prep.n_val,
+        "final_on": "validation" if run.val_ds is not None else "training",
+    }
+    cfg_json = artifacts.config_dict(prep.cfg, prep.in_vocab, prep.out_vocab, train=run.train_cfg.to_dict(), data=data)
+    history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
+    metrics = {
+        "history": history, "final": final, "best_epoch": keeper.best_epoch, "epochs_run": keeper.epochs_run,
+        "stop_reason": keeper.stop_reason, "interrupted": interrupted, "resumed_from_epoch": start,
+        "train_seconds": round(fitted.seconds, 2),
+    }
+    # Every worker saves (saving reads synchronised variables, a collective op); only the
+    # chief's copy is kept.
+    save_model_dir(run.model, cfg_json, metrics, run.written, keep_checkpoint=interrupted)
+    distribute.discard(run.plan, run.written)
+    return TrainResult(
+        model_dir=model_dir, history=history, final=final, best_epoch=keeper.best_epoch,
+        epochs_run=keeper.epochs_run, interrupted=interrupted, stopped_early=keeper.stopped_early,
+        stop_reason=keeper.stop_reason, counts=fitted.counts, signal=fitted.signal,
+        checkpoint=checkpoint.checkpoint_dir(run.staging) if interrupted else None, resumed_from=start,
+        train_seconds=metrics["train_seconds"],
+    )
 
 
 def train(
@@ -102,11 +330,12 @@ def train(
     reporter: Reporter | None = None,
     resume: bool = False,
 ) -> TrainResult:
-    """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`.
+    """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`, in four
+    steps: prepare (scan and vocabularies), build, fit, publish.
 
     Each epoch is checkpointed into the staging area (see checkpoint.py). With `resume`,
     training continues from the last checkpoint of the same run. SIGINT/SIGTERM stop at
-    the next batch and return a result with `interrupted` set and nothing published.
+    the next batch; the best model so far is published and the checkpoint kept.
     """
     reporter = reporter or NullReporter()
     model_dir = Path(model_dir)
@@ -120,181 +349,9 @@ def train(
             )
         # --resume continues a run that was already writing DIR, so it may replace it.
         artifacts.check_writable(model_dir, force or resume)
-
-    # One pass to validate, count, split and build the vocabularies; the pairs themselves
-    # are streamed from the file by tf.data (see stream.py).
-    source = _init_source(train_cfg.init_from, model_cfg, train_cfg.member) if train_cfg.init_from else None
-    split = 0.0 if val_path is not None else train_cfg.val_split
-    form = model_cfg.normalize  # both sides of every pair, before lengths are checked
-    labels = model_cfg.arch == "label"  # the output column is one label, not characters
-    data = stream.scan_pairs(pairs_path, model_cfg.max_len, train_cfg.skip_invalid, split, train_cfg.seed, form, labels)
-    val = None
-    if val_path is not None:
-        val = stream.scan_pairs(val_path, model_cfg.max_len, train_cfg.skip_invalid, 0.0, train_cfg.seed, form, labels)
-    n_train, n_val = data.n_train, (val.n_rows if val is not None else data.n_val)
-    if not n_train:
-        raise TransducerError(
-            f"{data.name}: {data.n_rows} pair(s) leave nothing to train on after the"
-            f" validation split; lower --val-split or pass --val-file"
-        )
-
-    # Vocabularies come from training pairs only: validation characters the model never
-    # saw in training are <unk>, exactly as they would be at prediction time.
-    # --init-from keeps the source model's vocabularies (its weights are indexed by them).
-    in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
-    cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
-    unseen_labels = 0  # validation rows whose label no training row has: not in the val loss
-    if labels:
-        scorable = val.rows_with_labels("all", out_vocab) if val is not None else data.rows_with_labels("val", out_vocab)
-        unseen_labels, n_val = n_val - scorable, scorable
-
-    from transducer.networks.build import build_model, compile_model
-    from transducer.networks.tf import keras, tf
-
-    init_seed = train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
-    keras.utils.set_random_seed(init_seed)
-    tf.config.experimental.enable_op_determinism()
-
-    # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
-    written = distribute.output_dir(plan, model_dir)
-    staging = artifacts.staging_dir(written)
-    identity = {
-        "model": cfg.to_dict(),
-        "train": {k: v for k, v in train_cfg.to_dict().items() if k != "epochs"},
-        "data": data.fingerprint + (val.fingerprint if val is not None else ""),
-    }
-    ckpt = _checkpoint_to_resume(staging, identity, resume, force)
-
-    def pipeline(scan, side, shuffle_seed=None):
-        ds = stream.pairs_dataset(
-            scan, cfg, in_vocab, out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
-        )
-        return distribute.prepare_dataset(plan, ds)
-
-    def dataset_for_epoch(epoch: int):
-        # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
-        return pipeline(data, "train", checkpoint.epoch_seed(init_seed, epoch))
-
-    val_ds = None
-    if val is not None and n_val:
-        val_ds = pipeline(val, "all")
-    elif n_val:
-        val_ds = pipeline(data, "val")
-
-    with plan.strategy.scope():
-        model = build_model(cfg, cfg.variable_length)  # time axis None: length-bucketed batches
-        if source is not None:
-            _copy_weights(artifacts.load_keras_model(source), model)
-        spe = STEPS_PER_EXECUTION if plan.mode == "none" else 1
-        compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
-    distribute.patch_for_strategy(plan, model, dataset_for_epoch(0).element_spec)
-
-    counts = {
-        "n_train": n_train,
-        "n_val": n_val,
-        "skipped": data.n_invalid,
-        "skipped_detail": data.describe_invalid() if data.invalid else "",
-        "skipped_by_kind": data.invalid_by_kind(),
-        "duplicates": data.duplicates,
-        "first_duplicate": data.first_duplicate,
-        "conflicts": data.conflicts,
-        "first_conflict": data.first_conflict,
-        "unseen_labels": unseen_labels,
-        "input_vocab": len(in_vocab),
-        "output_vocab": len(out_vocab),
-        "parameters": int(model.count_params()),
-        # --init-from: training input characters the source model never saw (read as <unk>)
-        "unseen_input_chars": "".join(sorted(data.in_chars - set(in_vocab.symbols))) if source else "",
-        **plan.counts(),  # distribute, replicas, global_batch, is_chief
-    }
-
-    steps = math.ceil(n_train / plan.global_batch)
-    monitor = "val_loss" if val_ds is not None else "loss"
-    keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
-    start = checkpoint.restore(ckpt, model, keeper) if ckpt else 0
-    counts["resumed_from"] = start
-    reporter.start(counts)
-    started = time.time()
-    with checkpoint.StopOnSignals() as stopper:
-        interrupted = checkpoint.fit_epochs(
-            model, dataset_for_epoch, val_ds, [keeper, checkpoint.saver(staging, identity, keeper)],
-            start, train_cfg.epochs, stopper, finished=lambda: keeper.stopped_early,
-        )
-    fit_seconds = time.time() - started  # the epochs (with validation and checkpoints) only
-    if interrupted and not checkpoint.exists(staging):
-        shutil.rmtree(staging, ignore_errors=True)
-        raise TransducerError(
-            f"{stopper.signal}: stopped before the first epoch finished; nothing saved",
-            stopper.exit_code,
-        )
-    # Interrupted or not, the best weights so far are evaluated and published; after a
-    # signal the checkpoint stays too, so --resume can go on from the last epoch.
-    if keeper.best_weights is not None:
-        model.set_weights(keeper.best_weights)
-
-    final = {}
-    eval_ds = val_ds if val_ds is not None else pipeline(data, "train")  # one pass, file order
-    results = model.evaluate(eval_ds, verbose=0, return_dict=True)
-    final = {k: float(v) for k, v in results.items()}
-    from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
-
-    info = artifacts.ModelInfo(model_dir, cfg, in_vocab, out_vocab, {})
-    # Decoded metrics need strings: read (up to) 5,000 held-out pairs back from the file.
-    held_out = stream.iter_pairs(val, "all", EVAL_LIMIT) if val is not None else (
-        stream.iter_pairs(data, "val" if n_val else "train", EVAL_LIMIT)
-    )
-    if plan.mode != "none":
-        # Decoding builds inference models from the trained layers; do that on a plain copy,
-        # outside the strategy whose mirrored variables Keras cannot call step by step.
-        plain = build_model(cfg, cfg.variable_length)
-        plain.set_weights(model.get_weights())
-    else:
-        plain = model
-    final.update(validation_metrics(plain, info, list(held_out)))
-
-    cfg_json = artifacts.config_dict(
-        cfg,
-        in_vocab,
-        out_vocab,
-        train=train_cfg.to_dict(),
-        data={
-            "train_file": data.name,
-            "val_file": val_path,
-            "n_train": n_train,
-            "n_val": n_val,
-            "final_on": "validation" if val_ds is not None else "training",
-        },
-    )
-    history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
-    metrics = {
-        "history": history,
-        "final": final,
-        "best_epoch": keeper.best_epoch,
-        "epochs_run": keeper.epochs_run,
-        "stop_reason": keeper.stop_reason,
-        "interrupted": interrupted,
-        "resumed_from_epoch": start,
-        "train_seconds": round(fit_seconds, 2),
-    }
-    # Every worker saves (saving reads synchronised variables, a collective op); only the
-    # chief's copy is kept.
-    save_model_dir(model, cfg_json, metrics, written, keep_checkpoint=interrupted)
-    distribute.discard(plan, written)
-    return TrainResult(
-        model_dir=model_dir,
-        history=history,
-        final=final,
-        best_epoch=keeper.best_epoch,
-        epochs_run=keeper.epochs_run,
-        interrupted=interrupted,
-        stopped_early=keeper.stopped_early,
-        stop_reason=keeper.stop_reason,
-        counts=counts,
-        signal=stopper.signal if interrupted else None,
-        checkpoint=checkpoint.checkpoint_dir(staging) if interrupted else None,
-        resumed_from=start,
-        train_seconds=metrics["train_seconds"],
-    )
+    prep = prepare(pairs_path, model_cfg, train_cfg, val_path)
+    run = build(prep, train_cfg, plan, model_dir, resume, force, reporter)
+    return publish(run, model_dir, val_path, fit(run, reporter))
 
 
 def _init_source(model_dir: str, model_cfg: ModelConfig, member: int = 0) -> artifacts.ModelInfo:
@@ -370,8 +427,6 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_c
         model.save(final / artifacts.MODEL)
         artifacts.write_json(final / artifacts.CONFIG, cfg_json)
         artifacts.write_json(final / artifacts.METRICS, metrics)
-        from transducer.inference.engine import export_weights
-
         export_weights(model, final / artifacts.WEIGHTS)
     except OSError as e:
         shutil.rmtree(final, ignore_errors=True)
@@ -383,18 +438,10 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_c
 
 def current_learning_rate(model) -> float:
     """The optimizer's learning rate now: its value, or its schedule's at the current step."""
-    from transducer.networks.tf import keras
-
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def _keras_callback_base():
-    from transducer.networks.tf import keras
-
-    return keras.callbacks.Callback
-
-
-class _BestKeeper(_keras_callback_base()):
+class _BestKeeper(keras.callbacks.Callback):
     """Carries out recipe.judge's decisions: keeps the best weights in memory (so Ctrl-C
     keeps them too), lowers the learning rate, stops; records history (learning rate
     included) and forwards progress to the reporter."""
