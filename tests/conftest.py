@@ -1,12 +1,26 @@
-"""Shared fixtures: a tiny synthetic dataset and a tiny model trained once per session."""
+"""Shared fixtures and helpers: a tiny synthetic dataset, a tiny model trained once per
+session, random models for search oracles, CLI and subprocess helpers. Test modules import
+helpers from here only, never from one another."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import signal
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from transducer.cli import app
+from transducer.core.artifacts import config_dict
+from transducer.core.config import ModelConfig, TrainConfig
+from transducer.core.vocab import END_ID, Vocab
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -36,7 +50,6 @@ def pairs_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, pairs_file) -> Path:
     """An aligned model trained for 2 epochs through the library (not the CLI)."""
-    from transducer.core.config import ModelConfig, TrainConfig
     from transducer.training.loop import train
 
     model_dir = tmp_path_factory.mktemp("models") / "tiny"
@@ -47,3 +60,200 @@ def tiny_model(tmp_path_factory, pairs_file) -> Path:
         TrainConfig(epochs=2, batch_size=32, seed=1),
     )
     return model_dir
+
+
+# --- helpers shared by several test modules ---------------------------------------------
+
+runner = CliRunner()
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_clean_error(result, *fragments, code=None):
+    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code != 0, result.stdout
+    if code is not None:
+        assert result.exit_code == code
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert any("error" in l for l in lines), result.stderr
+    for f in fragments:
+        assert f in " ".join(result.stderr.split()), result.stderr
+
+
+def default_sigint():
+    """For subprocesses that are sent SIGINT: a process started from a background job
+    (`pytest &`, nohup) inherits SIGINT ignored, and Python then installs no handler for
+    it. Restoring the default before exec makes the child behave as if run from a
+    terminal, however pytest itself was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+RANDOM_MAX_LEN = 8
+
+
+RANDOM_WORDS = ["abc", "cab", "a", "bbca", "ccccc", "acbacbac", "ba", "cabbage"]
+
+
+def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, **cfg_kw):
+    """A seq2seq (or aligned) model with random, sharpened weights, written like `train` does.
+
+    Untrained Keras weights give nearly uniform distributions, where near-ties make any
+    comparison fragile; scaling them by `gain` gives peaked, distinct probabilities.
+    """
+    from transducer.networks.build import build_model
+    from transducer.networks.tf import keras
+    from transducer.training.loop import save_model_dir
+
+    in_vocab = Vocab.from_strings(["abcdeg"])
+    out_vocab = Vocab.from_strings(["abdeg"])
+    cfg = ModelConfig(
+        **{"arch": "seq2seq", "max_len": RANDOM_MAX_LEN, "hidden": 6, **cfg_kw},
+        input_vocab_size=len(in_vocab),
+        output_vocab_size=len(out_vocab),
+    )
+    keras.utils.set_random_seed(seed)
+    model = build_model(cfg)
+    model.set_weights([w * gain for w in model.get_weights()])
+    if end_bias is not None:
+        head = model.get_layer("time_distributed" if cfg.head == "time-distributed" else "dense")
+        kernel, bias = head.get_weights()
+        bias[END_ID] = end_bias
+        head.set_weights([kernel, bias])
+    model_dir = tmp_path / name
+    cfg_json = config_dict(cfg, in_vocab, out_vocab, train=TrainConfig().to_dict(), data={})
+    save_model_dir(model, cfg_json, {"final": {}}, model_dir)
+    return model_dir, model
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), COLUMNS="200")
+    return env
+
+
+SPECIAL = ["\r", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\t", "\u0301",
+           "e\u0301", "👍🏽", "שלום", "\u202e", "\ufeff", "a", "b", "X", "Z", "€"]
+
+
+CHAR = st.one_of(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), st.sampled_from(SPECIAL))
+
+
+LINE = st.lists(CHAR, max_size=3 * TINY_MAX_LEN).map("".join)  # up to ~40 chars: some over max_len, some over its byte bound
+
+
+@st.composite
+def documents(draw) -> bytes:
+    """Lines joined by \\n or \\r\\n, with or without a final line ending."""
+    lines = draw(st.lists(LINE, max_size=10))
+    ends = [draw(st.sampled_from(["\n", "\r\n"])) for _ in lines]
+    text = "".join(l + e for l, e in zip(lines, ends))
+    if lines and not draw(st.booleans()):
+        text = text[: -len(ends[-1])]
+    return text.encode("utf-8")
+
+
+def expected_raw_lines(data: bytes) -> list[bytes]:
+    """The lines of `data` as `wc -l` counts them (plus a last one without \\n)."""
+    if not data:
+        return []
+    parts = data.split(b"\n")
+    last = parts.pop()  # after the final \n: empty, or a last line without a newline
+    lines = [p[:-1] if p.endswith(b"\r") else p for p in parts] + ([last] if last else [])
+    if lines and lines[0].startswith(b"\xef\xbb\xbf"):
+        lines[0] = lines[0][3:]
+    return lines
+
+
+CLI_SMALL = ["--max-len", TINY_MAX_LEN, "--hidden", 8, "--batch-size", 16, "--patience", 100]
+
+
+def weights_of(model_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(model_dir / "weights.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+class SignalAfterEpoch:
+    """A reporter that sends this process `sig` when epoch `at` ends: a real signal,
+    delivered while fit is running, as Ctrl-C or `kill` would."""
+
+    def __init__(self, at: int, sig=signal.SIGINT):
+        self.at, self.sig = at, sig
+
+    def start(self, info): pass
+    def epoch_begin(self, epoch, epochs, steps): pass
+    def batch_end(self, step, logs): pass
+
+    def epoch_end(self, epoch, logs):
+        if epoch == self.at:
+            os.kill(os.getpid(), self.sig)
+
+
+def wait_for_checkpoint(staging: Path, proc, timeout=240) -> int:
+    latest = staging / "checkpoint" / "latest.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        if latest.is_file():
+            return json.loads(latest.read_text())["epoch"]
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint was written")
+
+
+DISTRIBUTED_WORKER = r"""
+import json, sys
+args = json.loads(sys.argv[1])
+from transducer.networks.tf import tf
+if args.get("logical_cpus"):
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args["logical_cpus"])
+from transducer.training import distribute
+from transducer.core.config import ModelConfig, TrainConfig
+from transducer.inference.predict import Predictor
+from transducer.training.loop import train
+
+# Keep every worker's copy of the model (a non-chief's is normally discarded) to compare.
+written, output_dir = [], distribute.output_dir
+distribute.output_dir = lambda plan, d: written.append(output_dir(plan, d)) or written[-1]
+distribute.discard = lambda plan, path: None
+out = []
+for run in args["runs"]:
+    r = train(args["pairs"], run["model_dir"], ModelConfig(**args["model"]), TrainConfig(**run["train"]), force=True)
+    preds = [p for p, _ in Predictor(written[-1]).predict_batch(args["inputs"])]
+    out.append({"counts": r.counts, "written": str(written[-1]), "final": r.final, "preds": preds})
+print(json.dumps(out))
+"""
+
+
+def worker_env(**extra):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def worker_cmd(args: dict) -> list[str]:
+    return [sys.executable, "-c", DISTRIBUTED_WORKER, json.dumps(args)]
+
+
+def _weights(model_dir) -> dict:
+    with np.load(Path(model_dir) / "weights.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def assert_same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_allclose(wa[k], wb[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+DISTRIBUTED_TRAIN = {"epochs": 2, "seed": 1, "learning_rate": 0.01}
+
+
+PER_REPLICA, GLOBAL = 8, 16

@@ -7,30 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import TINY_MAX_LEN, make_pairs
+from conftest import TINY_MAX_LEN, make_pairs, runner, invoke, assert_clean_error, default_sigint
 from transducer.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_clean_error(result, *fragments, code=None):
-    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
-    assert result.exit_code != 0, result.stdout
-    if code is not None:
-        assert result.exit_code == code
-    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert any("error" in l for l in lines), result.stderr
-    for f in fragments:
-        assert f in " ".join(result.stderr.split()), result.stderr
-
 
 # --- startup ---------------------------------------------------------------------------
 
@@ -281,16 +260,6 @@ def test_ctrl_c_during_predict_exits_130_keeping_written_lines(tiny_model):
     assert proc.returncode == 130
     assert len((first + out).splitlines()) == 2
     assert b"Traceback" not in err and b"interrupted" in err
-
-
-def default_sigint():
-    """For subprocesses that are sent SIGINT: a process started from a background job
-    (`pytest &`, nohup) inherits SIGINT ignored, and Python then installs no handler for
-    it. Restoring the default before exec makes the child behave as if run from a
-    terminal, however pytest itself was started."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # --- messages, destinations, polish --------------------------------------------------------

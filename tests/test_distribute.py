@@ -11,13 +11,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import make_pairs, write_pairs
+from conftest import make_pairs, write_pairs, worker_env, worker_cmd, assert_same_weights, DISTRIBUTED_TRAIN, PER_REPLICA, GLOBAL
 
 MAX_LEN = 10
 
@@ -129,59 +128,8 @@ def test_invalid_row_is_reported_with_its_line_without_skip(tmp_path):
 
 # --- distribution (subprocesses) ----------------------------------------------------------
 
-WORKER = r"""
-import json, sys
-args = json.loads(sys.argv[1])
-from transducer.networks.tf import tf
-if args.get("logical_cpus"):
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args["logical_cpus"])
-from transducer.training import distribute
-from transducer.core.config import ModelConfig, TrainConfig
-from transducer.inference.predict import Predictor
-from transducer.training.loop import train
-
-# Keep every worker's copy of the model (a non-chief's is normally discarded) to compare.
-written, output_dir = [], distribute.output_dir
-distribute.output_dir = lambda plan, d: written.append(output_dir(plan, d)) or written[-1]
-distribute.discard = lambda plan, path: None
-out = []
-for run in args["runs"]:
-    r = train(args["pairs"], run["model_dir"], ModelConfig(**args["model"]), TrainConfig(**run["train"]), force=True)
-    preds = [p for p, _ in Predictor(written[-1]).predict_batch(args["inputs"])]
-    out.append({"counts": r.counts, "written": str(written[-1]), "final": r.final, "preds": preds})
-print(json.dumps(out))
-"""
-
 MODEL = {"max_len": MAX_LEN, "hidden": 8}
 INPUTS = ["abc", "XYZ", "dead", "a", "eXbY"]
-
-
-def _env(**extra):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
-
-
-def _worker_cmd(args: dict) -> list[str]:
-    return [sys.executable, "-c", WORKER, json.dumps(args)]
-
-
-def _weights(model_dir) -> dict:
-    with np.load(Path(model_dir) / "weights.npz") as z:
-        return {k: z[k] for k in z.files}
-
-
-def _assert_same_weights(a, b):
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        np.testing.assert_allclose(wa[k], wb[k], rtol=1e-4, atol=1e-5, err_msg=k)
-
-
-TRAIN = {"epochs": 2, "seed": 1, "learning_rate": 0.01}
-PER_REPLICA, GLOBAL = 8, 16
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +148,7 @@ def _one_device(pairs: Path, model_dir: Path) -> dict:
     from transducer.inference.predict import Predictor
     from transducer.training.loop import train
 
-    r = train(str(pairs), model_dir, ModelConfig(**MODEL), TrainConfig(**TRAIN, batch_size=GLOBAL))
+    r = train(str(pairs), model_dir, ModelConfig(**MODEL), TrainConfig(**DISTRIBUTED_TRAIN, batch_size=GLOBAL))
     assert r.counts["distribute"] == "none" and r.counts["global_batch"] == GLOBAL
     preds = [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)]
     return {"written": model_dir, "final": r.final, "preds": preds, "counts": r.counts}
@@ -213,9 +161,9 @@ def _run_mirrored(pairs: Path, model_dir: Path) -> dict:
         "pairs": str(pairs),
         "model": MODEL,
         "inputs": INPUTS,
-        "runs": [{"model_dir": str(model_dir), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
+        "runs": [{"model_dir": str(model_dir), "train": {**DISTRIBUTED_TRAIN, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
     }
-    proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, env=_env(), timeout=300)
+    proc = subprocess.run(worker_cmd(args), capture_output=True, text=True, env=worker_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (two,) = json.loads(proc.stdout)
     assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == GLOBAL
@@ -224,7 +172,7 @@ def _run_mirrored(pairs: Path, model_dir: Path) -> dict:
 
 def _assert_same_training(reference: dict, two: dict) -> None:
     """The distributed run trained one device's weights, predictions and final metrics."""
-    _assert_same_weights(reference["written"], two["written"])
+    assert_same_weights(reference["written"], two["written"])
     assert two["preds"] == reference["preds"]
     assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
 
@@ -267,15 +215,15 @@ def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_pu
         "pairs": str(small_pairs),
         "model": MODEL,
         "inputs": INPUTS,
-        "runs": [{"model_dir": str(model_dir), "train": {**TRAIN, "batch_size": PER_REPLICA, "distribute": "multi-worker"}}],
+        "runs": [{"model_dir": str(model_dir), "train": {**DISTRIBUTED_TRAIN, "batch_size": PER_REPLICA, "distribute": "multi-worker"}}],
     }
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         procs.append(
             subprocess.Popen(
-                _worker_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=_env(TF_CONFIG=tf_config),
+                worker_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=worker_env(TF_CONFIG=tf_config),
             )
         )
     results = []
@@ -292,12 +240,12 @@ def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_pu
     assert chief["counts"]["is_chief"] and not other["counts"]["is_chief"]
     assert chief["counts"]["replicas"] == 2 and chief["counts"]["global_batch"] == GLOBAL
     assert Path(chief["written"]) == model_dir and Path(other["written"]) != model_dir
-    _assert_same_weights(chief["written"], other["written"])
+    assert_same_weights(chief["written"], other["written"])
     assert chief["final"] == pytest.approx(other["final"])
 
     # The chief's published model is a normal model directory, trained as one device with
     # the global batch would train it: same weights, same predictions.
-    _assert_same_weights(reference["written"], model_dir)
+    assert_same_weights(reference["written"], model_dir)
     from transducer.inference.predict import Predictor
 
     assert [p for p, _ in Predictor(model_dir).predict_batch(INPUTS)] == chief["preds"] == reference["preds"]
@@ -319,7 +267,7 @@ def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, small_pairs):
 
 
 def test_cli_reports_the_global_batch_and_rejects_unknown_strategies(tmp_path, small_pairs):
-    from test_cli import invoke
+    from conftest import invoke
 
     r = invoke("train", small_pairs, "--model-dir", tmp_path / "m", "--hidden", 4, "--epochs", 1,
                "--max-len", MAX_LEN, "--batch-size", 8, "--distribute", "mirrored")

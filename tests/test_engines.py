@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import make_pairs
-from test_cli import assert_clean_error, invoke
+from conftest import assert_clean_error, invoke
 from transducer.core import artifacts
 from transducer.core.config import ModelConfig
 from transducer.inference.engine import KerasEngine, NumpyEngine, SUB_BATCH
@@ -283,7 +283,7 @@ def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
 
 # --- export -> predict, every combination ------------------------------------------------
 
-from test_seq2seq import random_model_dir  # noqa: E402
+from conftest import random_model_dir
 
 COMBINATIONS = list(itertools.product(("aligned", "seq2seq"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)))
 

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_pairs, write_pairs
-from test_cli import assert_clean_error, invoke
-from test_seq2seq import WORDS, random_model_dir
+from conftest import assert_clean_error, invoke
+from conftest import RANDOM_WORDS, random_model_dir
 from transducer.core import artifacts
 from transducer.core.config import ModelConfig, TrainConfig
 from transducer.inference.ensemble import EnsembleEngine, combine, load_engine
@@ -72,8 +72,8 @@ def test_copies_of_one_model_give_that_models_outputs(tmp_path, engine, arch, bi
     predictor = Predictor(ens, engine=engine)
     assert isinstance(predictor.engine, EnsembleEngine) and len(predictor.engine.engines) == 3
     for beam, nbest in ((1, 1), (3, 3)):
-        want = Predictor(single, engine=engine, beam=beam, nbest=nbest).predict_candidates(WORDS)
-        got = Predictor(ens, engine=engine, beam=beam, nbest=nbest).predict_candidates(WORDS)
+        want = Predictor(single, engine=engine, beam=beam, nbest=nbest).predict_candidates(RANDOM_WORDS)
+        got = Predictor(ens, engine=engine, beam=beam, nbest=nbest).predict_candidates(RANDOM_WORDS)
         assert [g[0] for g in got] == [w[0] for w in want]
         np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], rtol=1e-4, atol=1e-7)
         if nbest > 1:
@@ -87,10 +87,10 @@ def test_ensemble_steps_are_the_combined_member_steps(tmp_path):
     b, _ = random_model_dir(tmp_path, "b", seed=2)
     ens = load_engine(artifacts.read_info(make_ensemble([a, b], tmp_path / "ab")))
     ea, eb = (load_engine(artifacts.read_info(d)) for d in (a, b))
-    ids, _ = ens.info.input_vocab.encode_batch(WORDS, ens.info.model.max_len)
+    ids, _ = ens.info.input_vocab.encode_batch(RANDOM_WORDS, ens.info.model.max_len)
     enc, init, mask = ens.seq2seq_encode(ids)
     (enc_a, init_a, mask_a), (enc_b, init_b, _) = ea.seq2seq_encode(ids), eb.seq2seq_encode(ids)
-    prev = np.full(len(WORDS), 2, np.int32)  # <s>
+    prev = np.full(len(RANDOM_WORDS), 2, np.int32)  # <s>
     probs, states = ens.seq2seq_step(prev, enc, mask, [init] * ens.decoder_layers)
     pa, sa = ea.seq2seq_step(prev, enc_a, mask_a, [init_a])
     pb, sb = eb.seq2seq_step(prev, enc_b, mask_a, [init_b])
@@ -228,7 +228,7 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_ctrl_c_in_a_real_ensemble_run_says_how_to_resume(tmp_path):
-    from test_guarantees import CLI_SMALL, _wait_for_checkpoint, subprocess_env
+    from conftest import CLI_SMALL, wait_for_checkpoint, subprocess_env
 
     pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(120, seed=3))
     model_dir = tmp_path / "m"
@@ -237,7 +237,7 @@ def test_ctrl_c_in_a_real_ensemble_run_says_how_to_resume(tmp_path):
         [sys.executable, "-m", "transducer", *map(str, args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
     )
-    _wait_for_checkpoint(artifacts.staging_dir(model_dir) / "members" / "1.partial", proc)
+    wait_for_checkpoint(artifacts.staging_dir(model_dir) / "members" / "1.partial", proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     err = " ".join(err.decode().split())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from test_seq2seq import MAX_LEN, random_model_dir
+from conftest import RANDOM_MAX_LEN, random_model_dir
 from transducer.cli import _rounded, app
 from transducer.inference.explain import explain
 from transducer.inference.predict import Predictor
@@ -91,11 +91,11 @@ def test_seq2seq_steps_end_with_the_end_symbol_and_rank_their_top_symbols(models
     ex = explain(model_dir, "abgec", top=4)
     assert ex.steps[-1].symbol == "</s>"
     assert "".join(s.symbol for s in ex.steps[:-1]) == ex.output
-    capped = len(ex.steps) == MAX_LEN + 1  # then the last </s> is forced, not chosen
+    capped = len(ex.steps) == RANDOM_MAX_LEN + 1  # then the last </s> is forced, not chosen
     for i, s in enumerate(ex.steps):
         probs = [c.probability for c in s.top]
         assert len(s.top) == 4 and probs == sorted(probs, reverse=True)
-        if not (capped and i == MAX_LEN):
+        if not (capped and i == RANDOM_MAX_LEN):
             assert s.top[0].symbol == s.symbol and s.top[0].probability == s.probability
         assert not {c.symbol for c in s.top} & {"<pad>", "<unk>", "<s>"}  # never emitted
     assert ex.probability == pytest.approx(np.prod([s.probability for s in ex.steps]), rel=1e-6)

@@ -29,21 +29,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from conftest import TINY_MAX_LEN, make_pairs, write_pairs
-from test_cli import default_sigint
+from conftest import TINY_MAX_LEN, make_pairs, write_pairs, ROOT, subprocess_env, documents, expected_raw_lines, CLI_SMALL, weights_of, SignalAfterEpoch, wait_for_checkpoint
+from conftest import default_sigint, invoke, runner
 from transducer.cli import _RENDER, _write_batch, app
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
 from transducer.core.data import read_pairs
 from transducer.inference.predict import PredictStats, Predictor, predict_stream
-
-runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
 
 
 def assert_clean_error(result, *fragments, code=2):
@@ -58,41 +50,7 @@ def assert_clean_error(result, *fragments, code=2):
         assert f in errors[0], errors[0]
 
 
-def subprocess_env() -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), COLUMNS="200")
-    return env
-
-
 # --- 1. prediction never loses or reorders a line ----------------------------------------
-
-SPECIAL = ["\r", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\t", "\u0301",
-           "e\u0301", "👍🏽", "שלום", "\u202e", "\ufeff", "a", "b", "X", "Z", "€"]
-CHAR = st.one_of(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), st.sampled_from(SPECIAL))
-LINE = st.lists(CHAR, max_size=3 * TINY_MAX_LEN).map("".join)  # up to ~40 chars: some over max_len, some over its byte bound
-
-
-@st.composite
-def documents(draw) -> bytes:
-    """Lines joined by \\n or \\r\\n, with or without a final line ending."""
-    lines = draw(st.lists(LINE, max_size=10))
-    ends = [draw(st.sampled_from(["\n", "\r\n"])) for _ in lines]
-    text = "".join(l + e for l, e in zip(lines, ends))
-    if lines and not draw(st.booleans()):
-        text = text[: -len(ends[-1])]
-    return text.encode("utf-8")
-
-
-def expected_raw_lines(data: bytes) -> list[bytes]:
-    """The lines of `data` as `wc -l` counts them (plus a last one without \\n)."""
-    if not data:
-        return []
-    parts = data.split(b"\n")
-    last = parts.pop()  # after the final \n: empty, or a last line without a newline
-    lines = [p[:-1] if p.endswith(b"\r") else p for p in parts] + ([last] if last else [])
-    if lines and lines[0].startswith(b"\xef\xbb\xbf"):
-        lines[0] = lines[0][3:]
-    return lines
-
 
 def text_of(x) -> str:
     return x if isinstance(x, str) else "".join(x.pieces())
@@ -276,32 +234,8 @@ def test_broken_pipe_downstream_exits_quietly(tiny_model, tmp_path):
 # --- 2. training is resumable and never corrupt --------------------------------------------
 
 SMALL = dict(max_len=TINY_MAX_LEN, hidden=8)
-CLI_SMALL = ["--max-len", TINY_MAX_LEN, "--hidden", 8, "--batch-size", 16, "--patience", 100]
-
-
-def weights_of(model_dir: Path) -> dict[str, np.ndarray]:
-    with np.load(model_dir / "weights.npz", allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
 def files_digest(model_dir: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir())}
-
-
-class SignalAfterEpoch:
-    """A reporter that sends this process `sig` when epoch `at` ends: a real signal,
-    delivered while fit is running, as Ctrl-C or `kill` would."""
-
-    def __init__(self, at: int, sig=signal.SIGINT):
-        self.at, self.sig = at, sig
-
-    def start(self, info): pass
-    def epoch_begin(self, epoch, epochs, steps): pass
-    def batch_end(self, step, logs): pass
-
-    def epoch_end(self, epoch, logs):
-        if epoch == self.at:
-            os.kill(os.getpid(), self.sig)
 
 
 @pytest.fixture(scope="module")
@@ -423,17 +357,6 @@ def test_resume_refuses_a_different_run_or_a_missing_checkpoint(small_pairs, tmp
     assert_clean_error(r, "pairs differ")
 
 
-def _wait_for_checkpoint(staging: Path, proc, timeout=240) -> int:
-    latest = staging / "checkpoint" / "latest.json"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        if latest.is_file():
-            return json.loads(latest.read_text())["epoch"]
-        time.sleep(0.2)
-    raise AssertionError("no checkpoint was written")
-
-
 def _start_training(pairs: Path, model_dir: Path, *extra) -> subprocess.Popen:
     args = ["train", pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1000, *extra]
     return subprocess.Popen(
@@ -445,7 +368,7 @@ def _start_training(pairs: Path, model_dir: Path, *extra) -> subprocess.Popen:
 def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_path):
     model_dir = tmp_path / "m"
     proc = _start_training(small_pairs, model_dir)
-    _wait_for_checkpoint(tmp_path / "m.partial", proc)
+    wait_for_checkpoint(tmp_path / "m.partial", proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     err = err.decode()
@@ -470,7 +393,7 @@ def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoin
     shutil.copytree(tiny_model, model_dir)
     before = files_digest(model_dir)
     proc = _start_training(small_pairs, model_dir, "--force")
-    _wait_for_checkpoint(tmp_path / "m.partial", proc)
+    wait_for_checkpoint(tmp_path / "m.partial", proc)
     time.sleep(0.3)  # into a later epoch, or in the middle of writing its checkpoint
     proc.kill()
     proc.communicate(timeout=60)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import write_pairs
-from test_cli import assert_clean_error, invoke
-from test_guarantees import documents, expected_raw_lines
+from conftest import assert_clean_error, invoke
+from conftest import documents, expected_raw_lines
 from transducer.core import artifacts
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
 from transducer.inference.engine import SUB_BATCH, KerasEngine, NumpyEngine
@@ -340,7 +340,7 @@ def test_streamed_labels_match_the_in_memory_arrays(tmp_path):
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     import signal
 
-    from test_guarantees import SignalAfterEpoch, weights_of
+    from conftest import SignalAfterEpoch, weights_of
     from transducer.training.loop import train
 
     pairs = str(write_pairs(tmp_path / "p.tsv", label_pairs(80, seed=5)))
@@ -361,14 +361,14 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     """--distribute mirrored trains a label model as one device does with the global batch."""
     import subprocess
 
-    from test_distribute import GLOBAL, PER_REPLICA, TRAIN, _assert_same_weights, _env, _worker_cmd
+    from conftest import GLOBAL, PER_REPLICA, DISTRIBUTED_TRAIN, assert_same_weights, worker_env, worker_cmd
     from transducer.training.loop import train
 
     # 96 rows, no validation split: every global batch of 16 splits evenly over the two
     # replicas (an uneven last batch fails in Keras's mirrored training, label or not).
     pairs = write_pairs(tmp_path / "p.tsv", label_pairs(96, seed=6))
     model = {"arch": "label", "max_len": MAX_LEN, "hidden": 6, "bidirectional": True}
-    run = {**TRAIN, "val_split": 0.0}
+    run = {**DISTRIBUTED_TRAIN, "val_split": 0.0}
     train(str(pairs), tmp_path / "one", ModelConfig(**model), TrainConfig(**run, batch_size=GLOBAL))
     args = {
         "logical_cpus": 2,
@@ -377,11 +377,11 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
         "inputs": ["abc", "cc", "xyb"],
         "runs": [{"model_dir": str(tmp_path / "two"), "train": {**run, "batch_size": PER_REPLICA, "distribute": "mirrored"}}],
     }
-    proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, env=_env(), timeout=300)
+    proc = subprocess.run(worker_cmd(args), capture_output=True, text=True, env=worker_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (two,) = json.loads(proc.stdout)
     assert two["counts"]["replicas"] == 2 and two["counts"]["global_batch"] == GLOBAL
-    _assert_same_weights(tmp_path / "one", two["written"])
+    assert_same_weights(tmp_path / "one", two["written"])
     assert two["preds"] == [label for label, _ in Predictor(tmp_path / "one").predict_batch(["abc", "cc", "xyb"])]
 
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import write_pairs
-from test_cli import invoke
-from test_seq2seq import MAX_LEN, random_model_dir
+from conftest import invoke
+from conftest import RANDOM_MAX_LEN, random_model_dir
 from transducer.core.artifacts import CONFIG, read_info
 from transducer.core.config import ModelConfig
 from transducer.inference.engine import NumpyEngine
@@ -51,13 +51,13 @@ def assert_same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> None:
     np.testing.assert_allclose([c for _, c in a], [c for _, c in b], rtol=1e-5, atol=1e-7)
 
 
-words = st.text(alphabet=ALPHABET, min_size=1, max_size=MAX_LEN)
+words = st.text(alphabet=ALPHABET, min_size=1, max_size=RANDOM_MAX_LEN)
 
 
 def check_batch_independence(model_dir, engine, lines, batch_size):
     predictor = Predictor(model_dir, engine=engine, cache=0)  # every line computed, no reuse
     alone = [run(predictor, [line])[0] for line in lines]
-    longest = [ALPHABET[-1] * MAX_LEN, "ab" * (MAX_LEN // 2)]  # padded batches: the others much shorter
+    longest = [ALPHABET[-1] * RANDOM_MAX_LEN, "ab" * (RANDOM_MAX_LEN // 2)]  # padded batches: the others much shorter
     assert_same(run(predictor, lines + longest)[: len(lines)], alone)
     assert_same(run(predictor, longest + lines, batch_size=batch_size)[len(longest) :], alone)
 
@@ -97,7 +97,7 @@ def test_seq2seq_training_model_ignores_how_far_a_pair_is_padded(tmp_path, bidir
     model.set_weights(fixed.get_weights())
     src, dec = np.array([[4, 5, 6]]), np.array([[2, 4, 5]])  # (1, 3): input ids, <s> + output
     ref = None
-    for t_in, t_dec in [(3, 3), (MAX_LEN, MAX_LEN + 1), (3 * MAX_LEN, 2 * MAX_LEN)]:
+    for t_in, t_dec in [(3, 3), (RANDOM_MAX_LEN, RANDOM_MAX_LEN + 1), (3 * RANDOM_MAX_LEN, 2 * RANDOM_MAX_LEN)]:
         x = keras.utils.to_categorical(np.pad(src, [(0, 0), (0, t_in - 3)], constant_values=PAD_ID), cfg.input_vocab_size)
         y = keras.utils.to_categorical(np.pad(dec, [(0, 0), (0, t_dec - 3)], constant_values=3), cfg.output_vocab_size)
         probs = np.asarray(model.predict_on_batch([x, y]))[0, :3]  # (3, V): the real steps
@@ -118,7 +118,7 @@ def test_the_loss_ignores_padding(tmp_path):
     compile_model(model, 1e-3, masked=True)
     src, tgt = np.array([[4, 5, 6], [5, 0, 0]]), np.array([[4, 5, 3], [6, 5, 3]])
     results = []
-    for pad in (0, MAX_LEN):
+    for pad in (0, RANDOM_MAX_LEN):
         s = np.pad(src, [(0, 0), (0, pad)], constant_values=PAD_ID)
         t = np.pad(tgt, [(0, 0), (0, pad)], constant_values=3)
         d = np.concatenate([np.full((2, 1), 2), t[:, :-1]], axis=1)
@@ -202,15 +202,15 @@ def test_a_model_written_before_masks_predicts_as_before(tmp_path, bidirectional
     model_dir, model = old_model_dir(tmp_path, bidirectional=bidirectional)
     info = read_info(model_dir)
     assert info.model.masked is False
-    assert model.get_layer("chars").output.shape[1] == MAX_LEN  # fixed length, as before
+    assert model.get_layer("chars").output.shape[1] == RANDOM_MAX_LEN  # fixed length, as before
     lines = ["a", "gab", "edcba", "abcdeg"]
     numpy_out, keras_out = (run(Predictor(model_dir, engine=e, cache=0), lines) for e in ("numpy", "keras"))
     assert_same(numpy_out, keras_out)
     # As before masks: the encoder reads the whole max_len row, <pad> included, and the
     # decoder starts from the state after the last padded position.
-    ids, _ = info.input_vocab.encode_batch(lines, MAX_LEN)
+    ids, _ = info.input_vocab.encode_batch(lines, RANDOM_MAX_LEN)
     enc, init, mask = NumpyEngine(info).seq2seq_encode(ids)
-    assert mask is None and enc.shape[1] == MAX_LEN
+    assert mask is None and enc.shape[1] == RANDOM_MAX_LEN
     from transducer.networks.seq2seq import inference_models
 
     encoder, _ = inference_models(model, info.model)
@@ -299,16 +299,18 @@ def test_the_trained_model_has_the_summary_layers_with_a_free_time_axis(arch):
     assert [re.sub(r"\(None, 6[45],", "(None, None,", s) for _, _, s, _ in fixed] == [s for _, _, s, _ in free]
 
 
-def test_model_and_seq2seq_share_blocks_and_imports_point_one_way():
+def test_architectures_share_blocks_and_imports_point_one_way():
     import ast
     from pathlib import Path
 
-    pkg = Path(__file__).resolve().parent.parent / "transducer"
+    pkg = Path(__file__).resolve().parent.parent / "transducer" / "networks"
 
     def imports(name):
         tree = ast.parse((pkg / f"{name}.py").read_text())
-        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return {m.rsplit(".", 1)[-1] for m in mods if m.startswith("transducer.networks.")}
 
-    assert "seq2seq" in imports("model") and "blocks" in imports("model")
-    assert "blocks" in imports("seq2seq") and "model" not in imports("seq2seq")
-    assert not {"model", "seq2seq"} & imports("blocks")
+    assert {"aligned", "seq2seq", "label"} <= imports("build")
+    for arch in ("aligned", "seq2seq", "label"):
+        assert "blocks" in imports(arch) and "build" not in imports(arch)
+    assert not {"build", "aligned", "seq2seq", "label"} & imports("blocks")

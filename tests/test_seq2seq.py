@@ -11,58 +11,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import write_pairs
+from conftest import write_pairs, RANDOM_MAX_LEN, RANDOM_WORDS, random_model_dir
 from transducer.inference import decode
-from transducer.core.artifacts import config_dict, read_info
-from transducer.core.config import ModelConfig, TrainConfig
+from transducer.core.artifacts import read_info
+from transducer.core.config import ModelConfig
 from transducer.inference.engine import KerasEngine, NumpyEngine
 from transducer.inference.predict import Predictor
 from transducer.core.vocab import END_ID, Vocab
 
 runner = CliRunner()
-MAX_LEN = 8
-WORDS = ["abc", "cab", "a", "bbca", "ccccc", "acbacbac", "ba", "cabbage"]
-
-
 def reverse_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     """An unaligned toy task: the input reversed, without its c's."""
     rng = np.random.default_rng(seed)
-    words = ["".join(rng.choice(list("abcdeg"), size=rng.integers(1, MAX_LEN + 1))) for _ in range(n)]
+    words = ["".join(rng.choice(list("abcdeg"), size=rng.integers(1, RANDOM_MAX_LEN + 1))) for _ in range(n)]
     return [(w, w[::-1].replace("c", "")) for w in words]
 
 
-def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, **cfg_kw):
-    """A seq2seq (or aligned) model with random, sharpened weights, written like `train` does.
-
-    Untrained Keras weights give nearly uniform distributions, where near-ties make any
-    comparison fragile; scaling them by `gain` gives peaked, distinct probabilities.
-    """
-    from transducer.networks.build import build_model
-    from transducer.networks.tf import keras
-    from transducer.training.loop import save_model_dir
-
-    in_vocab = Vocab.from_strings(["abcdeg"])
-    out_vocab = Vocab.from_strings(["abdeg"])
-    cfg = ModelConfig(
-        **{"arch": "seq2seq", "max_len": MAX_LEN, "hidden": 6, **cfg_kw},
-        input_vocab_size=len(in_vocab),
-        output_vocab_size=len(out_vocab),
-    )
-    keras.utils.set_random_seed(seed)
-    model = build_model(cfg)
-    model.set_weights([w * gain for w in model.get_weights()])
-    if end_bias is not None:
-        head = model.get_layer("time_distributed" if cfg.head == "time-distributed" else "dense")
-        kernel, bias = head.get_weights()
-        bias[END_ID] = end_bias
-        head.set_weights([kernel, bias])
-    model_dir = tmp_path / name
-    cfg_json = config_dict(cfg, in_vocab, out_vocab, train=TrainConfig().to_dict(), data={})
-    save_model_dir(model, cfg_json, {"final": {}}, model_dir)
-    return model_dir, model
-
-
-def candidates(model_dir, engine="numpy", beam=1, nbest=1, words=WORDS):
+def candidates(model_dir, engine="numpy", beam=1, nbest=1, words=RANDOM_WORDS):
     return Predictor(model_dir, engine=engine, beam=beam, nbest=nbest).predict_candidates(words)
 
 
@@ -79,13 +44,13 @@ def test_network_has_encoder_decoder_attention_and_head(attention):
     from transducer.networks.build import build_model
     from transducer.networks.introspect import layer_rows
 
-    cfg = ModelConfig(arch="seq2seq", max_len=MAX_LEN, hidden=4, attention=attention, bidirectional=True,
+    cfg = ModelConfig(arch="seq2seq", max_len=RANDOM_MAX_LEN, hidden=4, attention=attention, bidirectional=True,
                       input_vocab_size=10, output_vocab_size=9)
     rows = {name: (shape, params) for name, _, shape, params in layer_rows(build_model(cfg))}
-    assert rows["chars"][0] == f"(None, {MAX_LEN}, 10)"
-    assert rows["prev_chars"][0] == f"(None, {MAX_LEN + 1}, 9)"  # <s> + up to max_len chars
+    assert rows["chars"][0] == f"(None, {RANDOM_MAX_LEN}, 10)"
+    assert rows["prev_chars"][0] == f"(None, {RANDOM_MAX_LEN + 1}, 9)"  # <s> + up to max_len chars
     assert rows["encoder_bidirectional_1"][1] > 0 and rows["decoder_gru_1"][1] > 0
-    assert rows["softmax"][0] == f"(None, {MAX_LEN + 1}, 9)"
+    assert rows["softmax"][0] == f"(None, {RANDOM_MAX_LEN + 1}, 9)"
     assert ("attention" in rows) == (attention != "none")
     if attention == "bahdanau":
         assert rows["attention"][1] == 8  # AdditiveAttention's scale, one per unit of 2*hidden
@@ -107,13 +72,13 @@ def test_training_arrays_shift_the_target_by_one():
 
 def test_beam_of_one_is_greedy(s2s_dir):
     engine = NumpyEngine(read_info(s2s_dir))
-    ids, _ = engine.info.input_vocab.encode_batch(WORDS, MAX_LEN)
-    greedy = decode.greedy(engine, ids, MAX_LEN)
-    beam = decode.beam_search(engine, ids, MAX_LEN, beam=1)
+    ids, _ = engine.info.input_vocab.encode_batch(RANDOM_WORDS, RANDOM_MAX_LEN)
+    greedy = decode.greedy(engine, ids, RANDOM_MAX_LEN)
+    beam = decode.beam_search(engine, ids, RANDOM_MAX_LEN, beam=1)
     assert [g.ids for g in greedy] == [b[0].ids for b in beam]
     assert np.allclose([g.logp for g in greedy], [b[0].logp for b in beam])
     # and a wider beam never finds a worse best hypothesis by its own score
-    wide = decode.beam_search(engine, ids, MAX_LEN, beam=4)
+    wide = decode.beam_search(engine, ids, RANDOM_MAX_LEN, beam=4)
     assert all(w[0].score >= g.score - 1e-9 for w, g in zip(wide, greedy))
 
 
@@ -150,7 +115,7 @@ def test_a_model_that_cannot_end_stops_at_max_len(tmp_path, beam):
     model_dir, _ = random_model_dir(tmp_path, end_bias=-1e9)
     for engine in ("numpy", "keras"):
         for out, conf, _ in candidates(model_dir, engine, beam=beam, nbest=1):
-            assert len(out) == MAX_LEN
+            assert len(out) == RANDOM_MAX_LEN
             assert conf < 1e-20  # </s> was forced: the model gives this string no probability
 
 
@@ -181,7 +146,7 @@ def test_numpy_and_keras_engines_agree(tmp_path, cfg):
 def test_save_load_predict_gives_identical_outputs(tmp_path):
     model_dir, model = random_model_dir(tmp_path, attention="bahdanau", bidirectional=True)
     info = read_info(model_dir)
-    in_memory = Predictor(model_dir, engine=KerasEngine(info, model=model), beam=3, nbest=2).predict_candidates(WORDS)
+    in_memory = Predictor(model_dir, engine=KerasEngine(info, model=model), beam=3, nbest=2).predict_candidates(RANDOM_WORDS)
     for engine in ("keras", "numpy"):
         loaded = candidates(model_dir, engine, beam=3, nbest=2)
         assert [r[0] for r in loaded] == [r[0] for r in in_memory]
@@ -198,7 +163,7 @@ def trained_s2s(tmp_path_factory):
     from transducer.cli import app
 
     r = runner.invoke(app, ["train", str(pairs), "--model-dir", str(tmp / "m"), "--arch", "seq2seq",
-                            "--hidden", "8", "--epochs", "1", "--max-len", str(MAX_LEN), "--attention", "bahdanau"])
+                            "--hidden", "8", "--epochs", "1", "--max-len", str(RANDOM_MAX_LEN), "--attention", "bahdanau"])
     assert r.exit_code == 0, r.stderr
     assert "character error rate" in r.stderr and "exact match (decoded strings)" in r.stderr
     return tmp / "m", pairs

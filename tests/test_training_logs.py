@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from conftest import TINY_MAX_LEN
-from test_guarantees import subprocess_env
+from conftest import subprocess_env
 from transducer.cli import _rounded, app
 
 runner = CliRunner()

@@ -47,8 +47,6 @@ def label_arrays(pairs, in_vocab: Vocab, labels: Labels, max_len: int):
 def build_label(cfg: ModelConfig, variable_length: bool = False):
     """The training (and inference) model: chars -> label probabilities. variable_length:
     a free time axis, for training batches padded to their own longest string."""
-    from transducer.networks.tf import keras
-
     chars = keras.Input(shape=(time_steps(cfg, variable_length), cfg.input_vocab_size), name="chars")  # (None, T, Vin)
     x = recurrent_stack(chars, cfg, last_return_sequences=False, mask=padding_mask(chars))  # (None, W)
     x = head_layer(cfg, cfg.output_vocab_size, time_axis=False)(x)  # (None, n_labels)

@@ -37,6 +37,7 @@ import numpy as np
 
 from transducer.core import artifacts
 from transducer.core.config import TransducerError
+from transducer.networks.tf import keras
 
 CHECKPOINT = "checkpoint"
 LATEST = "latest.json"
@@ -212,8 +213,6 @@ class StopOnSignals:
         return SIGNAL_EXIT.get(self.signal or "", 130)
 
     def callback(self):
-        from transducer.networks.tf import keras
-
         stopper = self
 
         class _StopAtBatch(keras.callbacks.Callback):
@@ -250,8 +249,6 @@ def _fsync_dir(path: Path) -> None:
 def saver(staging: Path, identity: dict, keeper):
     """A Keras callback that checkpoints after every completed epoch (after `keeper`,
     which must come before it in the callback list, has updated its state)."""
-    from transducer.networks.tf import keras
-
     class _SaveEachEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             save(staging, epoch + 1, identity, self.model, keeper)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transducer.core.config import DISTRIBUTE as MODES, TransducerError
+from transducer.networks.tf import tf
 
 
 @dataclass
@@ -60,8 +61,6 @@ def make_plan(mode: str, per_replica_batch: int) -> Plan:
         raise TransducerError(f"--distribute must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "multi-worker":
         task_type, task_index, n_tasks, has_chief = _read_tf_config()
-    from transducer.networks.tf import tf
-
     if mode == "none":
         return Plan(mode, tf.distribute.get_strategy(), 1, per_replica_batch, True, "")
     if mode == "mirrored":
@@ -111,8 +110,6 @@ def prepare_dataset(plan: Plan, ds):
     every global batch. (File sharding, the AUTO default, needs at least one file per worker.)"""
     if plan.mode != "multi-worker":
         return ds
-    from transducer.networks.tf import tf
-
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
@@ -153,8 +150,6 @@ def patch_for_strategy(plan: Plan, model, element_spec) -> None:
     """
     if plan.mode == "none":
         return
-    from transducer.networks.tf import tf
-
     strategy = plan.strategy
     cls = type(model)
 

@@ -49,6 +49,8 @@ from transducer.core import normalization
 from transducer.core.config import ModelConfig
 from transducer.core.data import MAX_REPORTED, InvalidRow, _row_problem, check_usable, display_name, iter_raw_lines, open_binary
 from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Labels, Vocab
+from transducer.networks.seq2seq import decoder_len
+from transducer.networks.tf import tf
 
 VAL_BUCKETS = 1 << 30  # hash range for the split; a row is validation if its bucket < threshold
 SHUFFLE_BUFFER = 65_536  # lines held for shuffling: a full shuffle up to this many rows
@@ -282,8 +284,6 @@ def _describe_conflict(path: str, line: int, earlier: int) -> str:
 def split_buckets(lines, seed: int):
     """Hash bucket of each line (bytes, as read: line ending and BOM removed) for the split.
     The pipeline calls the same function on its string tensors, so both agree."""
-    from transducer.networks.tf import tf
-
     salted = tf.constant(f"{seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
     return tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS)  # same shape as lines
 
@@ -323,8 +323,6 @@ def _iter_side(scan: ScannedPairs, side: str):
 def target_length(cfg: ModelConfig) -> int:
     """Length of the target id rows: max_len, or the decoder length for seq2seq."""
     if cfg.arch == "seq2seq":
-        from transducer.networks.seq2seq import decoder_len
-
         return decoder_len(cfg.max_len)
     return cfg.max_len
 
@@ -338,8 +336,6 @@ def assemble_features(cfg: ModelConfig, src_ids, tgt_ids):
     label: as aligned, but the target is one label id per row, (B,);
     seq2seq: [encoder ids, decoder input = <s> + target[:-1]] -> target = output + </s>...
     """
-    from transducer.networks.tf import tf
-
     if cfg.arch == "seq2seq":
         start = tf.fill([tf.shape(tgt_ids)[0], 1], tf.constant(START_ID, tgt_ids.dtype))  # (B, 1)
         dec_in = tf.concat([start, tgt_ids[:, :-1]], axis=1)  # (B, T)
@@ -348,8 +344,6 @@ def assemble_features(cfg: ModelConfig, src_ids, tgt_ids):
 
 
 def _lookup_table(vocab: Vocab):
-    from transducer.networks.tf import tf
-
     # "" is never a character; it keeps the table non-empty (TF refuses empty tables).
     keys = tf.constant(["", *vocab.symbols[4:]], dtype=tf.string)  # characters, as UTF-8
     ids = tf.constant([UNK_ID, *range(4, len(vocab))], dtype=tf.int32)
@@ -359,8 +353,6 @@ def _lookup_table(vocab: Vocab):
 
 def _label_table(labels: Labels):
     """Whole label strings -> ids; a label never seen in training -> -1 (left out)."""
-    from transducer.networks.tf import tf
-
     keys = tf.constant(list(labels.symbols), dtype=tf.string)
     init = tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(labels), dtype=tf.int32))
     return tf.lookup.StaticHashTable(init, default_value=-1)
@@ -369,8 +361,6 @@ def _label_table(labels: Labels):
 def _encode(strings, table, length, fill: int):
     """(B,) strings -> (B, length) ids, like Vocab.encode_batch. length: an int, or a
     scalar tensor at least as long as the longest string (a batch's own length)."""
-    from transducer.networks.tf import tf
-
     chars = tf.strings.unicode_split(strings, "UTF-8")  # ragged (B, None)
     ids = tf.ragged.map_flat_values(table.lookup, chars)  # ragged (B, None)
     if isinstance(length, int):
@@ -381,8 +371,6 @@ def _encode(strings, table, length, fill: int):
 
 def _char_lengths(parts):
     """(B, 2) input/output strings -> (B,) input and (B,) output lengths in characters."""
-    from transducer.networks.tf import tf
-
     return tf.strings.length(parts[:, 0], unit="UTF8_CHAR"), tf.strings.length(parts[:, 1], unit="UTF8_CHAR")
 
 
@@ -392,8 +380,6 @@ def batch_lengths(cfg: ModelConfig, parts):
     batch's own longest. seq2seq: the longest input, and the longest output + </s>.
     aligned (unidirectional): one length for both, covering each row's input and its
     output + </s> (the output may be longer than the input), capped at max_len."""
-    from transducer.networks.tf import tf
-
     if not cfg.variable_length:
         return cfg.max_len, target_length(cfg)
     n_in, n_out = _char_lengths(parts)  # (B,), (B,)
@@ -408,8 +394,6 @@ def batch_lengths(cfg: ModelConfig, parts):
 def _sort_key(cfg: ModelConfig, parts):
     """What length buckets sort on: seq2seq by input then output length; aligned by the
     row's span (input, or output + </s>, whichever is longer)."""
-    from transducer.networks.tf import tf
-
     n_in, n_out = _char_lengths(parts)
     if cfg.arch == "label":
         return n_in
@@ -437,8 +421,6 @@ def pairs_dataset(
     the state behind reshuffling (the order then changed from run to run), whereas explicit
     per-epoch seeds survive, so a seed gives one order on any strategy.
     """
-    from transducer.networks.tf import tf
-
     labels = cfg.arch == "label"
     n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
     if labels:
