@@ -215,3 +215,19 @@ def test_nfd_ensemble_validates_on_its_members_split(tmp_path):
     config = json.loads((tmp_path / "m" / artifacts.CONFIG).read_text())
     metrics = json.loads((tmp_path / "m" / artifacts.METRICS).read_text())
     assert metrics["ensemble"]["n_val"] == config["data"]["n_val"]
+
+
+def test_docstring_examples_run(tiny_model):
+    """The API's docstring examples are tests: they run on a small model."""
+    import doctest
+
+    import transducer.api
+
+    globs = {"model_dir": str(tiny_model), "model": transducer.api.load(tiny_model)}
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    tests = [t for t in finder.find(transducer.api, globs=globs) if t.examples]
+    assert len(tests) >= 2
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 6

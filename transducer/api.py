@@ -1,9 +1,16 @@
 """The Python API, which the command line stands on.
 
     >>> import transducer
-    >>> model = transducer.load("models/translit")          # doctest: +SKIP
-    >>> model.predict(["privet", "mir"])                     # doctest: +SKIP
+    >>> model = transducer.load(model_dir)      # e.g. "models/translit", written by `train`
+    >>> model.predict(["privet", "mir"])        # doctest: +SKIP
     ['привет', 'мир']
+    >>> outputs = model.predict(["abc", "XYZ", ""])
+    >>> len(outputs)                            # one output per input, in order, always
+    3
+    >>> [model.predict_one(s) for s in ["abc", "XYZ", ""]] == outputs
+    True
+
+(The examples in this module run as tests, on a small model in `model_dir`.)
 
 `load` reads a model directory (any architecture, one model or an ensemble) with the
 numpy engine: no TensorFlow. `train` trains one with exactly `transducer train`'s options
@@ -109,8 +116,14 @@ class Model:
         """The output for each string, in order: what `transducer predict` writes for
         the same lines with the same options.
 
-        >>> model.predict(["12/05/2021"], beam=3)         # doctest: +SKIP
-        ['2021-12-05']
+        >>> len(model.predict(["abc", "XYZ"], beam=3))      # options for this call only
+        2
+        >>> model.predict(["a" * 99])
+        Traceback (most recent call last):
+        ...
+        transducer.core.config.TransducerError: strings:1: input is 99 characters, longer than the model's max_len ...
+        >>> len(model.predict(["a" * 99], on_long="copy")[0])
+        99
         """
         if isinstance(strings, str):
             raise TransducerError("predict takes a list of strings; for one string use predict_one")
