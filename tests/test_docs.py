@@ -168,7 +168,10 @@ def tiny_sample_data(dest: Path) -> None:
 
 
 def shrink(args: list[str]) -> list[str]:
-    return [TINY_OPTIONS.get(args[i - 1], a) if i else a for i, a in enumerate(args)]
+    args = [TINY_OPTIONS.get(args[i - 1], a) if i else a for i, a in enumerate(args)]
+    if args[0] == "train" and "--epochs" not in args:  # the default 30 would run to early stopping
+        args += ["--epochs", "1"]
+    return args
 
 
 def run_command(command: str, cwd: Path) -> None:
