@@ -30,7 +30,7 @@ from transducer.networks.tf import keras, tf
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
 # Training steps per call into the compiled graph. Keras pays a fixed cost per call (~2 ms
 # on 2 cores: more than a whole step of a small model on short, length-bucketed batches);
-# 8 steps per call pay it once (bench/README.md, "8 steps per graph call"). Progress lines and
+# 8 steps per call pay it once (docs/benchmarks/index.md, "Epoch time"). Progress lines and
 # Ctrl-C are noticed every 8 steps. 1 under --distribute, whose Keras 3 workarounds
 # (distribute.py) are tested with one step per call.
 STEPS_PER_EXECUTION = 8

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig
 
-# seq2seq defaults (measured on the sample tasks: bench/README.md, "seq2seq recipe"). The
+# seq2seq defaults (measured on the sample tasks: docs/benchmarks/index.md, "The seq2seq recipe"). The
 # aligned model keeps TrainConfig's classic defaults: absolute min_delta on the loss,
 # patience 2, constant learning rate, no label smoothing, no dropout.
 SEQ2SEQ_TRAIN = {
@@ -25,7 +25,7 @@ SEQ2SEQ_TRAIN = {
     "lr_schedule": "plateau",
     "lr_patience": 2,
     "lr_factor": 0.5,
-    "label_smoothing": 0.1,  # +1 point of test exact match on numbers (bench/README.md)
+    "label_smoothing": 0.1,  # +1 point of test exact match on numbers (docs/benchmarks)
 }
 SEQ2SEQ_DROPOUT = 0.1  # 0.3 learned slower on 3,600-7,200 pairs; 0.1 matched it with smoothing
 
