@@ -257,3 +257,20 @@ DISTRIBUTED_TRAIN = {"epochs": 2, "seed": 1, "learning_rate": 0.01}
 
 
 PER_REPLICA, GLOBAL = 8, 16
+
+
+# --- optional cost log: CPU seconds per test (load-independent, for choosing `slow` marks) ---
+
+if os.environ.get("TRANSDUCER_TEST_COST_LOG"):
+    import resource
+
+    def _cpu_seconds() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        start = _cpu_seconds()
+        yield
+        with open(os.environ["TRANSDUCER_TEST_COST_LOG"], "a") as log:
+            log.write(f"{_cpu_seconds() - start:.2f}\t{item.nodeid}\n")
