@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+from bench_predict import machine  # noqa: E402
 
 WORK = HERE / "work" / "beam"
 BASELINE_REV = "122cb80"  # main before the fix: beam search stopped at `beam` finished hypotheses
@@ -101,16 +102,136 @@ def train_missing(task: str, pairs: Path) -> None:
         print(f"trained in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
+
+def baseline_decode():
+    """decode.py as it was at BASELINE_REV, loaded as a module of its own."""
+    source = subprocess.run(["git", "show", f"{BASELINE_REV}:transducer/inference/decode.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("decode_before", f.name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def searches(before) -> dict:
+    """name -> (greedy, beam_search) with Predictor's signature (engine, ids, limits, ...)."""
+    from transducer.inference import decode
+
+    def old(engine, ids, limits, *rest):
+        return before.beam_search(engine, ids, engine.info.model.max_len, *rest)
+
+    def old_greedy(engine, ids, limits):
+        return before.greedy(engine, ids, engine.info.model.max_len)
+
+    def penalised(alpha):
+        return lambda engine, ids, limits, beam, nbest=1: decode.beam_search(engine, ids, limits, beam, nbest, alpha)
+
+    return {
+        "before": (old_greedy, old),
+        "after": (decode.greedy, decode.beam_search),
+        "after, length penalty 0": (decode.greedy, penalised(0.0)),
+        "after, length penalty 0.5": (decode.greedy, penalised(0.5)),
+    }
+
+
+def predict(predictor, inputs: list[str], beam: int, search) -> list[str]:
+    """Outputs of `predictor` with `beam`, searching with `search` (see searches())."""
+    import types
+    from unittest import mock
+
+    import transducer.inference
+    from transducer.inference import decode
+
+    shim = types.SimpleNamespace(**vars(decode))
+    shim.greedy, shim.beam_search = search
+    with mock.patch.object(transducer.inference, "decode", shim):
+        return [out for out, _ in predictor.with_options(beam=beam).predict_batch(inputs)]
+
+
+def measure(task: str, inputs: list[str], refs: list[list[str]], before) -> list[dict]:
+    from transducer.inference.predict import Predictor
+
+    rows = []
+    for model_name, model in model_dirs(task).items():
+        predictor = Predictor(model, cache=0)
+        for search_name, search in searches(before).items():
+            beams = BEAMS if search_name in ("before", "after") else (5,)
+            for beam in beams:
+                t0 = time.perf_counter()
+                outs = predict(predictor, inputs, beam, search)
+                seconds = time.perf_counter() - t0
+                right = sum(o in r for o, r in zip(outs, refs))
+                too_long = sum(len(o) > 2 * len(i) + 5 for o, i in zip(outs, inputs))
+                rows.append({"task": task, "model": model_name, "search": search_name, "beam": beam,
+                             "exact": 100 * right / len(inputs), "too_long": too_long,
+                             "longest": max(len(o) - len(i) for o, i in zip(outs, inputs)), "seconds": seconds})
+                print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def timings(task: str, inputs: list[str], before, runs: int = 3) -> list[dict]:
+    """Median predict seconds of greedy and beam 5, before and after, interleaved."""
+    from transducer.inference.predict import Predictor
+
+    out = []
+    for model_name, model in model_dirs(task).items():
+        predictor = Predictor(model, cache=0)
+        cases = [("greedy", 1, searches(before)["after"]), ("beam 5 before", 5, searches(before)["before"]),
+                 ("beam 5 after", 5, searches(before)["after"])]
+        times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        for _ in range(runs):
+            for name, beam, search in cases:
+                t0 = time.perf_counter()
+                predict(predictor, inputs, beam, search)
+                times[name].append(time.perf_counter() - t0)
+        med = {name: statistics.median(v) for name, v in times.items()}
+        out.append({"task": task, "model": model_name, **med, "raw": times})
+        print(out[-1], file=sys.stderr, flush=True)
+    return out
+
+
+def table(rows: list[dict], task: str, metric: str) -> str:
+    """Markdown: one row per (model, search), one column per beam."""
+    lines = [f"| {task} ({metric}) | " + " | ".join("greedy" if b == 1 else f"beam {b}" for b in BEAMS) + " |",
+             "| --- |" + " ---: |" * len(BEAMS)]
+    keys = dict.fromkeys((r["model"], r["search"]) for r in rows if r["task"] == task)
+    for model, search in keys:
+        cells = {r["beam"]: r["exact"] for r in rows if (r["task"], r["model"], r["search"]) == (task, model, search)}
+        value = (lambda v: 100 - v) if metric == "WER %" else (lambda v: v)
+        lines.append(f"| {model}, {search} | " + " | ".join(f"{value(cells[b]):.1f}" if b in cells else "" for b in BEAMS) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", default="slug,dates,cmudict", help="comma-separated: slug, dates, cmudict")
     ap.add_argument("--train", action="store_true", help="train the models that are missing first")
     ap.add_argument("--train-only", action="store_true", help="train the missing models, measure nothing")
+    ap.add_argument("--time", default="slug,cmudict", help="tasks whose beam 5 / greedy predict time is measured")
     args = ap.parse_args()
+    before = baseline_decode()
+    print(f"machine: {machine()}; baseline: decode.py at {BASELINE_REV}", flush=True)
     for task in args.tasks.split(","):
         pairs, inputs, refs = task_files(task)
         if args.train or args.train_only:
             train_missing(task, pairs)
+        if not args.train_only:
+            rows = measure(task, inputs, refs, before)
+            print(table(rows, task, "WER %" if task == "cmudict" else "exact match %"), flush=True)
+            for model in dict.fromkeys(r["model"] for r in rows):
+                mine = [r for r in rows if r["model"] == model]
+                print(f"{task}, {model}: outputs longer than 2 x input + 5: "
+                      + ", ".join(f"{r['search']} beam {r['beam']}: {r['too_long']}" for r in mine if r["too_long"])
+                      + f" (none elsewhere); longest output - input: before {max(r['longest'] for r in mine if r['search'] == 'before')},"
+                      f" after {max(r['longest'] for r in mine if r['search'] == 'after')}", flush=True)
+            if task in args.time.split(","):
+                for t in timings(task, inputs, before):
+                    print(f"{task}, {t['model']}: predict {len(inputs)} lines, median of 3: greedy {t['greedy']:.2f} s,"
+                          f" beam 5 before {t['beam 5 before']:.2f} s ({t['beam 5 before'] / t['greedy']:.1f}x),"
+                          f" beam 5 after {t['beam 5 after']:.2f} s ({t['beam 5 after'] / t['greedy']:.1f}x)", flush=True)
 
 
 if __name__ == "__main__":

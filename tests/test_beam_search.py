@@ -217,3 +217,26 @@ def test_the_scan_records_the_largest_output_ratio(tmp_path):
     assert scan.output_ratio == 3.0
     for limit, (src, tgt) in zip(OutputLength.learned(scan.output_ratio).limits([2, 4, 1, 3], 16), [("ab", "abcde"), ("abcd", "ab"), ("a", "xyz"), ("abc", "abcdef")]):
         assert len(tgt) <= limit  # every training output fits its bound
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_aligned_kbest_search_is_exact(seed):
+    """The aligned k-best has no early-stop flaw: it equals enumerating every string,
+    P(s) = prod p_t(s_t) * p_len(s)(</s>), with no </s> factor at full length."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    B, T, V = 3, 3, END_ID + 4  # 3 characters
+    probs = rng.dirichlet(np.ones(V) * 0.5, size=(B, T)).astype(np.float32)  # (B, T, V)
+    lp = decode._log_probs(probs).astype(np.float64)
+    chars = range(END_ID + 1, V)
+    for k in (1, 4, 9):
+        found = decode.aligned_kbest(probs, k)
+        for b in range(B):
+            every = {
+                s: sum(lp[b, t, c] for t, c in enumerate(s)) + (lp[b, len(s), END_ID] if len(s) < T else 0.0)
+                for n in range(T + 1) for s in itertools.product(chars, repeat=n)
+            }
+            want = sorted(every.items(), key=lambda x: -x[1])[:k]
+            assert [c.ids for c in found[b]] == [s for s, _ in want]
+            np.testing.assert_allclose([c.logp for c in found[b]], [v for _, v in want], rtol=1e-5)
