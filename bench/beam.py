@@ -223,9 +223,9 @@ def main() -> None:
             print(table(rows, task, "WER %" if task == "cmudict" else "exact match %"), flush=True)
             for model in dict.fromkeys(r["model"] for r in rows):
                 mine = [r for r in rows if r["model"] == model]
-                print(f"{task}, {model}: outputs longer than 2 x input + 5: "
-                      + ", ".join(f"{r['search']} beam {r['beam']}: {r['too_long']}" for r in mine if r["too_long"])
-                      + f" (none elsewhere); longest output - input: before {max(r['longest'] for r in mine if r['search'] == 'before')},"
+                over = ", ".join(f"{r['search']} beam {r['beam']}: {r['too_long']}" for r in mine if r["too_long"])
+                print(f"{task}, {model}: outputs longer than 2 x input + 5: {over + ' (none elsewhere)' if over else 'none'};"
+                      f" longest output - input: before {max(r['longest'] for r in mine if r['search'] == 'before')},"
                       f" after {max(r['longest'] for r in mine if r['search'] == 'after')}", flush=True)
             if task in args.time.split(","):
                 for t in timings(task, inputs, before):
