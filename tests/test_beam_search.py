@@ -164,10 +164,12 @@ def test_the_learned_bound_stops_a_looping_model(tmp_path, looping, members, eng
     bounded = with_output_length(old, tmp_path / "b", {"ratio": 1.0, "extra": 1, "observed_ratio": 0.8})
     words = ["a", "ab", "abc"]
     for engine in engines:
+        with_bound = Predictor(bounded, engine=engine)
+        without = Predictor(old, engine=engine)
         for beam in (1, 3):
-            got = Predictor(bounded, engine=engine, beam=beam).predict_batch(words)
+            got = with_bound.with_options(beam=beam).predict_batch(words)
             assert [len(out) for out, _ in got] == [2, 3, 4]  # len(input) + 1, within max_len 4
-            before = Predictor(old, engine=engine, beam=beam).predict_batch(words)
+            before = without.with_options(beam=beam).predict_batch(words)
             assert [len(out) for out, _ in before] == [LIMIT] * 3  # runs to max_len, as before
             assert all(b.startswith(g) for (g, _), (b, _) in zip(got, before))
 
