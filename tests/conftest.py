@@ -98,18 +98,19 @@ RANDOM_MAX_LEN = 8
 RANDOM_WORDS = ["abc", "cab", "a", "bbca", "ccccc", "acbacbac", "ba", "cabbage"]
 
 
-def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, **cfg_kw):
+def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, out_chars="abdeg", data=None, **cfg_kw):
     """A seq2seq (or aligned) model with random, sharpened weights, written like `train` does.
 
     Untrained Keras weights give nearly uniform distributions, where near-ties make any
     comparison fragile; scaling them by `gain` gives peaked, distinct probabilities.
+    out_chars: the output characters; data: config.json's "data" (e.g. an output_length).
     """
     from transducer.networks.build import build_model
     from transducer.networks.tf import keras
     from transducer.training.loop import save_model_dir
 
     in_vocab = Vocab.from_strings(["abcdeg"])
-    out_vocab = Vocab.from_strings(["abdeg"])
+    out_vocab = Vocab.from_strings([out_chars])
     cfg = ModelConfig(
         **{"arch": "seq2seq", "max_len": RANDOM_MAX_LEN, "hidden": 6, **cfg_kw},
         input_vocab_size=len(in_vocab),
@@ -124,7 +125,7 @@ def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, **cfg_
         bias[END_ID] = end_bias
         head.set_weights([kernel, bias])
     model_dir = tmp_path / name
-    cfg_json = config_dict(cfg, in_vocab, out_vocab, train=TrainConfig().to_dict(), data={})
+    cfg_json = config_dict(cfg, in_vocab, out_vocab, train=TrainConfig().to_dict(), data=data or {})
     save_model_dir(model, cfg_json, {"final": {}}, model_dir)
     return model_dir, model
 

@@ -2,7 +2,9 @@
 
     DIR/
       config.json    schema_version, transducer_version, model (ModelConfig), train
-                     (TrainConfig), input_vocab, output_vocab (id -> symbol lists), data;
+                     (TrainConfig), input_vocab, output_vocab (id -> symbol lists), data
+                     (the training files, counts and, for seq2seq, output_length: the
+                     longest output decoding may write, see OutputLength);
                      a label model (--arch label) has labels (id -> label) instead of
                      output_vocab
       model.keras    the Keras model (architecture + weights), loaded in safe mode
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transducer._version import __version__
-from transducer.core.config import ModelConfig, TransducerError
+from transducer.core.config import ModelConfig, OutputLength, TransducerError
 from transducer.core.vocab import Labels, Vocab
 
 SCHEMA_VERSION = 1
@@ -171,6 +173,18 @@ def read_info(model_dir: str | Path) -> ModelInfo:
     if model.input_vocab_size != len(input_vocab) or model.output_vocab_size != len(output_vocab):
         raise TransducerError(f"{cfg_path}: vocabulary sizes disagree with the model sizes")
     return ModelInfo(path, model, input_vocab, output_vocab, raw)
+
+
+def output_length(info: ModelInfo) -> OutputLength | None:
+    """The output length bound training learned (config.json data.output_length), or None
+    for a model directory written before it existed: that one decodes to max_len."""
+    data = info.raw.get("data")
+    if not isinstance(data, dict) or "output_length" not in data:
+        return None
+    try:
+        return OutputLength.from_dict(data["output_length"])
+    except ValueError as e:
+        raise TransducerError(f"{info.path / CONFIG}: invalid config ({e})") from None
 
 
 def member_count(info: ModelInfo) -> int:

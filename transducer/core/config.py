@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 class Choice(str, Enum):
     """A string option with a fixed set of values. `str` so a member compares equal to its
     value (Arch.SEQ2SEQ == "seq2seq") and the CLI's --help and completion list them."""
@@ -288,3 +290,43 @@ class PredictOptions:
             if self.beam != 1:
                 raise TransducerError(f"--nbest must be at most --beam ({self.beam})")
             object.__setattr__(self, "beam", self.nbest)  # --nbest K alone searches with a beam of K
+
+
+@dataclass(frozen=True)
+class OutputLength:
+    """The longest output a seq2seq model may write for an input, learned from its training
+    data: min(max_len, ceil(ratio * max(len(input), 1)) + extra) characters. Stored in
+    config.json as data.output_length; a model directory without it decodes to max_len."""
+
+    ratio: float  # output characters allowed per input character (observed_ratio x MARGIN)
+    extra: int  # characters allowed on top, for short inputs with relatively long outputs
+    observed_ratio: float  # the largest len(output) / max(len(input), 1) of a training pair
+
+    MARGIN = 1.25  # headroom over the training data's largest ratio
+    EXTRA = 3
+
+    @classmethod
+    def learned(cls, observed_ratio: float) -> "OutputLength":
+        return cls(round(observed_ratio * cls.MARGIN, 6), cls.EXTRA, round(observed_ratio, 6))
+
+    def limits(self, input_lengths, max_len: int):
+        """(B,) input lengths in characters -> (B,) longest outputs allowed, in characters.
+        An input counts as at least 1 character, so every training pair fits its bound."""
+        n = np.maximum(np.asarray(input_lengths, dtype=np.float64), 1.0)
+        # The epsilon keeps ceil from rounding ratio * n = 6.000000001 up to 7.
+        return np.minimum(np.ceil(self.ratio * n - 1e-9).astype(np.int64) + self.extra, max_len)
+
+    def to_dict(self) -> dict:
+        return {"ratio": self.ratio, "extra": self.extra, "observed_ratio": self.observed_ratio}
+
+    @classmethod
+    def from_dict(cls, d) -> "OutputLength":
+        """config.json's data.output_length, checked (ValueError names what is wrong)."""
+        if not isinstance(d, dict):
+            raise ValueError("data.output_length must be an object")
+        ratio, extra, observed = d.get("ratio"), d.get("extra"), d.get("observed_ratio", d.get("ratio"))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ratio, extra, observed)):
+            raise ValueError("data.output_length needs numbers ratio, extra (and observed_ratio)")
+        if ratio < 0 or extra < 0 or int(extra) != extra:
+            raise ValueError("data.output_length: ratio must be >= 0 and extra an integer >= 0")
+        return cls(float(ratio), int(extra), float(observed))

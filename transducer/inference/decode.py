@@ -2,15 +2,24 @@
 
 seq2seq (the decoder is called one step at a time through an engine):
   greedy        the most probable next symbol at every step, for all lines at once
-  beam search   K hypotheses per line; finished ones are ranked by their log probability
-                divided by their length in symbols (characters + </s>), so short outputs
-                are not favoured just for having fewer factors below 1
+  beam search   up to K live hypotheses per line; finished strings are ranked by
+
+                    score = log P(string, </s>) / (len(string) + 1) ** length_penalty
+
+                with length_penalty 1: the mean log probability per symbol, </s> included,
+                so short outputs are not favoured just for having fewer factors below 1.
+                Greedy's output is a finished candidate from the start, so the best of a
+                beam never ranks below greedy's. A line ends only when no live hypothesis
+                can still beat its nbest-th finished string (see beam_search).
+
+Every seq2seq search writes at most `limit` characters per line: max_len, or the model's
+learned output length bound (config.OutputLength: min(max_len, ceil(ratio * len(input))
++ extra)). At the limit only </s> may follow; its probability stays in the score.
 
 aligned (one independent distribution per position): the exact K most probable strings,
   where P(s) = prod_{t<len(s)} p_t(s_t) * p_len(s)(</s>)  (no </s> factor at full length).
+  Its length is at most the input's padded width; no learned bound applies.
 
-Every search emits at most `max_len` characters: a model that never produces </s> is
-stopped there, with </s> forced (its tiny probability stays in the score).
 <pad>, <unk> and <s> are never emitted: they are not characters of any output string, so
 excluding them keeps candidate strings distinct.
 """
@@ -42,25 +51,38 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
     return lp
 
 
+def score(logp, n_chars, length_penalty: float = 1.0):
+    """The ranking of seq2seq outputs: log P / (characters + 1) ** length_penalty."""
+    return logp / (np.asarray(n_chars, dtype=np.float64) + 1.0) ** length_penalty
+
+
+def output_limits(max_len, n_lines: int) -> np.ndarray:
+    """(n_lines,) longest outputs in characters, from one int or a per-line array."""
+    return np.broadcast_to(np.asarray(max_len, dtype=np.int64), (n_lines,))
+
+
 # --- seq2seq -------------------------------------------------------------------------------
 
 
-def greedy(engine, ids: np.ndarray, max_len: int) -> list[Candidate]:
-    """Best next symbol at each step; finished lines leave the batch."""
+def greedy(engine, ids: np.ndarray, max_len) -> list[Candidate]:
+    """The most probable symbol at each step. max_len: an int, or (B,) limits per line."""
     enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
-    B = len(ids)
+    return _greedy(engine, enc, init, mask, output_limits(max_len, len(ids)))
+
+
+def _greedy(engine, enc, init, mask, limits: np.ndarray, length_penalty: float = 1.0) -> list[Candidate]:
+    """Greedy from encoded lines; finished lines leave the batch."""
+    B = len(enc)
     states = [init] * engine.decoder_layers
     prev = np.full(B, START_ID, np.int32)
     active = np.arange(B)  # lines still decoding
     out: list[list[int]] = [[] for _ in range(B)]
     logp = np.zeros(B)
-    for t in range(max_len + 1):
+    for t in range(int(limits.max(initial=0)) + 1):
         probs, states = engine.seq2seq_step(prev, enc, mask, states)  # (A, V)
         lp = _log_probs(probs)
-        if t == max_len:  # the cap: only </s> may follow
-            choice = np.full(len(active), END_ID)
-        else:
-            choice = lp.argmax(axis=-1)  # (A,)
+        choice = lp.argmax(axis=-1)  # (A,)
+        choice[t >= limits[active]] = END_ID  # the limit: only </s> may follow
         logp[active] += lp[np.arange(len(active)), choice]
         going = choice != END_ID
         for b, c in zip(active[going], choice[going]):
@@ -71,7 +93,7 @@ def greedy(engine, ids: np.ndarray, max_len: int) -> list[Candidate]:
             states = [s[going] for s in states]
         if not len(active):
             break
-    return [Candidate(tuple(o), float(l), _normalised(l, len(o))) for o, l in zip(out, logp)]
+    return [Candidate(tuple(o), float(l), float(score(l, len(o), length_penalty))) for o, l in zip(out, logp)]
 
 
 def _rows(mask: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
@@ -79,65 +101,111 @@ def _rows(mask: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
     return None if mask is None else mask[keep]
 
 
-def _normalised(logp: float, n_chars: int) -> float:
-    return float(logp) / (n_chars + 1)
+class _Best:
+    """Every line's n best finished strings, best first, each string once."""
+
+    def __init__(self, n_lines: int, n: int):
+        self.n = n
+        self.items: list[list[Candidate]] = [[] for _ in range(n_lines)]
+        self.threshold = np.full(n_lines, -np.inf)  # (B,) the score a string must beat to
+        #                                              enter: the n-th best's, -inf until n
+
+    def add(self, b: int, cand: Candidate) -> None:
+        items = self.items[b]
+        if cand.score <= self.threshold[b] or any(c.ids == cand.ids for c in items):
+            return
+        items.append(cand)
+        items.sort(key=lambda c: -c.score)
+        del items[self.n :]
+        if len(items) == self.n:
+            self.threshold[b] = items[-1].score
 
 
-def beam_search(engine, ids: np.ndarray, max_len: int, beam: int, nbest: int = 1) -> list[list[Candidate]]:
-    """The `nbest` best of the finished hypotheses of a width-`beam` search, per line.
+def beam_search(
+    engine, ids: np.ndarray, max_len, beam: int, nbest: int = 1, length_penalty: float = 1.0,
+) -> list[list[Candidate]]:
+    """The `nbest` best strings found by a width-`beam` search, per line, best first.
 
-    Each step ranks the 2*beam best extensions of every line's hypotheses: those ending
-    in </s> among the first `beam` are finished, the first `beam` others go on. A line is
-    done once it has `beam` finished hypotheses; with beam 1 this is exactly greedy.
+    max_len: an int, or (B,) limits per line. Each step extends every live hypothesis by
+    every symbol: an extension by </s> is a finished string (kept if it ranks among the
+    line's nbest), the `beam` most probable others per line live on. Greedy's output is
+    finished from the start. A live hypothesis with log probability L and a limit of
+    `limit` characters can at best finish with score L / (limit + 1) ** length_penalty
+    (log probabilities only fall as it grows, and it has at most `limit` characters), so
+    it is dropped as soon as that bound cannot beat the line's nbest-th finished score;
+    a line ends when no live hypothesis is left. Only live hypotheses are decoded.
+    beam 1 is greedy.
     """
-    K = beam
-    enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
+    if beam == 1:
+        return [[c] for c in greedy(engine, ids, max_len)]
     B = len(ids)
-    enc = np.repeat(enc, K, axis=0)  # (B*K, T, W)
-    mask = None if mask is None else np.repeat(mask, K, axis=0)  # (B*K, T)
-    states = [np.repeat(init, K, axis=0)] * engine.decoder_layers  # each (B*K, W)
-    logp = np.full((B, K), -np.inf)
-    logp[:, 0] = 0.0  # one live hypothesis at the start, so the first step has no duplicates
-    tokens = np.zeros((B, K, 0), np.int32)  # (A, K, t)
-    prev = np.full(B * K, START_ID, np.int32)
-    active = np.arange(B)
-    finished: list[list[Candidate]] = [[] for _ in range(B)]
-    for t in range(max_len + 1):
-        A = len(active)
-        probs, states = engine.seq2seq_step(prev, enc, mask, states)  # (A*K, V)
-        lp = _log_probs(probs)
-        V = lp.shape[-1]
-        if t == max_len:
-            lp[:, np.arange(V) != END_ID] = -np.inf
-        cand = (logp.reshape(A * K, 1) + lp).reshape(A, K * V)  # (A, K*V)
-        top = np.argsort(-cand, axis=1, kind="stable")[:, : 2 * K]  # (A, 2K)
-        top_lp = np.take_along_axis(cand, top, axis=1)  # (A, 2K)
-        is_end = (top % V) == END_ID
-        rank = np.arange(2 * K)[None, :]
-        for a, j in zip(*np.nonzero(is_end & (rank < K) & np.isfinite(top_lp))):
-            src = top[a, j] // V
-            ids_ = tuple(int(i) for i in tokens[a, src])
-            finished[active[a]].append(Candidate(ids_, float(top_lp[a, j]), _normalised(top_lp[a, j], len(ids_))))
-        # The first K non-</s> extensions go on (there are at least K among 2K).
-        order = np.argsort(is_end, axis=1, kind="stable")[:, :K]  # (A, K)
-        keep = np.take_along_axis(top, order, axis=1)  # (A, K) flat indices into K*V
-        logp = np.take_along_axis(top_lp, order, axis=1)  # (A, K)
-        src, sym = keep // V, keep % V  # (A, K)
-        rows = np.arange(A)[:, None]
-        tokens = np.concatenate([tokens[rows, src], sym[..., None].astype(np.int32)], axis=2)
-        flat_src = (rows * K + src).reshape(-1)  # (A*K,)
-        states = [s[flat_src] for s in states]
-        prev = sym.reshape(-1).astype(np.int32)
-        going = np.array([len(finished[b]) < K for b in active], dtype=bool) & np.isfinite(logp).any(axis=1)
-        if t == max_len or not going.any():
+    limits = output_limits(max_len, B)
+    enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
+    best = _Best(B, nbest)
+    for b, cand in enumerate(_greedy(engine, enc, init, mask, limits, length_penalty)):
+        best.add(b, cand)
+    live = _Live(np.arange(B), np.zeros(B), np.zeros((B, 0), np.int32), [init] * engine.decoder_layers)
+    for t in range(int(limits.max(initial=0)) + 1):
+        probs, states = engine.seq2seq_step(live.prev(), enc[live.line], _rows(mask, live.line), live.states)
+        lp = _log_probs(probs)  # (N, V)
+        _finish(best, live, lp, t, length_penalty)
+        ext = live.logp[:, None] + lp  # (N, V): every one-symbol extension
+        ext[:, END_ID] = -np.inf  # those are finished strings now
+        ext[t >= limits[live.line]] = -np.inf  # at the limit only </s> may follow
+        live = _extend(live, ext, states, beam)
+        bound = score(live.logp, limits[live.line], length_penalty)  # (N,) best reachable scores
+        live = live.select(bound > best.threshold[live.line])
+        if not len(live.line):
             break
-        if going.all():
-            continue
-        active, logp, tokens = active[going], logp[going], tokens[going]
-        rows_kept = np.repeat(going, K)
-        enc, prev, mask = enc[rows_kept], prev[rows_kept], _rows(mask, rows_kept)
-        states = [s[rows_kept] for s in states]
-    return [sorted(f, key=lambda c: -c.score)[:nbest] for f in finished]
+    return best.items
+
+
+@dataclass(frozen=True)
+class _Live:
+    """The live hypotheses of every line, as rows sorted by line."""
+
+    line: np.ndarray  # (N,) each row's line
+    logp: np.ndarray  # (N,) log P of its symbols so far
+    tokens: np.ndarray  # (N, t) its symbols so far
+    states: list  # decoder states, each (N, W)
+
+    def prev(self) -> np.ndarray:
+        """(N,) the symbol each row feeds the decoder next."""
+        if self.tokens.shape[1] == 0:
+            return np.full(len(self.line), START_ID, np.int32)
+        return self.tokens[:, -1].astype(np.int32)
+
+    def select(self, keep: np.ndarray) -> "_Live":
+        if keep.all():
+            return self
+        return _Live(self.line[keep], self.logp[keep], self.tokens[keep], [s[keep] for s in self.states])
+
+
+def _finish(best: _Best, live: _Live, lp: np.ndarray, t: int, length_penalty: float) -> None:
+    """Offer every row's extension by </s> to its line's n best."""
+    end_lp = live.logp + lp[:, END_ID]  # (N,)
+    end_score = score(end_lp, t, length_penalty)  # (N,): every row has t characters
+    for r in np.flatnonzero(end_score > best.threshold[live.line]):  # the others cannot enter
+        best.add(int(live.line[r]), Candidate(tuple(live.tokens[r].tolist()), float(end_lp[r]), float(end_score[r])))
+
+
+def _extend(live: _Live, ext: np.ndarray, states: list, beam: int) -> _Live:
+    """The `beam` most probable finite extensions (N, V) of each line's rows."""
+    N, V = ext.shape
+    lines, start, count = np.unique(live.line, return_index=True, return_counts=True)
+    which = np.repeat(np.arange(len(lines)), count)  # (N,) row -> index into lines
+    grid = np.full((len(lines), beam, V), -np.inf)  # (A, K, V): each line's rows side by side
+    grid[which, np.arange(N) - start[which]] = ext
+    grid = grid.reshape(len(lines), beam * V)
+    k = min(beam, beam * V)
+    top = np.argpartition(-grid, k - 1, axis=1)[:, :k]  # (A, K), unordered
+    top_lp = np.take_along_axis(grid, top, axis=1)
+    a, j = np.nonzero(np.isfinite(top_lp))  # row-major: rows stay sorted by line
+    flat = top[a, j]
+    src = start[a] + flat // V  # (N',) the extended rows
+    sym = (flat % V).astype(np.int32)
+    tokens = np.concatenate([live.tokens[src], sym[:, None]], axis=1)
+    return _Live(lines[a], top_lp[a, j], tokens, [s[src] for s in states])
 
 
 # --- aligned -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from transducer.core import normalization
-from transducer.core.artifacts import ModelInfo, read_info
+from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import TransducerError
 from transducer.inference.decode import NOT_EMITTED
 from transducer.inference.engine import decode_probs
@@ -111,12 +111,13 @@ def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[
     states = [init] * eng.decoder_layers
     prev = np.full(1, START_ID, np.int32)
     steps, chosen, logp = [], [], 0.0
-    for t in range(info.model.max_len + 1):
+    limit = _output_limit(info, int(np.count_nonzero(ids != PAD_ID)))
+    for t in range(limit + 1):
         probs, states, weights = eng.seq2seq_step(prev, enc, mask, states, return_attention=True)  # (1, V), (1, T)
         p = probs[0].astype(np.float64)  # (V,)
         emitted = p.copy()
         emitted[list(NOT_EMITTED)] = -1.0  # never emitted: not candidates (as in decode.py)
-        choice = END_ID if t == info.model.max_len else int(emitted.argmax())  # the cap: only </s>
+        choice = END_ID if t == limit else int(emitted.argmax())  # the limit: only </s>
         logp += float(np.log(max(p[choice], 1e-30)))
         attention = None if weights is None else tuple(float(w) for w in weights[0])
         steps.append(Step(info.output_vocab.symbols[choice], float(p[choice]), _top(emitted, info, k), attention))
@@ -125,6 +126,15 @@ def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[
             break
         prev = np.full(1, choice, np.int32)
     return steps, chosen, float(np.exp(logp))
+
+
+def _output_limit(info: ModelInfo, n_chars: int) -> int:
+    """The longest output decoding allows for an input of n_chars characters, as predict
+    has it (Predictor.output_limits)."""
+    bound = output_length(info)
+    if bound is None:
+        return info.model.max_len
+    return int(bound.limits([n_chars], info.model.max_len)[0])
 
 
 def _aligned_steps(eng, info: ModelInfo, ids: np.ndarray, k: int, text: str) -> tuple[list[Step], list[int], float]:

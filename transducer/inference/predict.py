@@ -27,7 +27,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from transducer.core import normalization
-from transducer.core.artifacts import ModelInfo, read_info
+from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
 from transducer.inference.ensemble import load_engine
@@ -163,6 +163,7 @@ class Predictor:
         else:
             self.info, self.engine = engine.info, engine
         self.max_len = self.info.model.max_len  # characters of the normalized input
+        self.output_length = output_length(self.info)  # None: outputs run to max_len
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = self.options.beam, self.options.nbest
         self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
@@ -196,6 +197,14 @@ class Predictor:
                 f" ({vin} input, {vout} output symbols, hidden {self.info.model.hidden}): {type(e).__name__};"
                 f" if model.keras is right, re-export with `transducer export {self.info.path}`"
             ) from None
+
+    def output_limits(self, ids: np.ndarray) -> np.ndarray:
+        """(B,) the longest output a seq2seq model may write for each row of (B, T)
+        right-padded input ids: the learned bound (config.OutputLength), or max_len for a
+        model directory written before it."""
+        if self.output_length is None:
+            return np.full(len(ids), self.max_len, dtype=np.int64)
+        return self.output_length.limits(np.count_nonzero(ids != PAD_ID, axis=1), self.max_len)
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
         """[(output, confidence)] for strings of at most max_len chars."""
@@ -265,10 +274,11 @@ class Predictor:
             return label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
         if self.info.model.arch == "seq2seq":
+            limits = self.output_limits(ids)
             if self.beam == 1:
-                found = [[c] for c in decode.greedy(self.engine, ids, self.max_len)]
+                found = [[c] for c in decode.greedy(self.engine, ids, limits)]
             else:
-                found = decode.beam_search(self.engine, ids, self.max_len, self.beam, self.nbest)
+                found = decode.beam_search(self.engine, ids, limits, self.beam, self.nbest)
         elif self.beam == 1 and self.nbest == 1:
             best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
             outputs = self.info.output_vocab.decode_batch(best)

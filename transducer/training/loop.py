@@ -17,7 +17,7 @@ from typing import Protocol
 
 from transducer.core import artifacts
 from transducer.training import checkpoint, distribute, recipe, stream
-from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
+from transducer.core.config import ARCHITECTURE, ModelConfig, OutputLength, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
 from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
 from transducer.inference.engine import export_weights
@@ -300,6 +300,8 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted) -> 
         "n_val": prep.n_val,
         "final_on": "validation" if run.val_ds is not None else "training",
     }
+    if prep.cfg.arch == "seq2seq":  # the only architecture whose output length is searched
+        data["output_length"] = OutputLength.learned(prep.data.output_ratio).to_dict()
     cfg_json = artifacts.config_dict(prep.cfg, prep.in_vocab, prep.out_vocab, train=run.train_cfg.to_dict(), data=data)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
     metrics = {

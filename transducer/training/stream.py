@@ -86,6 +86,8 @@ class ScannedPairs:
     out_chars: set = field(default_factory=set)  # characters of training outputs
     labels: bool = False  # outputs are labels (--arch label): counted in label_rows
     label_rows: dict = field(default_factory=dict)  # label -> [training rows, validation rows]
+    output_ratio: float = 0.0  # largest len(output) / max(len(input), 1) of a training row:
+    #                            what config.OutputLength bounds decoding by
 
     @property
     def n_train(self) -> int:
@@ -202,6 +204,7 @@ def _scan(name: str, path: str, max_len: int, threshold: int, seed: int, labels:
                 result.in_chars.update(src)
                 if not labels:
                     result.out_chars.update(tgt)
+                    result.output_ratio = max(result.output_ratio, len(tgt) / max(len(src), 1))
         chunk.clear()
 
     with open(path, "rb") as stream:
