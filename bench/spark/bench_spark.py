@@ -123,7 +123,10 @@ def run_spark(cores: int, model: Path, table: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     spark = (
         SparkSession.builder.master(f"local[{cores}]").appName("bench-spark")
-        .config("spark.ui.enabled", "false").config("spark.driver.memory", "2g").getOrCreate()
+        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.files.maxPartitionBytes", "4m")  # one task per input file, not one per core
+        .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
     jvm = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
