@@ -71,9 +71,10 @@ def test_outputs_equal_the_cli_row_for_row(spark, tiny_model, tmp_path):
     and batches: each row's output is `transducer predict`'s line for it."""
     texts = [w for w, _ in make_pairs(3000, seed=7)]
     texts = [t + "#é"[i % 2] if i % 13 == 0 else "" if i % 101 == 0 else t for i, t in enumerate(texts)]
-    for unk in ("copy", "model"):
-        got = by_id(table(spark, texts, 3).select("id", predict_udf(tiny_model, unk=unk)("s").alias("o")).collect())
-        assert got == cli_lines(tmp_path, tiny_model, texts, "--unk", unk)
+    policies = ("copy", "model")
+    rows = table(spark, texts, 3).select("id", *(predict_udf(tiny_model, unk=u)("s").alias(u) for u in policies)).collect()
+    for unk in policies:
+        assert by_id(rows, unk) == cli_lines(tmp_path, tiny_model, texts, "--unk", unk)
 
 
 def test_nulls_stay_null_and_long_values_follow_on_long(spark, tiny_model, tmp_path):
