@@ -5,6 +5,7 @@
     python bench/sigmorphon/run.py --langs arm_e --tag student \\
         --train-flags "--teacher {work}/ens3/{lang}/model"
     python bench/sigmorphon/run.py --tag ens3 --reuse --beam 5      # rescore, no training
+    python bench/sigmorphon/run.py --show defaults ens3 ens3+beam5  # results.jsonl as markdown
 
 For each language: the phones (space-separated, multi-character tokens such as `t͡s`) are
 mapped one token -> one private-use character (U+E000 on), so a character-level model emits
@@ -155,6 +156,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def show(tags: list[str]) -> str:
+    """A markdown table of results.jsonl's latest row per (tag, language): test WER (dev WER,
+    train seconds). A tag TAG+beamN names the rows scored with --beam N."""
+    latest: dict[tuple[str, str], dict] = {}
+    for line in RESULTS.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        beam = "" if row["beam"] == 1 else f"+beam{row['beam']}"  # rescored with --reuse --beam N
+        latest[row["tag"] + beam, row["lang"]] = row
+    langs = [lang for lang in LANGS if any((t, lang) in latest for t in tags)]
+    out = ["| language | baseline | " + " | ".join(tags) + " |", "| --- " * (len(tags) + 2) + "|"]
+    for lang in langs:
+        cells = []
+        for t in tags:
+            r = latest.get((t, lang))
+            secs = "" if r is None or r["train_s"] is None else f", {r['train_s']:.0f} s"
+            cells.append("-" if r is None else f"{r['test_wer']:.2f} (dev {r['dev_wer']:.2f}{secs})")
+        out.append(f"| {lang} | {BASELINE[lang]} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--langs", nargs="+", default=list(LANGS), choices=LANGS, help="languages (default: all six)")
@@ -162,7 +183,11 @@ def main() -> None:
     p.add_argument("--train-flags", default="", help="extra `transducer train` flags; {lang}, {work}, {data} are filled in")
     p.add_argument("--beam", type=int, default=1, help="predict beam width (1: greedy)")
     p.add_argument("--reuse", action="store_true", help="score the models already in work/TAG/ (no training)")
+    p.add_argument("--show", nargs="+", metavar="TAG", help="print results.jsonl's rows of these tags as markdown; no run")
     args = p.parse_args()
+    if args.show:
+        print(show(args.show))
+        return
     print(f"tag {args.tag}: transducer train {' '.join(ARCH_FLAGS)} --val-file dev {args.train_flags}".rstrip()
           + f"; predict --beam {args.beam}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
           file=sys.stderr)
