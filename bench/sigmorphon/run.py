@@ -111,9 +111,10 @@ def wer(work: Path, split: str, rows: list, mapping: dict[str, str], beam: int) 
     outputs = proc.stdout.split("\n")[: len(rows)]
     if len(outputs) != len(rows):
         raise SystemExit(f"predict returned {len(outputs)} lines for {len(rows)} words")
-    wrong = sum(
-        [back.get(c, c) for c in out] != phones for out, (_, phones) in zip(outputs, rows)
-    )
+    predicted = [[back.get(c, c) for c in out] for out in outputs]
+    with open(work / f"{split}.beam{beam}.out", "w", encoding="utf-8") as f:  # for error analysis
+        f.writelines(f"{w}\t{' '.join(ref)}\t{' '.join(hyp)}\n" for (w, ref), hyp in zip(rows, predicted))
+    wrong = sum(hyp != phones for hyp, (_, phones) in zip(predicted, rows))
     return 100.0 * wrong / len(rows)
 
 
