@@ -164,7 +164,10 @@ def show(tags: list[str]) -> str:
     for line in RESULTS.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         beam = "" if row["beam"] == 1 else f"+beam{row['beam']}"  # rescored with --reuse --beam N
-        latest[row["tag"] + beam, row["lang"]] = row
+        key = row["tag"] + beam, row["lang"]
+        if row["reused"] and key in latest:  # a rescore of the same model keeps its train time
+            row["train_s"] = latest[key]["train_s"]
+        latest[key] = row
     langs = [lang for lang in LANGS if any((t, lang) in latest for t in tags)]
     out = ["| language | baseline | " + " | ".join(tags) + " |", "| --- " * (len(tags) + 2) + "|"]
     for lang in langs:
