@@ -229,6 +229,8 @@ class TrainOptions:
     force: bool = False  # replace an existing model directory
     resume: bool = False  # continue an interrupted run from its last checkpoint
     ensemble: int | None = None  # members (default 1, or init_from's member count)
+    teacher: str | None = None  # distil: learn this model's beam outputs for the training inputs
+    extra_inputs: str | None = None  # with teacher: file of unlabeled strings (one a line) it labels too
 
 
 ARCHITECTURE_OPTIONS = frozenset(ARCHITECTURE)
@@ -255,6 +257,7 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
     """Train and publish; returns the training result (training.loop.TrainResult, or
     training.ensemble.EnsembleResult for an ensemble), interrupted runs included. The
     command line's `train` calls this; `train` below wraps it for library users."""
+    from transducer.training.distill import train_student
     from transducer.training.ensemble import train_ensemble
     from transducer.training.loop import train as train_one
 
@@ -263,6 +266,9 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
     with pairs_file(pairs) as path, warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="keras")  # Keras's own noise never reaches users
         warnings.filterwarnings("ignore", module="tensorflow")
+        if options.teacher is not None or options.extra_inputs is not None:
+            return train_student(path, model_dir, mcfg, tcfg, options.teacher, options.extra_inputs,
+                                 on_member=on_member, **common)
         if tcfg.ensemble > 1:
             return train_ensemble(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
         return train_one(path, model_dir, mcfg, tcfg, **common)

@@ -172,6 +172,8 @@ def train(
     force: bool = typer.Option(False, help="Replace an existing model directory."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change)."),
     ensemble: Optional[int] = typer.Option(None, help="Train N members (seeds --seed, --seed+1, ...) into one model directory; predict and evaluate average them. Default 1, or with --init-from as many as that model has."),
+    teacher: Optional[str] = typer.Option(None, help="Distil: train on this model's beam outputs (e.g. an ensemble's) for the training inputs instead of their references; validation stays on references."),
+    extra_inputs: Optional[str] = typer.Option(None, help="With --teacher: a file of unlabeled strings, one a line, that the teacher labels for training too."),
     log_format: Optional[str] = typer.Option(
         None, help=f"Progress on stderr: {' | '.join(LOG_FORMATS)} (default: rich on a terminal, plain otherwise)."
     ),
@@ -216,7 +218,14 @@ def train(
 
         reporter = make_reporter(log_format, err)
         try:
-            if tcfg.ensemble > 1:
+            if teacher is not None or extra_inputs is not None:
+                from transducer.training.distill import train_student
+
+                result = train_student(
+                    pairs, model_dir, mcfg, tcfg, teacher, extra_inputs, val_path=val_file, force=force,
+                    reporter=reporter, resume=resume, on_member=lambda *event: _render_member(reporter, *event),
+                )
+            elif tcfg.ensemble > 1:
                 from transducer.training.ensemble import train_ensemble
 
                 result = train_ensemble(
