@@ -388,7 +388,7 @@ def test_export_help_example_reads_what_the_model_was_trained_on():
     from pathlib import Path
 
     r = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
-    example = next(l.strip() for l in r.stdout.splitlines() if "transducer export" in l and "|" in l)
+    example = next(l.strip() for l in r.stdout.splitlines() if "echo" in l and "|" in l)
     word = re.search(r"echo (\S+) \| transducer predict models/translit", example).group(1)
     data = Path(__file__).resolve().parents[1] / "sample_data" / "translit.train.tsv"
     seen = {c for line in data.read_text(encoding="utf-8").splitlines() for c in line.split("\t")[0]}

@@ -26,35 +26,8 @@ from transducer.core.config import (
     ModelConfig, Normalize, OnLong, TransducerError, Unk,
 )
 from transducer.ui import render
+from transducer.ui.help import Command as _Command, Group as _Group
 from transducer.ui.render import Output
-
-
-class _PlainFlags:
-    """--help with arguments in capitals and on/off flags without a value placeholder."""
-
-    def get_params(self, ctx):
-        params = super().get_params(ctx)
-        for p in params:
-            if p.param_type_name == "argument" and p.metavar is None:
-                p.metavar = p.name.upper()
-            elif getattr(p, "is_bool_flag", False) and p.metavar is None:
-                p.metavar = ""  # shown as nothing: a flag takes no value
-        return params
-
-
-class _Group(_PlainFlags, typer.core.TyperGroup):
-    pass
-
-
-class _Command(_PlainFlags, typer.core.TyperCommand):
-    """Usage lines in the usual form: `transducer predict [OPTIONS] MODEL_DIR [FILE]`."""
-
-    def collect_usage_pieces(self, ctx):
-        pieces = [self.options_metavar] if self.options_metavar else []
-        for p in self.get_params(ctx):
-            if p.param_type_name == "argument":
-                pieces.append(p.metavar if p.required else f"[{p.metavar}]")
-        return pieces
 
 
 app = typer.Typer(
@@ -254,7 +227,8 @@ def predict(
 
     Examples:
 
-        cat sample_data/demo_inputs.txt | transducer predict models/translit > out.txt
+        cat sample_data/demo_inputs.txt \\
+            | transducer predict models/translit > out.txt
 
         cat sample_data/dates_demo_inputs.txt \\
             | transducer predict models/dates --beam 5 --nbest 3 -f jsonl
@@ -338,11 +312,13 @@ def evaluate(
 
     Examples:
 
-        transducer evaluate models/dates sample_data/dates.test.tsv --errors 5
+        transducer evaluate models/dates sample_data/dates.test.tsv \\
+            --errors 5
 
-        transducer evaluate models/dates sample_data/dates.test.tsv --json | jq .cer
+        transducer evaluate models/dates sample_data/dates.test.tsv \\
+            --json | jq .cer
 
-        transducer evaluate models/langid sample_data/langid.test.tsv --json
+        transducer evaluate models/langid sample_data/langid.test.tsv
     """
     _quiet_tensorflow(verbose)
     model = _load(model_dir, engine=engine, beam=beam, unk=unk, on_long=on_long, encoding_errors=encoding_errors,
@@ -406,7 +382,8 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
 
     Example:
 
-        transducer export models/translit && echo привет | transducer predict models/translit
+        transducer export models/translit \\
+            && echo привет | transducer predict models/translit
     """
     _quiet_tensorflow(verbose)
     try:

@@ -78,11 +78,12 @@ def explain(model_dir: str | Path, text: str, engine="numpy", top: int = TOP) ->
     eng = load_engine(info, engine) if isinstance(engine, str) else engine
     ids, _ = info.input_vocab.encode(text, max_len)  # (T,)
     known = [info.input_vocab.id_of(ch) != UNK_ID for ch in text]
-    copied = np.zeros(1, bool)
+    copied = None  # aligned: the positions whose unseen character is copied through
     if info.model.arch == "label":
         steps, chosen, probability = _label_step(eng, info, ids[None], top)
     elif info.model.arch == "seq2seq":
         steps, chosen, probability = _seq2seq_steps(eng, info, ids[None], top)
+        copied = np.zeros(len(chosen), bool)
     else:
         steps, chosen, probability = _aligned_steps(eng, info, ids[None], top, text)
         copied = ids == UNK_ID  # (T,)

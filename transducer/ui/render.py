@@ -238,7 +238,7 @@ def mistakes(console: Console, title: str, columns: tuple[str, ...], rows: list[
     tab-separated lines under a header, each value whole (cut -f and grep work on them)."""
     if not console.is_terminal:
         lines = [f"{title} ({', '.join(columns)}; tab-separated):", *("\t".join(r) for r in rows)]
-        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+        console.file.write("\n".join(lines) + "\n")  # as they are: rich would expand the tabs
         return
     table = Table()
     for col in columns:
