@@ -275,3 +275,46 @@ if os.environ.get("TRANSDUCER_TEST_COST_LOG"):
         yield
         with open(os.environ["TRANSDUCER_TEST_COST_LOG"], "a") as log:
             log.write(f"{_cpu_seconds() - start:.2f}\t{item.nodeid}\n")
+
+
+def run_in_pty(argv: list[str], columns: int, stdin: bytes | None = None, timeout: float = 120) -> str:
+    """Run `argv` with stdout and stderr on a pseudo-terminal `columns` wide (stdin a pipe,
+    or nothing); return everything it wrote there, as a terminal user would see it raw.
+    rich and the CLI take the terminal's width from the pty itself (COLUMNS is unset)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in subprocess_env().items() if k not in ("COLUMNS", "LINES", "TERMINAL_WIDTH")}
+    env["TERM"] = "xterm"
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    if stdin is not None:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    proc.wait(timeout=10)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def screen_lines(raw: str) -> list[str]:
+    """A terminal's output as the lines it draws: escape sequences and carriage returns
+    end a line (a redraw), so each piece is what one row shows at a time."""
+    import re
+
+    return [l for l in re.split(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n", raw) if l.strip()]

@@ -369,7 +369,8 @@ def test_version_completion_and_plain_help():
     assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
     # What the installed completion script asks (through these variables) is answered;
     # --show-completion itself detects the running shell, which a test cannot rely on.
-    for words, cword, want in (("transducer pre", "1", "predict"), ("transducer predict m --on", "3", "--on-long")):
+    for words, cword, want in (("transducer pre", "1", "predict"), ("transducer predict m --on", "3", "--on-long"),
+                               ("transducer train p --arch ", "4", "aligned\nseq2seq\nlabel")):  # an Enum's values
         env = {"_TRANSDUCER_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
         r = runner.invoke(app, [], prog_name="transducer", env=env)
         assert r.exit_code == 0 and r.stdout == f"{want}\n", (r.stdout, r.stderr)
@@ -388,7 +389,7 @@ def test_export_help_example_reads_what_the_model_was_trained_on():
     from pathlib import Path
 
     r = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
-    example = next(l.strip() for l in r.stdout.splitlines() if "transducer export" in l and "|" in l)
+    example = next(l.strip() for l in r.stdout.splitlines() if "echo" in l and "|" in l)
     word = re.search(r"echo (\S+) \| transducer predict models/translit", example).group(1)
     data = Path(__file__).resolve().parents[1] / "sample_data" / "translit.train.tsv"
     seen = {c for line in data.read_text(encoding="utf-8").splitlines() for c in line.split("\t")[0]}

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import RANDOM_MAX_LEN, random_model_dir
-from transducer.cli import _rounded, app
+from transducer.cli import app
+from transducer.ui.render import rounded
 from transducer.inference.explain import explain
 from transducer.inference.predict import Predictor
 from transducer.core.vocab import END_ID, START_ID, UNK
@@ -140,7 +141,7 @@ def test_cli_draws_the_heat_map_and_prints_the_same_numbers_as_json(models):
 
     j = runner.invoke(app, ["explain", str(model_dir), "abжe", "--json"])
     assert j.exit_code == 0, j.stderr
-    assert json.loads(j.stdout) == json.loads(json.dumps(_rounded(ex.to_dict())))  # 6 significant digits
+    assert json.loads(j.stdout) == json.loads(json.dumps(rounded(ex.to_dict())))  # 6 significant digits
 
 
 def test_cli_aligned_table_and_errors(models):

@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 
 from conftest import TINY_MAX_LEN, make_pairs, write_pairs, ROOT, subprocess_env, documents, expected_raw_lines, CLI_SMALL, weights_of, SignalAfterEpoch, wait_for_checkpoint
 from conftest import default_sigint, invoke, runner
-from transducer.cli import _RENDER, _write_batch, app
+from transducer.cli import app
+from transducer.ui.render import RENDERERS, write_batch
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
 from transducer.core.data import read_pairs
 from transducer.inference.predict import PredictStats, Predictor, predict_stream
@@ -63,12 +64,12 @@ def predictor(tiny_model) -> Predictor:
 
 def run_library(predictor, data: bytes, on_long: str, errors="strict", batch_size=3):
     """[(line_no, input, output)] and the rendered bytes per format, until done or an error."""
-    rows, rendered = [], {fmt: io.BytesIO() for fmt in _RENDER}
+    rows, rendered = [], {fmt: io.BytesIO() for fmt in RENDERERS}
     error = None
     try:
         for batch in predict_stream(predictor.with_options(on_long=on_long, encoding_errors=errors, batch_size=batch_size), io.BytesIO(data), "<doc>", PredictStats()):
             for fmt, out in rendered.items():  # inside the loop: spooled lines live until the next batch
-                _write_batch(out, batch, _RENDER[fmt])
+                write_batch(out, batch, RENDERERS[fmt])
             rows += [(p.line_no, text_of(p.input), text_of(p.output)) for p in batch]
     except TransducerError as e:
         error = e

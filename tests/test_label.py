@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import transducer
 from conftest import write_pairs
 from conftest import assert_clean_error, invoke
 from conftest import documents, expected_raw_lines
@@ -285,8 +286,16 @@ def test_train_predict_evaluate_in_the_cli(trained):
     assert d["accuracy"] == pytest.approx(right / 40)
     assert len(d["errors"]) == min(2, 40 - right)
 
-    refused = invoke("explain", model_dir, "abc")
-    assert_clean_error(refused, "label model", "--nbest", code=2)
+    # explain shows the label distribution: the labels predict --nbest ranks, same numbers.
+    shown = invoke("explain", model_dir, "abc", "--top", 3)
+    assert shown.exit_code == 0, shown.stderr
+    nbest = json.loads(invoke("predict", model_dir, "--nbest", 3, "-f", "jsonl", input="abc\n").stdout)["nbest"]
+    rows = [l.split() for l in shown.stdout.splitlines()[shown.stdout.splitlines().index("") + 2 :]]
+    assert [(r[0], r[1]) for r in rows] == [(c["output"], f"{c['probability']:.4f}") for c in nbest]
+    ex = transducer.load(model_dir).explain("abc", top=3)
+    assert ex.arch == "label" and ex.output == nbest[0]["output"] == ex.steps[0].symbol
+    assert [(c.symbol, round(c.probability, 6)) for c in ex.steps[0].top] == [
+        (c["output"], round(c["probability"], 6)) for c in nbest]
 
     summary = invoke("summarize", model_dir)
     assert summary.exit_code == 0, summary.stderr
@@ -398,17 +407,17 @@ def test_every_line_gets_one_label_in_order(label_predictor, data, on_long, batc
     every format; a label (or, for an empty line, nothing; a long line under copy, itself)."""
     import io
 
-    from transducer.cli import _RENDER, _tsv_label, _write_batch
     from transducer.inference.predict import PredictStats, predict_stream
+    from transducer.ui.render import renderer, write_batch
 
     lines = [raw.decode("utf-8") for raw in expected_raw_lines(data)]
     rendered = {fmt: io.BytesIO() for fmt in ("text", "tsv", "jsonl")}
-    render = {**_RENDER, "tsv": _tsv_label}
+    render = {fmt: renderer(fmt, "label") for fmt in rendered}
     got = []
     stream = predict_stream(label_predictor.with_options(on_long=on_long, batch_size=batch_size), io.BytesIO(data), "<doc>", PredictStats())
     for batch in stream:
         for fmt, out in rendered.items():
-            _write_batch(out, batch, render[fmt])
+            write_batch(out, batch, render[fmt])
         got += [(p.line_no, p.output if isinstance(p.output, str) else "".join(p.output.pieces())) for p in batch]
     assert [n for n, _ in got] == list(range(1, len(lines) + 1))
     for line, (_, out) in zip(lines, got):

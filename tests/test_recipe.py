@@ -71,8 +71,22 @@ def test_a_loss_that_stops_improving_by_the_fraction_stops_with_the_reason():
     # Every drop still keeps the better weights, though it does not count as progress.
     assert progress.best_epoch == 7 and progress.best == pytest.approx(0.2497)
     assert progress.stop_reason == (
-        "validation loss did not improve by 0.1% for 4 epoch(s) (best loss 0.2497, kept from epoch 7)"
+        "validation loss did not improve by 0.1% for 4 epoch(s) (--patience 4), though it still fell in the last"
+        " one (best loss 0.2497, kept from epoch 7, the last)"
     )
+
+
+def test_the_stop_message_says_whether_the_loss_rose_and_the_last_epoch_is_no_early_stop():
+    # The run: the loss fell every epoch, by less than the absolute 1e-3 at the end.
+    falling = [0.02, 0.01, 0.004, 0.0015, 0.0012, 0.0008394, 0.0007]
+    progress, _ = run_epochs(CLASSIC, falling)
+    assert progress.stopped_early and progress.epochs_run == 6 and progress.best_epoch == 6
+    assert "though it still fell in the last one" in progress.stop_reason and "epoch 6, the last" in progress.stop_reason
+    rose, _ = run_epochs(CLASSIC, [0.5, 0.2, 0.3, 0.4])
+    assert rose.stopped_early and rose.stop_reason.endswith("(best loss 0.2, kept from epoch 2)")
+    # Patience runs out exactly on the last of --epochs: all epochs were run, no early stop.
+    last, decisions = run_epochs(TrainConfig(epochs=4), [0.5, 0.2, 0.3, 0.4])
+    assert last.epochs_run == 4 and not last.stopped_early and not decisions[-1].stop and last.stop_reason == ""
 
 
 def test_a_rising_exact_match_counts_as_improvement_and_picks_the_kept_weights():

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import TINY_MAX_LEN
 from conftest import subprocess_env
-from transducer.cli import _rounded, app
+from transducer.cli import app
+from transducer.ui.render import rounded
 
 runner = CliRunner()
 TINY = ["--hidden", "8", "--max-len", str(TINY_MAX_LEN), "--batch-size", "32"]
@@ -89,10 +90,11 @@ def test_jsonl_rows_parse_and_carry_the_metrics(jsonl_run):
     for e, row in enumerate(epochs):
         assert row["epoch"] == e + 1 and row["epochs"] == 2 and row["seconds"] > 0
         for name in METRICS:
-            assert row[name] == metrics["history"][name][e]
-        assert row["learning_rate"] == pytest.approx(3e-3)
+            assert row[name] == rounded(metrics["history"][name][e])  # 6 significant digits, as --json
+        assert row["learning_rate"] == 0.003  # not 0.003000000026077032
     assert end["best_epoch"] == metrics["best_epoch"] and end["epochs_run"] == 2
-    assert end["train_seconds"] == metrics["train_seconds"] and end["final"] == metrics["final"]
+    assert end["train_seconds"] == rounded(metrics["train_seconds"]) and end["final"] == rounded(metrics["final"])
+    assert rows == rounded(rows)  # every number in the stream is already rounded
 
 
 def test_summarize_shows_the_curves_of_metrics_json(jsonl_run):
@@ -103,14 +105,14 @@ def test_summarize_shows_the_curves_of_metrics_json(jsonl_run):
     j = runner.invoke(app, ["summarize", str(model_dir), "--json"])
     assert j.exit_code == 0, j.stderr
     summary = json.loads(j.stdout)
-    assert summary["curves"] == _rounded(metrics["history"])  # --json numbers: 6 significant digits
-    assert summary["best_epoch"] == metrics["best_epoch"] and summary["train_seconds"] == _rounded(metrics["train_seconds"])
+    assert summary["curves"] == rounded(metrics["history"])  # --json numbers: 6 significant digits
+    assert summary["best_epoch"] == metrics["best_epoch"] and summary["train_seconds"] == rounded(metrics["train_seconds"])
     assert summary["curve_names"]["val_exact_match"] == "validation exact match"
     assert summary["final_names"]["cer"] == "validation character error rate"
     hp = summary["hyperparameters"]
     for key in ("epochs", "batch_size", "learning_rate", "seed"):
-        assert hp[key] == _rounded(config["train"][key])
-    assert hp["dropout"] == _rounded(config["model"]["dropout"])
+        assert hp[key] == rounded(config["train"][key])
+    assert hp["dropout"] == rounded(config["model"]["dropout"])
 
     r = runner.invoke(app, ["summarize", str(model_dir)])
     assert r.exit_code == 0, r.stderr
@@ -141,7 +143,9 @@ def test_log_format_is_checked_before_tensorflow_is_imported():
     assert out.stdout.split() == ["2", "True"]
 
 
-def test_rich_bar_shows_each_finished_epochs_elapsed_time():
+def test_rich_progress_keeps_each_finished_epochs_line_with_its_elapsed_time():
+    import re
+
     from transducer.ui.progress import RichReporter
 
     buf = io.StringIO()
@@ -153,7 +157,7 @@ def test_rich_bar_shows_each_finished_epochs_elapsed_time():
             reporter.batch_end(step, {"loss": 1.0, "char_acc": 0.5})
         reporter.epoch_end(epoch, {"loss": 1.0, "char_acc": 0.5, "val_loss": 0.9, "learning_rate": 0.003})
     reporter.close()
-    final = buf.getvalue().split("\x1b[2K")[-1]  # the last redraw of the bars
-    bars = [l for l in final.splitlines() if l.lstrip("\x1b[1A").startswith("epoch ")]
-    assert len(bars) == 2
-    assert all("took " in b and "eta" not in b and "lr 0.003" in b for b in bars), bars
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", buf.getvalue().replace("\r", "\n"))
+    done = [l for l in text.splitlines() if l.startswith("epoch ") and "took " in l]
+    assert [l.split()[1] for l in done] == ["1/2", "2/2"]  # each finished epoch once, printed for good
+    assert all("3/3" in l and "val_loss 0.9000" in l and "lr 0.003" in l and "eta" not in l for l in done), done

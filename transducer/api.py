@@ -129,6 +129,28 @@ class Model:
             raise TransducerError("predict takes a list of strings; for one string use predict_one")
         return [p.output for p in self.predictions(strings, **options)]
 
+    def predict_file(self, path: str = "-", stats=None) -> Iterator[list]:
+        """Batches of predictions (inference.predict.Prediction) for the lines of a file
+        ("-": stdin), in order, each batch as soon as it is done: what `transducer
+        predict` writes. `stats`: an inference.predict.PredictStats to count unseen
+        characters and long lines in."""
+        from transducer.core.data import display_name, open_binary
+        from transducer.inference.predict import predict_stream
+
+        stream = open_binary(path)
+        try:
+            with self._lock:
+                yield from predict_stream(self._predictor, stream, display_name(path), stats)
+        finally:
+            if path != "-":
+                stream.close()
+
+    @property
+    def copies_unseen(self) -> bool:
+        """Whether characters never seen in training are copied through (aligned models
+        with unk="copy") rather than read as <unk>."""
+        return self._predictor.copy_unk
+
     def predict_one(self, text: str, **options) -> str:
         """The output for one string."""
         return self.predictions([text], **options)[0].output
@@ -154,11 +176,12 @@ class Model:
 
     def explain(self, text: str, top: int = 3):
         """Why the model answers `text`: each step's most probable symbols and, for
-        seq2seq, the attention rows (an `Explanation`; `.to_dict()` for JSON)."""
+        seq2seq, the attention rows; for a label model, the `top` most probable labels
+        (an `Explanation`; `.to_dict()` for JSON)."""
         from transducer.inference.explain import explain
 
         with self._lock:
-            return explain(self.path, text, engine=self.options.engine, top=top)
+            return explain(self.path, text, engine=self._predictor.engine, top=top)
 
 
 def load(model_dir: str | Path, **options) -> Model:

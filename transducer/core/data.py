@@ -311,6 +311,21 @@ def check_usable(
         raise TransducerError(f"{name}: {what}; expected lines of the form input<TAB>output")
 
 
+TOO_LONG = ("input too long", "output too long")  # the kinds of invalid rows --max-len decides
+
+
+def row_length(text: str, labels: bool = False) -> int:
+    """The --max-len a valid `input<TAB>output` row needs (a label's length is free)."""
+    src, tgt = text.split("\t")
+    return len(src) if labels else max(len(src), len(tgt))
+
+
+def fix_for_long_rows(longest: int, fix: str = "pass --skip-invalid") -> str:
+    """The advice of the invalid-rows error, with the --max-len that fits the longest row
+    when rows were too long (longest: its characters; 0: none was)."""
+    return f"{fix}; the longest row is {longest} characters: --max-len {longest} fits it" if longest else fix
+
+
 def _row_problem(
     text: str, max_len: int | None, limit_outputs: bool = True, limit_name: str = "--max-len", labels: bool = False
 ) -> tuple[str, str] | None:

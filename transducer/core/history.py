@@ -43,6 +43,25 @@ class TrainingSummary:
     final_on: str  # "validation" or "training" (no validation data)
     hyperparameters: dict[str, object]  # config.json's training options, dropout included
 
+    def settings(self) -> dict[str, object]:
+        """The training options that applied to this run, as summarize lists them: no
+        learning-rate patience or factor unless the schedule is plateau, min_delta as a
+        percentage when it is relative, no option left at "off" (no init_from, no
+        distribution, no exact-match watch, no skipping), no member index (an ensemble's
+        members are listed on their own), no dropout (the network's setting)."""
+        hp = dict(self.hyperparameters)
+        if hp.get("lr_schedule") != "plateau":
+            hp.pop("lr_patience", None), hp.pop("lr_factor", None)
+        if hp.pop("relative_delta", False) and isinstance(hp.get("min_delta"), (int, float)):
+            hp["min_delta"] = f"{hp['min_delta'] * 100:g}% of the best loss"
+        for key, off in (("init_from", None), ("distribute", "none"), ("watch_exact", False), ("skip_invalid", False),
+                         ("ensemble", 1)):
+            if hp.get(key, off) == off:
+                hp.pop(key, None)
+        for key in ("member", "dropout"):
+            hp.pop(key, None)
+        return hp
+
     def curve_names(self) -> dict[str, str]:
         return {k: readable(k) for k in self.curves}
 

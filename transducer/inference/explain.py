@@ -7,6 +7,7 @@ aligned: for each output position, the chosen symbol and the most probable ones;
 character never seen in training is copied through at its position, as `predict`'s
 default `--unk copy` does (the step shows it, probability 1, with the model's own top
 symbols beside it).
+label: one step, the chosen label with the most probable labels and their probabilities.
 
 Both engines give the same numbers (numpy's attention weights are computed in its own
 decoder step; Keras's come from the Attention layer with return_attention_scores=True).
@@ -48,7 +49,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Explanation:
-    arch: str  # "aligned" or "seq2seq"
+    arch: str  # "aligned", "seq2seq" or "label"
     engine: str  # "numpy" or "keras"
     text: str  # the input
     input_symbols: tuple[str, ...]  # what the model reads at each input position: the character or <unk>
@@ -56,31 +57,31 @@ class Explanation:
     output: str  # the output string (as `predict` gives it, greedy)
     probability: float  # P(output) under the model
     steps: tuple[Step, ...]  # seq2seq: one per decoder step, </s> included;
-    #                          aligned: one per output position, up to its first </s>
+    #                          aligned: one per output position, up to its first </s>;
+    #                          label: one, whose `top` are the most probable labels
     has_attention: bool  # seq2seq with --attention luong or bahdanau
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = TOP) -> Explanation:
-    """Explain the model's output for one input string."""
+def explain(model_dir: str | Path, text: str, engine="numpy", top: int = TOP) -> Explanation:
+    """Explain the model's output for one input string. engine: "numpy" | "keras", or an
+    engine already loaded for this model directory."""
     if top < 1:
         raise TransducerError("--top must be at least 1")
-    info = read_info(model_dir)
-    if info.model.arch == "label":
-        raise TransducerError(
-            f"{info.path} is a label model: it has one output per string, no steps to explain;"
-            " `transducer predict` with --nbest K -f jsonl shows its K most probable labels"
-        )
+    info = read_info(model_dir) if isinstance(engine, str) else engine.info
     max_len = info.model.max_len
     text = normalization.normalize(info.model.normalize, text)  # the symbols the model reads
     if len(text) > max_len:
         raise TransducerError(f"the text is {len(text)} characters long; this model reads at most {max_len} (its max_len)")
-    eng = load_engine(info, engine)
+    eng = load_engine(info, engine) if isinstance(engine, str) else engine
     ids, _ = info.input_vocab.encode(text, max_len)  # (T,)
     known = [info.input_vocab.id_of(ch) != UNK_ID for ch in text]
-    if info.model.arch == "seq2seq":
+    copied = None  # aligned: the positions whose unseen character is copied through
+    if info.model.arch == "label":
+        steps, chosen, probability = _label_step(eng, info, ids[None], top)
+    elif info.model.arch == "seq2seq":
         steps, chosen, probability = _seq2seq_steps(eng, info, ids[None], top)
         copied = np.zeros(len(chosen), bool)
     else:
@@ -92,7 +93,9 @@ def explain(model_dir: str | Path, text: str, engine: str = "numpy", top: int = 
         text=text,
         input_symbols=tuple(ch if ok else UNK for ch, ok in zip(text, known)),
         unknown=tuple(dict.fromkeys(ch for ch, ok in zip(text, known) if not ok)),
-        output=normalization.for_output(info.model.normalize, copy_through(chosen, text, copied, info.output_vocab)),
+        output=steps[0].symbol if info.model.arch == "label" else normalization.for_output(
+            info.model.normalize, copy_through(chosen, text, copied, info.output_vocab)
+        ),
         probability=probability,
         steps=tuple(steps),
         has_attention=info.model.arch == "seq2seq" and info.model.attention != "none",
@@ -135,6 +138,15 @@ def _output_limit(info: ModelInfo, n_chars: int) -> int:
     if bound is None:
         return info.model.max_len
     return int(bound.limits([n_chars], info.model.max_len)[0])
+
+
+def _label_step(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
+    """A label model's one step: the chosen label and the k most probable labels (the
+    label distribution's head), as predict's --nbest K lists them."""
+    probs = eng.label_probs(ids)[0].astype(np.float64)  # (n_labels,)
+    choice = int(np.argmax(probs))
+    step = Step(info.output_vocab.symbols[choice], float(probs[choice]), _top(probs, info, k), None)
+    return [step], [choice], float(probs[choice])
 
 
 def _aligned_steps(eng, info: ModelInfo, ids: np.ndarray, k: int, text: str) -> tuple[list[Step], list[int], float]:

@@ -475,7 +475,9 @@ class _BestKeeper(keras.callbacks.Callback):
         self.reporter.epoch_begin(epoch + 1, self.epochs, self.steps)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.reporter.batch_end(batch + 1, dict(logs or {}))
+        # With steps_per_execution Keras reports the last step of each call as if every call
+        # were whole, so an epoch's last call may claim steps past the end: capped here.
+        self.reporter.batch_end(min(batch + 1, self.steps), dict(logs or {}))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}

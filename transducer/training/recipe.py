@@ -143,7 +143,8 @@ def judge(cfg: TrainConfig, progress: Progress, epoch: int, loss: float, exact: 
         progress.best_exact = max(progress.best_exact, exact)
     progress.wait = 0 if improved else progress.wait + 1
     progress.epochs_run = epoch
-    stop = progress.wait > 0 and progress.wait >= cfg.patience
+    # Patience running out on the last epoch is no early stop: all epochs were run.
+    stop = progress.wait > 0 and progress.wait >= cfg.patience and epoch < cfg.epochs
     lower = not stop and cfg.lr_schedule == "plateau" and progress.wait > 0 and progress.wait % cfg.lr_patience == 0
     if stop:
         progress.stopped_early = True
@@ -159,4 +160,9 @@ def stop_reason(cfg: TrainConfig, progress: Progress) -> str:
     watched = cfg.watch_exact and math.isfinite(progress.best_exact)
     exact = " and validation exact match did not rise" if watched else ""
     best = f"best exact match {progress.best_exact:.4g}" if watched else f"best loss {progress.best:.4g}"
+    if progress.best_epoch == progress.epochs_run and not watched:  # it fell, by too little to count
+        return (
+            f"{what} did not improve by {by} for {progress.wait} epoch(s) (--patience {cfg.patience}), though it"
+            f" still fell in the last one ({best}, kept from epoch {progress.best_epoch}, the last)"
+        )
     return f"{what} did not improve by {by}{exact} for {progress.wait} epoch(s) ({best}, kept from epoch {progress.best_epoch})"

@@ -47,7 +47,10 @@ import numpy as np
 
 from transducer.core import normalization
 from transducer.core.config import ModelConfig
-from transducer.core.data import MAX_REPORTED, InvalidRow, _row_problem, check_usable, display_name, iter_raw_lines, open_binary
+from transducer.core.data import (
+    MAX_REPORTED, TOO_LONG, InvalidRow, _row_problem, check_usable, display_name, fix_for_long_rows, iter_raw_lines,
+    open_binary, row_length,
+)
 from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Labels, Vocab
 from transducer.networks.seq2seq import decoder_len
 from transducer.networks.tf import tf
@@ -77,6 +80,7 @@ class ScannedPairs:
     invalid: list[InvalidRow] = field(default_factory=list)  # the first MAX_REPORTED invalid rows
     n_invalid: int = 0  # all invalid rows
     invalid_kinds: dict = field(default_factory=dict)  # kind of problem -> rows
+    longest_invalid: int = 0  # characters of the longest row over max_len (0: none was)
     duplicates: int = 0  # repeated (input, output) rows among the first STATS_ROWS
     first_duplicate: int = 0  # line number of the first repeated row
     conflicts: int = 0  # inputs with more than one output among the first STATS_ROWS
@@ -164,7 +168,8 @@ def scan_pairs(
         raise
     if local != path:
         weakref.finalize(result, _unlink, local)
-    check_usable(result.name, result.n_rows, result.n_invalid, result.describe_invalid(), skip_invalid)
+    fix = fix_for_long_rows(result.longest_invalid)
+    check_usable(result.name, result.n_rows, result.n_invalid, result.describe_invalid(), skip_invalid, fix)
     return result
 
 
@@ -225,6 +230,8 @@ def _scan(name: str, path: str, max_len: int, threshold: int, seed: int, labels:
                     result.invalid_kinds[problem[1]] = result.invalid_kinds.get(problem[1], 0) + 1
                     if len(result.invalid) < MAX_REPORTED:
                         result.invalid.append(InvalidRow(line_no, *problem))
+                    if problem[1] in TOO_LONG:
+                        result.longest_invalid = max(result.longest_invalid, row_length(text, labels))
                 continue
             result.n_rows += 1
             if len(pair_hashes) < STATS_ROWS:

@@ -13,24 +13,17 @@ stderr itself; the library (train.py) only calls it.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+from rich.progress import Progress, ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
 from transducer.core.config import LOG_FORMATS
 from transducer.core.history import readable
-
-# Keras's metric names, in the order a line shows them; others follow in their own order.
-EPOCH_ORDER = (
-    "loss", "char_acc", "exact_match", "accuracy",  # accuracy: a label model's (--arch label)
-    "val_loss", "val_char_acc", "val_exact_match", "val_accuracy", "learning_rate",
-)
+from transducer.ui.render import duration, fmt_value, json_line, ordered, print_lines, show, warn
 
 
 def make_reporter(log_format: str | None, console: Console):
@@ -40,27 +33,6 @@ def make_reporter(log_format: str | None, console: Console):
     reporters = {"rich": RichReporter, "plain": PlainReporter, "jsonl": JsonlReporter}
     assert set(reporters) == set(LOG_FORMATS)
     return reporters[log_format](console)
-
-
-def duration(seconds: float) -> str:
-    """12.3s, 4m05s, 1h02m03s."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s"
-
-
-def ordered(logs: dict) -> list[tuple[str, float]]:
-    """(name, value) pairs of an epoch's logs, in EPOCH_ORDER first."""
-    known = [(k, logs[k]) for k in EPOCH_ORDER if k in logs]
-    return known + [(k, v) for k, v in logs.items() if k not in EPOCH_ORDER]
-
-
-def fmt_value(name: str, value: float) -> str:
-    return f"{value:.3g}" if name == "learning_rate" else f"{value:.4f}"
 
 
 def start_messages(info: dict) -> list[tuple[str, bool]]:
@@ -166,22 +138,18 @@ class PlainReporter(_Clock):
         self.write(how_it_ended(result))
 
 
-def _json_number(v):
-    return v if not isinstance(v, float) or math.isfinite(v) else None  # NaN is not JSON
-
-
 class JsonlReporter(PlainReporter):
-    """One JSON object per line and event: start, epoch (one per epoch), end."""
+    """One JSON object per line and event: start, epoch (one per epoch), end; numbers
+    rounded to 6 significant digits, as every JSON the command line writes."""
 
     def event(self, kind: str, **fields) -> None:
-        row = {"event": kind, **{k: _json_number(v) for k, v in fields.items()}}
-        self.write(json.dumps(row, ensure_ascii=False, default=str))
+        self.write(json_line({"event": kind, **fields}))
 
     def start(self, info):
         self.event("start", **info)
 
     def epoch_end(self, epoch, logs):
-        self.event("epoch", epoch=epoch, epochs=self.epochs, seconds=round(self.epoch_seconds(), 3), **logs)
+        self.event("epoch", epoch=epoch, epochs=self.epochs, seconds=self.epoch_seconds(), **logs)
 
     def end(self, result):
         self.event(
@@ -193,60 +161,87 @@ class JsonlReporter(PlainReporter):
             stop_reason=result.stop_reason,
             interrupted=result.interrupted,
             train_seconds=result.train_seconds,
-            final={k: _json_number(v) for k, v in result.final.items()},
+            final=result.final,
         )
 
 
-class _EpochTime(ProgressColumn):
-    """Time remaining while an epoch runs, its elapsed time once done."""
+class _EpochLine(ProgressColumn):
+    """A whole progress line, built to fit the console's width: fields are dropped by
+    priority (the bar first, then the learning rate, accuracies, validation numbers)
+    rather than cut or wrapped, so a narrow terminal never gets `…` lines."""
 
-    def render(self, task):
-        took = task.fields.get("took")
-        if took is not None:
-            return Text(f"took {duration(took)}", style="progress.elapsed")
-        left = task.time_remaining
-        return Text("eta -:--" if left is None else f"eta {duration(left)}", style="progress.remaining")
+    def __init__(self, console: Console):
+        super().__init__()
+        self.console = console
+
+    def render(self, task) -> Text:
+        return Text(epoch_line(task.fields, task.completed, task.total, task.time_remaining, self.console.width - 1),
+                    no_wrap=True, overflow="crop", style="progress.description")
+
+
+MIN_BAR = 10  # a bar narrower than this is left out
+
+
+def epoch_line(fields: dict, done: float, total: float | None, left: float | None, width: int) -> str:
+    """`epoch 3/30 ━━━━━━╺━━━━ 40/57 loss 0.1234 acc 0.912 ... eta 3.1s` in at most
+    `width` characters: the fields of lowest priority go first, then the bar shrinks."""
+    took = fields.get("took")
+    clock = f"took {duration(took)}" if took is not None else "eta -:--" if left is None else f"eta {duration(left)}"
+    total = int(total or 0)
+    count = f"{min(int(done), total)}/{total}"
+    metrics = [m for m in fields.get("metrics", ()) if m]  # (priority, text) pairs
+    head, tail = f"epoch {fields['epoch']}", [count, *(t for _, t in metrics), clock]
+    while metrics and len("  ".join([head, *tail])) > width:
+        metrics.remove(max(metrics, key=lambda m: m[0]))  # the least important field
+        tail = [count, *(t for _, t in metrics), clock]
+    line = "  ".join([head, *tail])
+    room = width - len(line) - 2
+    if room >= MIN_BAR:
+        bar_w = min(room, 40)
+        filled = round(bar_w * min(done, total) / total) if total else 0
+        line = "  ".join([head, "━" * filled + "╺" * (filled < bar_w) + "─" * max(bar_w - filled - 1, 0), *tail])
+    return line[:width]
 
 
 class RichReporter(_Clock):
-    """A progress bar per epoch on stderr, then a table of the final metrics."""
+    """A progress line per epoch on stderr (see _EpochLine), then a table of the final
+    metrics."""
 
     def __init__(self, console: Console):
         super().__init__(console)
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            _EpochTime(),
-            console=console,
-            transient=False,
-        )
+        self.progress = Progress(_EpochLine(console), console=console, transient=False)
         self.task = None
         self.started = False
 
     def start(self, info):
         for text, note in start_messages(info):
-            self.console.print(text, style="yellow" if note else None, markup=False, highlight=False, soft_wrap=True)
+            print_lines(self.console, text, style="yellow" if note else None)
         self.progress.start()
         self.started = True
 
     def epoch_begin(self, epoch, epochs, steps):
         super().epoch_begin(epoch, epochs, steps)
-        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", metrics="", took=None)
+        self.task = self.progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", metrics=(), took=None)
 
     def batch_end(self, step, logs):
         self.progress.update(self.task, completed=step, metrics=_bar_metrics(logs))
 
     def epoch_end(self, epoch, logs):
+        """The finished epoch's line is printed above the live one and leaves the display,
+        which so holds one line whatever the number of epochs (no `…` past the
+        terminal's height)."""
         self.progress.update(self.task, metrics=_bar_metrics(logs, val=True), took=self.epoch_seconds())
+        task = self.progress.tasks[-1]
+        line = epoch_line(task.fields, task.completed, task.total, None, self.console.width - 1)
+        self.progress.remove_task(self.task)
+        self.progress.console.print(line, markup=False, highlight=False, no_wrap=True, crop=True)
 
     def close(self):
         if self.started:
             self.progress.stop()
 
     def end(self, result):
-        table = Table(title="final metrics (best epoch's weights)", title_justify="left")
+        table = Table()
         table.add_column("metric")
         table.add_column("train (last epoch)", justify="right")
         table.add_column(f"validation (epoch {result.best_epoch})", justify="right")
@@ -263,17 +258,63 @@ class RichReporter(_Clock):
         for key, label in decoded:
             if key in result.final:
                 table.add_row(label, "", f"{result.final[key]:.4f}")
-        self.console.print(table)
-        self.console.print(how_it_ended(result), markup=False, highlight=False, soft_wrap=True)
+        show(self.console, "final metrics (best epoch's weights)", table)
+        print_lines(self.console, how_it_ended(result))
 
 
-def _bar_metrics(logs: dict, val: bool = False) -> str:
+def _bar_metrics(logs: dict, val: bool = False) -> tuple[tuple[int, str], ...]:
+    """The progress line's metrics as (priority, text), 1 the most important."""
     nan = float("nan")
     label = "accuracy" in logs  # a label model: one label per string, its accuracy is exact match
-    parts = [f"loss {logs.get('loss', nan):.4f}", f"acc {logs.get('accuracy' if label else 'char_acc', nan):.3f}"]
+    parts = [(1, f"loss {logs.get('loss', nan):.4f}"), (4, f"acc {logs.get('accuracy' if label else 'char_acc', nan):.3f}")]
     if val and "val_loss" in logs:
         exact = logs.get("val_accuracy" if label else "val_exact_match", nan)
-        parts.append(f"val_loss {logs['val_loss']:.4f} {'val_acc' if label else 'val_exact'} {exact:.3f}")
+        parts += [(2, f"val_loss {logs['val_loss']:.4f}"), (3, f"{'val_acc' if label else 'val_exact'} {exact:.3f}")]
     if val and "learning_rate" in logs:
-        parts.append(f"lr {logs['learning_rate']:.3g}")
-    return "  ".join(parts)
+        parts.append((5, f"lr {logs['learning_rate']:.3g}"))
+    return tuple(parts)
+
+
+# --- ensembles and interruptions -------------------------------------------------------------
+
+
+def member_event(reporter, k: int, n: int, seed: int, event: str, result) -> None:
+    """train_ensemble's per-member progress, on stderr; a member's end is the reporter's.
+    With --log-format jsonl these are events too ({"event": "member", ...})."""
+    if event == "end":
+        reporter.end(result)
+    elif hasattr(reporter, "event"):  # jsonl: every line stays one JSON object
+        reporter.event("member", member=k, members=n, seed=seed, status=event)
+    else:
+        kept = ": already trained, kept" if event == "skip" else ""
+        print_lines(reporter.console, f"ensemble member {k} of {n} (seed {seed}){kept}")
+
+
+def ensemble_end(reporter, result) -> None:
+    """What an ensemble's training ends with (an interrupted one: see `interrupted`)."""
+    members = len(result.skipped) + len(result.members)
+    if hasattr(reporter, "event"):
+        reporter.event(
+            "ensemble", model_dir=str(result.model_dir), members=members, interrupted=result.interrupted,
+            final=result.final,
+        )
+    elif not result.interrupted:
+        scores = ", ".join(f"{readable(k, 'validation')} {v:.4f}" for k, v in result.final.items())
+        print_lines(reporter.console, f"saved {result.model_dir}: an ensemble of {members} members; the ensemble's {scores}")
+
+
+def interrupted(console: Console, result, ensemble: bool) -> None:
+    """Where an interrupted run left its work, and how to go on."""
+    if ensemble:
+        k = len(result.skipped) + len(result.members)
+        said = (
+            f"stopped while training ensemble member {k}; {result.model_dir} is unchanged. The finished members"
+            f" and member {k}'s checkpoint are kept in {result.staging}."
+        )
+    else:
+        said = (
+            f"stopped after epoch {result.epochs_run}; saved the best model so far (epoch {result.best_epoch}) to"
+            f" {result.model_dir} and kept the checkpoint in {result.checkpoint}."
+        )
+    warn(console, f"{result.signal}:", said + " To continue training, run the same command again with --resume"
+         + ("." if ensemble else " (add --epochs N to change the total)."))
