@@ -181,6 +181,7 @@ def test_train_with_the_cli_options_trains_the_cli_model(tmp_path, pairs_file, a
     assert model.predict(["abc"]) == transducer.load(tmp_path / "cli").predict(["abc"])
 
 
+@pytest.mark.slow
 def test_train_takes_pairs_in_memory_and_refuses_unknown_options(tmp_path):
     with pytest.raises(transducer.TransducerError, match="unknown option.*hiden"):
         transducer.train([("a", "b")], tmp_path / "m", hiden=8)

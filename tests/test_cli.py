@@ -41,6 +41,7 @@ def test_python_dash_m_works():
 # --- train -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_cli_writes_the_model_directory_contract(tmp_path, pairs_file):
     model_dir = tmp_path / "m"
     r = invoke("train", pairs_file, "--model-dir", model_dir, "--hidden", 8, "--epochs", 1, "--max-len", TINY_MAX_LEN)
@@ -59,6 +60,7 @@ def test_train_cli_writes_the_model_directory_contract(tmp_path, pairs_file):
     assert_clean_error(again, "already exists", "--force")
 
 
+@pytest.mark.slow
 def test_train_reads_stdin(tmp_path):
     data = "".join(f"{a}\t{b}\n" for a, b in make_pairs(40))
     r = invoke("train", "-", "--model-dir", tmp_path / "m", "--hidden", 4, "--epochs", 1, "--max-len", TINY_MAX_LEN, input=data)
@@ -84,6 +86,7 @@ def test_invalid_rows_stop_training_with_their_line_number(tmp_path, bad_line, f
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_skip_invalid_trains_on_the_rest_and_says_so(tmp_path):
     rows = [f"{a}\t{b}" for a, b in make_pairs(30)] + ["bad row", "a\tb\tc", "\tx"]
     path = tmp_path / "some_bad.tsv"
@@ -241,6 +244,7 @@ def test_compare_heads_shows_agreement_and_timings():
     assert "ms/batch" in text and "acts on the last axis" in text
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_predict_exits_130_keeping_written_lines(tiny_model):
     import signal
     import time
@@ -312,6 +316,7 @@ def test_no_message_suggests_an_option_its_command_lacks(tiny_model, tmp_path):
     assert {"--skip-invalid", "--on-long", "--force", "--engine", "--epochs", "--resume"} <= suggested
 
 
+@pytest.mark.slow
 def test_each_command_writes_its_result_on_stdout_and_the_rest_on_stderr(tiny_model, tmp_path):
     """typer's CliRunner (this typer vendors its click: there is no mix_stderr) keeps
     result.stdout and result.stderr apart; result.output would mix them."""

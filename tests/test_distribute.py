@@ -177,12 +177,14 @@ def _assert_same_training(reference: dict, two: dict) -> None:
     assert two["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_matches_one_device_with_the_global_batch(tmp_path, small_pairs, reference):
     two = _run_mirrored(small_pairs, tmp_path / "two")
     # 2 replicas x 8 sum their gradients to the mean over 16: the same training as one device.
     _assert_same_training(reference, two)
 
 
+@pytest.mark.slow
 def test_mirrored_with_a_validation_batch_that_does_not_split_evenly(tmp_path):
     """The validation pairs' only batch splits 7 + 6 across the replicas: Keras 3 failed
     when an iterator's first batch did not split evenly ("Inputs to operation AddN ...
@@ -206,6 +208,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.slow
 def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_publishes(
     tmp_path, small_pairs, reference
 ):
@@ -252,6 +255,7 @@ def test_multi_worker_on_localhost_trains_the_same_weights_and_only_the_chief_pu
     assert chief["final"] == pytest.approx(reference["final"], rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, small_pairs):
     from transducer.core.config import ModelConfig, TrainConfig, TransducerError
     from transducer.training.loop import train
@@ -266,6 +270,7 @@ def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, small_pairs):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_the_global_batch_and_rejects_unknown_strategies(tmp_path, small_pairs):
     from conftest import invoke
 

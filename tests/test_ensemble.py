@@ -64,6 +64,7 @@ def test_combine_contract(n_members, V, seed):
     np.testing.assert_allclose(combine([probs[0]] * n_members), probs[0], rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["numpy", "keras"])
 @pytest.mark.parametrize("arch,bidirectional", [("seq2seq", False), ("seq2seq", True), ("aligned", False), ("aligned", True)])
 def test_copies_of_one_model_give_that_models_outputs(tmp_path, engine, arch, bidirectional):
@@ -126,6 +127,7 @@ def test_a_missing_member_is_a_one_line_error(tmp_path):
     assert_clean_error(invoke("predict", ens, words), "ensemble member 2 is missing", code=2)
 
 
+@pytest.mark.slow
 def test_train_ensemble_end_to_end(tmp_path):
     pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(200))
     opts = ["--arch", "seq2seq", "--hidden", "8", "--max-len", "12", "--epochs", "1", "--seed", "3"]
@@ -194,6 +196,7 @@ class SigintInMember:
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGINT in member 2: DIR untouched, member 1 and member 2's checkpoint kept; a new run
     without --resume refuses; --resume skips member 1, continues member 2 from its
@@ -227,6 +230,7 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path):
     assert_clean_error(invoke("train", pairs, "-m", out, "--ensemble", "2", "--resume"), "cannot --resume", code=2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_real_ensemble_run_says_how_to_resume(tmp_path):
     from conftest import CLI_SMALL, wait_for_checkpoint, subprocess_env
 

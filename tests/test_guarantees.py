@@ -191,6 +191,7 @@ def _peak_rss_kb(args: list[str], stdout_path: Path) -> tuple[int, str]:
     return int(rss), out.stderr
 
 
+@pytest.mark.slow
 def test_a_huge_line_is_streamed_not_held_in_memory(tiny_model, tmp_path):
     size = 50 * 2**20
     big = tmp_path / "big.txt"
@@ -216,6 +217,7 @@ def test_a_huge_line_is_streamed_not_held_in_memory(tiny_model, tmp_path):
     assert (tmp_path / "o3").read_bytes().count(b"\n") == 3
 
 
+@pytest.mark.slow
 def test_broken_pipe_downstream_exits_quietly(tiny_model, tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("abc\nXYZ\n" * 20_000, encoding="utf-8")
@@ -253,6 +255,7 @@ def uninterrupted(tmp_path_factory, small_pairs) -> Path:
     return model_dir
 
 
+@pytest.mark.slow
 def test_same_seed_and_data_give_identical_weights(uninterrupted, small_pairs, tmp_path):
     from transducer.training.loop import train
 
@@ -263,6 +266,7 @@ def test_same_seed_and_data_give_identical_weights(uninterrupted, small_pairs, t
         np.testing.assert_array_equal(a[k], b[k])
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pairs, tmp_path):
     """SIGTERM here; the real-process test below sends SIGINT (both take the same path)."""
     sig = signal.SIGTERM
@@ -344,6 +348,7 @@ def test_a_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, arch, b
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_run_or_a_missing_checkpoint(small_pairs, tmp_path):
     from transducer.training.loop import train
 
@@ -366,6 +371,7 @@ def _start_training(pairs: Path, model_dir: Path, *extra) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_path):
     model_dir = tmp_path / "m"
     proc = _start_training(small_pairs, model_dir)
@@ -387,6 +393,7 @@ def test_ctrl_c_in_a_real_process_saves_and_says_how_to_resume(small_pairs, tmp_
     assert metrics["epochs_run"] == done_epochs and metrics["resumed_from_epoch"] == done_epochs
 
 
+@pytest.mark.slow
 def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoint(tiny_model, small_pairs, tmp_path):
     from transducer.training import checkpoint
 
@@ -409,6 +416,7 @@ def test_kill_9_mid_training_leaves_the_previous_model_and_a_resumable_checkpoin
     assert not (tmp_path / "m.partial").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_clear_line_and_no_half_written_model(tiny_model, small_pairs, tmp_path, monkeypatch):
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model, model_dir)
@@ -604,6 +612,7 @@ def test_bom_crlf_duplicates_and_conflicts(tmp_path):
     assert data.conflicts == 1 and data.first_conflict == "line 5: input 'ab' has output 'XX', line 1 has 'AB'"
 
 
+@pytest.mark.slow
 def test_skip_invalid_summarises_by_reason(tmp_path):
     rows = [f"{a}\t{b}" for a, b in make_pairs(30)] + ["bad", "worse", "a\tb\tc", "\tx", "ab\tAB", "ab\tBA"]
     path = tmp_path / "some_bad.tsv"

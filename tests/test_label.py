@@ -241,6 +241,7 @@ def trained(tmp_path_factory):
     return root, r
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate_in_the_cli(trained):
     root, r = trained
     assert r.exit_code == 0, r.stderr
@@ -346,6 +347,7 @@ def test_streamed_labels_match_the_in_memory_arrays(tmp_path):
         scan_pairs(str(bad), MAX_LEN, False, 0.0, 0, labels=True)
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     import signal
 
@@ -366,6 +368,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     """--distribute mirrored trains a label model as one device does with the global batch."""
     import subprocess

@@ -183,6 +183,7 @@ def source(tmp_path_factory) -> Path:
     return model_dir
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_the_source_weights(source, tmp_path):
     from transducer.training.loop import train
 
@@ -200,6 +201,7 @@ def test_init_from_starts_from_the_source_weights(source, tmp_path):
         assert any(not np.allclose(f[k], before[k], atol=1e-3) for k in before.files)
 
 
+@pytest.mark.slow
 def test_init_from_an_ensemble_continues_every_member(tmp_path):
     """Member k of the new model starts from member k of the old one, and the new model
     has as many members unless --ensemble says otherwise."""
@@ -221,6 +223,7 @@ def test_init_from_an_ensemble_continues_every_member(tmp_path):
     assert "ensemble" not in json.loads((tmp_path / "one" / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_init_from_takes_the_architecture_and_warns_about_new_input_characters(source, tmp_path):
     data = write_pairs(tmp_path / "new.tsv", PAIRS[:10] + [("abc", "xy")])  # "c": unseen input
     r = invoke("train", data, "-m", tmp_path / "m", "--init-from", source, "--epochs", 1)
@@ -256,6 +259,7 @@ def nfd_model(tmp_path_factory) -> Path:
     return root / "m"
 
 
+@pytest.mark.slow
 def test_nfd_model_sees_letters_and_marks_and_writes_composed_text(nfd_model):
     cfg = json.loads((nfd_model / "config.json").read_text())
     assert cfg["model"]["normalize"] == "nfd"
@@ -330,6 +334,7 @@ class TermAfterEpoch:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule, rates", [
     ("plateau", [3e-3, 3e-3, 1.5e-3]),
     ("cosine", [3e-3, 1.5e-3 * (1 + math.cos(math.pi / 3)), 1.5e-3 * (1 + math.cos(2 * math.pi / 3))]),

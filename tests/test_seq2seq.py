@@ -172,6 +172,7 @@ def trained_s2s(tmp_path_factory):
 INPUTS = ["abc", "", "gea", "a", "deed", "ba", "", "ccgc"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["text", "tsv", "jsonl"])
 @pytest.mark.parametrize("beam,nbest", [(1, 1), (3, 2)])
 def test_cli_predicts_one_line_per_input_in_order(trained_s2s, fmt, beam, nbest):

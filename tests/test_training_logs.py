@@ -22,6 +22,7 @@ TINY = ["--hidden", "8", "--max-len", str(TINY_MAX_LEN), "--batch-size", "32"]
 METRICS = ("loss", "char_acc", "exact_match", "val_loss", "val_char_acc", "val_exact_match", "learning_rate")
 
 
+@pytest.mark.slow
 def test_plain_lines_reach_a_log_file_as_each_epoch_ends_and_are_never_cut(pairs_file, tmp_path):
     """stderr to a file (as under nohup), a 40-column terminal setting: epoch 1's line is
     in the file before epoch 2's checkpoint exists, every line whole."""
@@ -79,6 +80,7 @@ def jsonl_run(pairs_file, tmp_path_factory):
     return r, model_dir
 
 
+@pytest.mark.slow
 def test_jsonl_rows_parse_and_carry_the_metrics(jsonl_run):
     r, model_dir = jsonl_run
     assert r.stdout == ""
