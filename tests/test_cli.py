@@ -408,3 +408,22 @@ def test_long_lines_are_measured_in_characters_however_long(tiny_model):
         r = invoke("predict", tiny_model, input=f"ab\n{line}\n")
         assert_clean_error(r, f"<stdin>:2: input is {n} characters", code=1)
         assert "bytes" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "x.tsv", "-m", "m", "--arch", "foo"], "'foo' is not one of 'aligned', 'seq2seq', 'label'"),
+        (["train", "x.tsv", "-m", "m", "--distribute", "ring"], "--distribute"),
+        (["predict"], "Missing argument 'MODEL_DIR'"),
+        (["explain", "m", "x", "--top", "0"], "--top"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_argument_errors_are_one_line_pointing_at_help(argv, fragment):
+    result = invoke(*argv)
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0] and "--help'" in lines[0]
+    assert "╭" not in result.stderr and "Traceback" not in result.stderr

@@ -6,8 +6,13 @@ is never wrapped in the middle of a command."""
 from __future__ import annotations
 
 import inspect
+import sys
 
 import typer
+
+# Typer ships its own copy of click; its exception classes are reached through public names.
+_UsageError = typer.BadParameter.__mro__[1]
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def reflow(help_text: str | None) -> str | None:
@@ -33,7 +38,31 @@ class _PlainFlags:
 
 
 class Group(_PlainFlags, typer.core.TyperGroup):
-    pass
+    """Argument errors as one line on stderr (`error: ... (see 'transducer train --help')`),
+    exit status 2, instead of a boxed panel: the same shape as every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as e:
+            print(f"error: {one_line_message(e)}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        # Without standalone mode click returns a typer.Exit's code, or the command's value.
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def one_line_message(e) -> str:
+    """A click error in one line; usage errors point at the command's --help."""
+    message = " ".join(e.format_message().replace("Value error, ", "").split())
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, _UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 class Command(_PlainFlags, typer.core.TyperCommand):
