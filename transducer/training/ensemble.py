@@ -50,6 +50,26 @@ def member_seeds(train_cfg: TrainConfig) -> list[int]:
     return [train_cfg.seed + k for k in range(train_cfg.ensemble)]
 
 
+def _prepare_staging(model_dir: Path, train_cfg: TrainConfig, force: bool, resume: bool) -> Path:
+    """The staging directory for an ensemble run, checked: resumable when resume, else empty
+    (an interrupted run in it is replaced only with force)."""
+    if train_cfg.distribute == "multi-worker":
+        raise TransducerError("--ensemble cannot be combined with --distribute multi-worker; use one machine")
+    staging = artifacts.staging_dir(model_dir)
+    artifacts.check_writable(model_dir, force or resume)
+    if resume and not ((staging / MEMBERS_STAGING).is_dir() and _has_progress(staging)):
+        raise TransducerError(
+            f"cannot --resume: no interrupted ensemble run in {staging}; train without --resume"
+        )
+    if not resume:
+        if _has_progress(staging) and not force:
+            raise TransducerError(
+                f"{staging} holds an interrupted run; pass --resume to continue it, or --force to start over"
+            )
+        shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
 def train_ensemble(
     pairs_path: str,
     model_dir: str | Path,
@@ -67,21 +87,8 @@ def train_ensemble(
     (result None), "skip" for a member finished by an earlier run, "end" after it (result: its
     TrainResult)."""
     model_dir = Path(model_dir)
-    if train_cfg.distribute == "multi-worker":
-        raise TransducerError("--ensemble cannot be combined with --distribute multi-worker; use one machine")
-    staging = artifacts.staging_dir(model_dir)
+    staging = _prepare_staging(model_dir, train_cfg, force, resume)
     members_root = staging / MEMBERS_STAGING
-    artifacts.check_writable(model_dir, force or resume)
-    if resume and not (members_root.is_dir() and _has_progress(staging)):
-        raise TransducerError(
-            f"cannot --resume: no interrupted ensemble run in {staging}; train without --resume"
-        )
-    if not resume:
-        if _has_progress(staging) and not force:
-            raise TransducerError(
-                f"{staging} holds an interrupted run; pass --resume to continue it, or --force to start over"
-            )
-        shutil.rmtree(staging, ignore_errors=True)
     on_member = on_member or (lambda *a: None)
 
     spooled = stream.local_copy(pairs_path)  # stdin can be read once; every member reads it
