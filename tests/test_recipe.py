@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import unicodedata
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import write_pairs
+from conftest import SignalAfterEpoch, write_pairs
 from transducer.core import artifacts, normalization
 from transducer.training import recipe
 from transducer.cli import app
@@ -316,24 +317,6 @@ def test_a_line_over_the_byte_limit_is_over_max_len_once_normalized(text, form, 
 # --- resuming keeps the schedule -------------------------------------------------------------------
 
 
-class TermAfterEpoch:
-    """A reporter that sends this process SIGTERM when epoch `at` ends (as `kill` would)."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def start(self, info): pass
-    def epoch_begin(self, epoch, epochs, steps): pass
-    def batch_end(self, step, logs): pass
-
-    def epoch_end(self, epoch, logs):
-        if epoch == self.at:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("schedule, rates", [
     ("plateau", [3e-3, 3e-3, 1.5e-3]),
@@ -349,7 +332,7 @@ def test_resume_continues_the_learning_rate_schedule_exactly(tmp_path, schedule,
                           "lr_patience": 1, "epochs": 3, "batch_size": 8, "seed": 5, "lr_schedule": schedule})
     whole = train(str(data), tmp_path / "whole", cfg, tcfg)
     assert whole.history["learning_rate"] == pytest.approx(rates)
-    stopped = train(str(data), tmp_path / "split", cfg, tcfg, reporter=TermAfterEpoch(2))  # rate just halved
+    stopped = train(str(data), tmp_path / "split", cfg, tcfg, reporter=SignalAfterEpoch(2, signal.SIGTERM))  # rate just halved
     assert stopped.interrupted and stopped.epochs_run == 2
     resumed = train(str(data), tmp_path / "split", cfg, tcfg, resume=True)
     assert resumed.history == whole.history
