@@ -61,6 +61,14 @@ def output_limits(max_len, n_lines: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(max_len, dtype=np.int64), (n_lines,))
 
 
+def learned_limits(bound, ids: np.ndarray, max_len: int) -> np.ndarray:
+    """(B,) the longest output for each row of (B, T) right-padded input ids: the learned
+    bound (config.OutputLength), or max_len for a model directory written without one."""
+    if bound is None:
+        return np.full(len(ids), max_len, dtype=np.int64)
+    return bound.limits(np.count_nonzero(ids != PAD_ID, axis=1), max_len)
+
+
 # --- seq2seq -------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import TransducerError
-from transducer.inference.decode import NOT_EMITTED
+from transducer.inference.decode import NOT_EMITTED, learned_limits
 from transducer.inference.engine import decode_probs
 from transducer.inference.ensemble import load_engine  # an ensemble is explained as it predicts: combined
 from transducer.inference.predict import copy_through
@@ -114,7 +114,7 @@ def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[
     states = [init] * eng.decoder_layers
     prev = np.full(1, START_ID, np.int32)
     steps, chosen, logp = [], [], 0.0
-    limit = _output_limit(info, int(np.count_nonzero(ids != PAD_ID)))
+    limit = int(learned_limits(output_length(info), ids, info.model.max_len)[0])  # as predict has it
     for t in range(limit + 1):
         probs, states, weights = eng.seq2seq_step(prev, enc, mask, states, return_attention=True)  # (1, V), (1, T)
         p = probs[0].astype(np.float64)  # (V,)
@@ -129,15 +129,6 @@ def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[
             break
         prev = np.full(1, choice, np.int32)
     return steps, chosen, float(np.exp(logp))
-
-
-def _output_limit(info: ModelInfo, n_chars: int) -> int:
-    """The longest output decoding allows for an input of n_chars characters, as predict
-    has it (Predictor.output_limits)."""
-    bound = output_length(info)
-    if bound is None:
-        return info.model.max_len
-    return int(bound.limits([n_chars], info.model.max_len)[0])
 
 
 def _label_step(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:

@@ -30,6 +30,7 @@ from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
+from transducer.inference import decode
 from transducer.inference.ensemble import load_engine
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
@@ -202,9 +203,7 @@ class Predictor:
         """(B,) the longest output a seq2seq model may write for each row of (B, T)
         right-padded input ids: the learned bound (config.OutputLength), or max_len for a
         model directory written before it."""
-        if self.output_length is None:
-            return np.full(len(ids), self.max_len, dtype=np.int64)
-        return self.output_length.limits(np.count_nonzero(ids != PAD_ID, axis=1), self.max_len)
+        return decode.learned_limits(self.output_length, ids, self.max_len)
 
     def predict_batch(self, strings: list[str]) -> list[tuple[str, float]]:
         """[(output, confidence)] for strings of at most max_len chars."""
@@ -266,12 +265,8 @@ class Predictor:
     def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
         """Candidates for (B, T) right-padded input ids of `strings` (T = max_len, or
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
-        from transducer.inference import decode
-
         if self.info.model.arch == "label":
-            from transducer.inference.decode import label_candidates
-
-            return label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+            return decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
         if self.info.model.arch == "seq2seq":
             limits = self.output_limits(ids)
