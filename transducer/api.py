@@ -281,8 +281,7 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
     training.ensemble.EnsembleResult for an ensemble), interrupted runs included. The
     command line's `train` calls this; `train` below wraps it for library users."""
     from transducer.training.distill import train_student
-    from transducer.training.ensemble import train_ensemble
-    from transducer.training.loop import train as train_one
+    from transducer.training.ensemble import train_members
 
     mcfg, tcfg = train_configs(options, given)
     common = dict(val_path=options.val_file, force=options.force, reporter=reporter, resume=options.resume)
@@ -292,9 +291,7 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
         if options.teacher is not None or options.extra_inputs is not None:
             return train_student(path, model_dir, mcfg, tcfg, options.teacher, options.extra_inputs,
                                  on_member=on_member, **common)
-        if tcfg.ensemble > 1:
-            return train_ensemble(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
-        return train_one(path, model_dir, mcfg, tcfg, **common)
+        return train_members(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
 
 
 def train(pairs, model_dir: str | Path, *, progress=None, **options) -> Model:

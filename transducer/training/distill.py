@@ -30,8 +30,8 @@ from transducer.core.config import ModelConfig, PredictOptions, TrainConfig, Tra
 from transducer.core.data import decode_line, display_name, iter_raw_lines, open_binary
 from transducer.inference.predict import Predictor
 from transducer.training import stream
-from transducer.training.ensemble import train_ensemble
-from transducer.training.loop import scan_data, train
+from transducer.training.ensemble import train_members
+from transducer.training.loop import scan_data
 
 # The teacher's beam width: its beam outputs, not greedy ones, are what the student learns
 # (aligned teachers search exactly with any width above 1; label teachers ignore it).
@@ -207,11 +207,8 @@ def train_student(
         raise TransducerError("--extra-inputs needs --teacher (the model that labels them)")
     artifacts.check_writable(Path(model_dir), force or resume)  # before the teacher's work
     with distilled_data(pairs_path, teacher, extra_inputs, model_cfg, train_cfg, val_path) as data:
-        common = dict(val_path=data.val_path, force=force, reporter=reporter, resume=resume)
-        if train_cfg.ensemble > 1:
-            result = train_ensemble(data.train_path, model_dir, model_cfg, train_cfg, on_member=on_member, **common)
-        else:
-            result = train(data.train_path, model_dir, model_cfg, train_cfg, **common)
+        result = train_members(data.train_path, model_dir, model_cfg, train_cfg, on_member=on_member,
+                               val_path=data.val_path, force=force, reporter=reporter, resume=resume)
     if not (result.interrupted and train_cfg.ensemble > 1):  # an interrupted ensemble publishes nothing
         record_in_model(model_dir, data.record, pairs_path, val_path)
     return result

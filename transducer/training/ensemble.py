@@ -172,3 +172,12 @@ def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path
     artifacts.publish(final, model_dir)
     shutil.rmtree(staging, ignore_errors=True)
     return combined
+
+
+def train_members(pairs_path: str, model_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                  on_member=None, **common):
+    """One model (loop.train), or train_cfg.ensemble members published as one model
+    directory (train_ensemble); `common`: the keyword arguments both take."""
+    if train_cfg.ensemble > 1:
+        return train_ensemble(pairs_path, model_dir, model_cfg, train_cfg, on_member=on_member, **common)
+    return train(pairs_path, model_dir, model_cfg, train_cfg, **common)
