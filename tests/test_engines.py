@@ -24,7 +24,8 @@ from conftest import make_pairs
 from conftest import assert_clean_error, invoke
 from transducer.core import artifacts
 from transducer.core.config import ModelConfig
-from transducer.inference.engine import KerasEngine, NumpyEngine, SUB_BATCH
+from transducer.inference.keras_engine import KerasEngine
+from transducer.inference.numpy_engine import SUB_BATCH, NumpyEngine
 from transducer.inference.predict import Predictor
 from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab, one_hot
 
@@ -45,7 +46,7 @@ VARIANTS = {
 
 def save_random_model(model_dir: Path, seed: int = 0, **cfg_kw) -> Path:
     """An aligned model with random weights, saved as `train` saves one."""
-    from transducer.networks.blocks import HEAD_LAYER
+    from transducer.core.names import HEAD_LAYER
     from transducer.networks.build import build_model
     from transducer.training.loop import save_model_dir
 
@@ -121,7 +122,7 @@ def test_numpy_and_keras_engines_agree(models, variant):
 
 def test_gru_step_and_sequence_match_keras_gru_layer():
     """The shared GRU helpers (also used by the seq2seq engine) against keras.layers.GRU."""
-    from transducer.inference.engine import gru_sequence, gru_step
+    from transducer.inference.kernels import gru_sequence, gru_step
     from transducer.networks.tf import keras
 
     rng = np.random.default_rng(3)

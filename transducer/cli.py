@@ -391,7 +391,7 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
     """
     _quiet_tensorflow(verbose)
     try:
-        from transducer.inference.ensemble import export_model_dir
+        from transducer.networks.export import export_model_dir
 
         paths = export_model_dir(model_dir)
     except TransducerError as e:
