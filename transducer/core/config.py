@@ -228,7 +228,7 @@ class TrainConfig:
     skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
     distribute: str = "none"  # tf.distribute strategy: none | mirrored | multi-worker; batch_size
     #                           is then per replica (global batch = batch_size x replicas)
-    ensemble: int = 1  # members trained into one model directory (ensemble.py, train_ensemble.py)
+    ensemble: int = 1  # members trained into one model directory (training/ensemble.py, inference/ensemble.py)
     member: int = 0  # this member's 0-based index: weights and shuffling are seeded with
     #                  seed + member, the validation split with seed (shared by all members)
 
@@ -296,7 +296,7 @@ class PredictOptions:
 class OutputLength:
     """The longest output a seq2seq model may write for an input, learned from its training
     data: min(max_len, ceil(ratio * max(len(input), 1)) + extra) characters. Stored in
-    config.json as data.output_length; a model directory without it decodes to max_len."""
+    config.json as "output_length" under "data"; a model directory without it decodes to max_len."""
 
     ratio: float  # output characters allowed per input character (observed_ratio x MARGIN)
     extra: int  # characters allowed on top, for short inputs with relatively long outputs
@@ -321,7 +321,7 @@ class OutputLength:
 
     @classmethod
     def from_dict(cls, d) -> "OutputLength":
-        """config.json's data.output_length, checked (ValueError names what is wrong)."""
+        """config.json's "data" -> "output_length", checked (ValueError names what is wrong)."""
         if not isinstance(d, dict):
             raise ValueError("data.output_length must be an object")
         ratio, extra, observed = d.get("ratio"), d.get("extra"), d.get("observed_ratio", d.get("ratio"))

@@ -288,7 +288,7 @@ class NumpyEngine:
 def _map_parts(fn, ids: np.ndarray) -> list:
     """fn over sub-batches of SUB_BATCH rows, in order. Several sub-batches run in threads
     (numpy releases the GIL in matmul and ufuncs), one per core: BLAS itself is kept to one
-    thread (see cli.predict), because its own threading thrashes on these small matrices."""
+    thread (see blas_threads), because its own threading thrashes on these small matrices."""
     parts = [ids[i : i + SUB_BATCH] for i in range(0, len(ids), SUB_BATCH)]
     workers = min(len(parts), os.cpu_count() or 1)
     if workers <= 1:

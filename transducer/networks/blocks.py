@@ -7,7 +7,7 @@ Imports point one way: build.py -> aligned.py / seq2seq.py / label.py -> blocks.
 Padding masks. Inputs are one-hot and right-padded with <pad> (id 0), so a position is a
 real character exactly when its one-hot vector has no weight on <pad>. `padding_mask`
 computes that with `keras.ops` inside the functional graph: operations, not layers, so
-they add no row to `model.layer_rows` (the classic summaries stay exact) and they are
+they add no row to `introspect.layer_rows` (the classic summaries stay exact) and they are
 saved in model.keras as Keras's own ops (safe mode loads them). A GRU given the mask
 carries its state through padded steps, so its final state is the state after the last
 real character, and a Bidirectional layer's backward pass starts at each row's last real

@@ -40,7 +40,7 @@ MEMBERS_STAGING = "members"  # DIR.partial/members/k/: members while the ensembl
 @dataclass
 class EnsembleResult:
     model_dir: Path  # where the ensemble was published (or would have been, if interrupted)
-    members: list = field(default_factory=list)  # train.TrainResult per member trained in this run
+    members: list = field(default_factory=list)  # loop.TrainResult per member trained in this run
     skipped: list[int] = field(default_factory=list)  # members already finished before --resume
     final: dict = field(default_factory=dict)  # the ensemble's decoded validation metrics
     interrupted: bool = False  # a signal stopped member len(skipped) + len(members)
