@@ -11,6 +11,8 @@ from pathlib import Path
 import grimp
 import pytest
 
+from conftest import subprocess_env
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -223,3 +225,21 @@ def test_every_networks_module_but_the_gateway_is_under_the_tensorflow_contract(
     [gateway] = [c for c in contracts if c["name"] == "Only the gateway imports TensorFlow within networks"]
     modules = {f"transducer.networks.{p.stem}" for p in (PACKAGE / "networks").glob("*.py")}
     assert set(gateway["source_modules"]) == modules - {"transducer.networks.tf", "transducer.networks.__init__"}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["train", "--help"]])
+def test_help_imports_neither_numpy_nor_tensorflow(argv):
+    """`transducer --help` stays fast, and numpy is first imported by the engine, after
+    the CLI has parsed its arguments (so nothing starts BLAS's threads before then)."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['transducer', *{argv!r}]\n"
+        "from transducer.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print(code, sorted({'numpy', 'tensorflow', 'keras'} & set(sys.modules)), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert out.stderr.splitlines()[-1] == "0 []", out.stderr

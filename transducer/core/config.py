@@ -1,7 +1,7 @@
 """Hyperparameters, as frozen dataclasses: one for the network, one for training.
 
-Both are plain data (no TensorFlow) so the CLI can build and validate them before
-anything heavy is imported, and so they round-trip through the model directory's
+Both are plain data (no TensorFlow, no numpy) so the CLI can build and validate them
+before anything heavy is imported, and so they round-trip through the model directory's
 config.json.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
-
-import numpy as np
 
 class Choice(str, Enum):
     """A string option with a fixed set of values. `str` so a member compares equal to its
@@ -51,7 +49,7 @@ class Attention(Choice):
 
 
 class Engine(Choice):
-    NUMPY = "numpy"  # no TensorFlow (inference/engine.py)
+    NUMPY = "numpy"  # no TensorFlow (inference/numpy_engine.py)
     KERAS = "keras"
 
 
@@ -312,6 +310,8 @@ class OutputLength:
     def limits(self, input_lengths, max_len: int):
         """(B,) input lengths in characters -> (B,) longest outputs allowed, in characters.
         An input counts as at least 1 character, so every training pair fits its bound."""
+        import numpy as np  # here, not at the top: `transducer --help` imports this module
+
         n = np.maximum(np.asarray(input_lengths, dtype=np.float64), 1.0)
         # The epsilon keeps ceil from rounding ratio * n = 6.000000001 up to 7.
         return np.minimum(np.ceil(self.ratio * n - 1e-9).astype(np.int64) + self.extra, max_len)

@@ -21,11 +21,23 @@ last real character; attention scores of padded positions lose 1e9, as in Keras.
 
 `label_probs` (`--arch label`) runs the same masked stack over rows padded to the
 batch's longest string and reads its final state the same way (`final_state`).
+
+BLAS threads. The engine's matrices are small (a sub-batch of 256 rows times a few hundred
+units): BLAS's own threads cost more than they give, and on a busy machine they thrash
+(3.6-8x slower with two other busy processes on 2 cores). So every public call runs with
+BLAS limited to one thread (threadpoolctl, for the CLI and the Python API alike; the
+previous limit is restored when the last concurrent call returns), and the engine runs
+sub-batches in threads of its own instead (_map_parts). A user's explicit choice wins:
+  TRANSDUCER_BLAS_THREADS=N                 BLAS gets N threads during the engine's calls
+  OPENBLAS_NUM_THREADS, OMP_NUM_THREADS     set (and TRANSDUCER_BLAS_THREADS not): the
+  or MKL_NUM_THREADS                        engine leaves BLAS as they configured it
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -41,6 +53,70 @@ from transducer.inference.kernels import (
 from transducer.inference.probs import decode_probs
 
 SUB_BATCH = 256  # rows per numpy pass: keeps h, gates and projections in the CPU caches
+BLAS_THREADS = "TRANSDUCER_BLAS_THREADS"  # the user's BLAS thread count for the engine
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # BLAS's own settings
+
+
+def blas_threads(env=os.environ) -> int | None:
+    """The BLAS threads the engine runs with: TRANSDUCER_BLAS_THREADS, else None (leave
+    BLAS alone) when the user configured BLAS through its own variables, else 1."""
+    value = env.get(BLAS_THREADS, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise TransducerError(f"{BLAS_THREADS} must be a whole number of threads, at least 1; got {value!r}")
+        return int(value)
+    if any(env.get(name, "").strip() for name in BLAS_ENV):
+        return None
+    return 1
+
+
+class _BlasLimit:
+    """BLAS's thread count, limited while any engine call runs in this process. BLAS's
+    setting is process-wide, so concurrent calls share one limit: the first sets it, the
+    last restores what was there (a nested or concurrent call only counts)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0  # engine calls running now
+        self._limiter = None  # threadpoolctl's record of the limits to restore
+        self._controller = None  # threadpoolctl's view of the loaded BLAS libraries
+
+    def enter(self, threads: int) -> None:
+        with self._lock:
+            if self._active == 0:
+                if self._controller is None:  # numpy's BLAS is loaded by now; ~5 ms, once
+                    from threadpoolctl import ThreadpoolController
+
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=threads, user_api="blas")  # ~20 us
+            self._active += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_BLAS = _BlasLimit()
+
+
+def _limited_blas(method):
+    """Run an engine method with BLAS limited to the engine's `blas_threads` (see the
+    module docstring)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if self.blas_threads is None:
+            return method(self, *args, **kwargs)
+        _BLAS.enter(self.blas_threads)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _BLAS.exit()
+
+    return run
 
 
 def read_weights(path: Path, model_dir: Path) -> dict[str, np.ndarray]:
@@ -86,6 +162,7 @@ class NumpyEngine:
                 " or use --engine keras"
             )
         self.w = read_weights(path, info.path)
+        self.blas_threads = blas_threads()  # None: the user set BLAS's own variables
 
     def get(self, key: str) -> np.ndarray:
         """The array named `key` (see names.py). Files exported by older versions named a
@@ -142,11 +219,13 @@ class NumpyEngine:
         kernel, bias = self.head_params()
         return softmax(h @ kernel + bias)
 
+    @_limited_blas
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
         parts = _map_parts(lambda part: self.head(self.recurrent_stack(part)), ids)
         return np.concatenate(parts) if parts else np.zeros((*ids.shape, self.info.model.output_vocab_size), np.float32)
 
+    @_limited_blas
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string); copy_unk as
         in probs.decode_probs.
@@ -209,6 +288,7 @@ class NumpyEngine:
 
     # label: label.build_label's layers, each row run to its own length.
 
+    @_limited_blas
     def label_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) right-padded ids -> (B, n_labels) probabilities."""
         parts = _map_parts(self._label_probs, ids)
@@ -237,6 +317,7 @@ class NumpyEngine:
     def decoder_layers(self) -> int:
         return self.info.model.layers
 
+    @_limited_blas
     def seq2seq_encode(self, ids: np.ndarray):
         """(B, T) ids -> encoder outputs (B, T, W), the decoder's initial state (B, W) and
         the encoder mask (B, T) bool (None for a model written before masks)."""
@@ -248,6 +329,7 @@ class NumpyEngine:
             enc[~mask] = 0.0  # as Keras outputs at padded steps; an empty row encodes to zeros
         return enc, self.final_state(enc, lengths), mask  # (B, T, W), (B, W), (B, T)
 
+    @_limited_blas
     def seq2seq_step(
         self, prev: np.ndarray, enc: np.ndarray, mask: np.ndarray | None, states: list[np.ndarray],
         return_attention: bool = False,
