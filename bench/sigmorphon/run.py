@@ -150,6 +150,8 @@ def run_language(lang: str, args, flags_template: str, seed: int | None = None) 
         seconds, epochs = train(work, flags)
     else:
         epochs = epochs_run(work / "model")
+    if args.train_only:  # scored later with --reuse
+        return {}
     timing: dict[str, float] = {}
     row = dict(
         time=time.strftime("%Y-%m-%dT%H:%M:%S"), tag=args.tag, lang=lang, flags=" ".join(ARCH_FLAGS + flags),
@@ -257,6 +259,7 @@ def main() -> None:
     p.add_argument("--show-seeds", nargs="+", metavar="TAG", help="as --show, mean ± sd over each tag's seeds")
     p.add_argument("--seeds", nargs="+", type=int, help="train one model per seed (work/TAG/LANG/seedK)")
     p.add_argument("--train-words", type=int, help="keep the first N training words")
+    p.add_argument("--train-only", action="store_true", help="train, score nothing (score later with --reuse)")
     args = p.parse_args()
     if args.show or args.show_seeds:
         print(show(args.show) if args.show else show_seeds(args.show_seeds))
@@ -268,9 +271,12 @@ def main() -> None:
     for lang in args.langs:
         for seed in args.seeds or [None]:
             rows.append(run_language(lang, args, args.train_flags, seed))
+            if args.train_only:
+                continue
             print(table(rows[-1:]).splitlines()[-1] + ("" if seed is None else f"  seed {seed}"),
                   file=sys.stderr, flush=True)
-    print(table(rows))
+    if not args.train_only:
+        print(table(rows))
 
 
 if __name__ == "__main__":
