@@ -227,7 +227,7 @@ class StopOnSignals:
     returns; and two signals during one such call count as two. The watcher tells
     `notify(event, info)` (from its own thread):
 
-      "stopping"  the first signal: {"signal", "phase"}, phase "training" or "saving"
+      "stopping"  the first signal: {"signal", "phase"}, phase "training", "saving" or "done"
       "stopped"   the second: `stopped_info()`, what `kept()` says was kept
 
     "stopped" is told while holding the lock every checkpoint and the model's publication
@@ -241,7 +241,7 @@ class StopOnSignals:
     def __init__(self, notify: Callable[[str, dict], None] | None = None):
         self.signal: str | None = None  # "SIGINT" or "SIGTERM" once one arrived
         self.now = False  # a second signal came: stop now
-        self.phase = "training"  # "saving" once training is over and the model is published
+        self.phase = "training"  # then "saving" (the trained model), "done" once it is published
         self.epoch = 0  # the 1-based epoch in progress (or last begun)
         self.kept: Callable[[], dict] = lambda: {}  # what a stop now leaves (the trainer's to set)
         self._notify = notify or (lambda event, info: None)
@@ -265,9 +265,17 @@ class StopOnSignals:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop watching and restore the handlers; again is harmless (a second signal's
+        KeyboardInterrupt may come as the `with` block ends, before its own close)."""
         self._closing = True
         if self._watcher is not None:
-            self._pair[1].send(b"\0")  # after any signal already read: the watcher ends
+            try:
+                self._pair[1].send(b"\0")  # after the signals already written: the watcher ends
+            except OSError:  # a full buffer (thousands of signals unread): it ends with the process
+                pass
             self._watcher.join(timeout=30)
             signal.set_wakeup_fd(self._wakeup)
             for sig, handler in self._saved.items():

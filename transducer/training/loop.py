@@ -8,7 +8,6 @@ output is always off.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import time
@@ -282,18 +281,19 @@ def fit(run: Run, reporter: Reporter, stopper: checkpoint.StopOnSignals) -> Fitt
     return Fitted(interrupted, start, seconds, earlier, stopper.signal if interrupted else None, counts)
 
 
-def stopped_now(run: Run, model_dir: Path, stopper: checkpoint.StopOnSignals, published: list) -> dict:
+def stopped_now(run: Run, model_dir: Path, stopper: checkpoint.StopOnSignals) -> dict:
     """What a second signal leaves (called while no file is written, see StopOnSignals):
     {"model_dir", "published", "phase", "epoch" (the one in progress), "when" (e.g.
     "during epoch 3"), "checkpoint" (its directory, or None: nothing was kept, and the
     staging area is removed), "kept_epoch", "best_epoch", "message"}."""
     last = checkpoint.latest(run.staging)
     kept = checkpoint.checkpoint_dir(run.staging) if last else None
+    published = stopper.phase == "done"
     if last is None and not published:
         shutil.rmtree(run.staging, ignore_errors=True)
     epoch = stopper.epoch or (last["epoch"] + 1 if last else 1)
     when = f"during epoch {epoch}"
-    if stopper.phase == "saving":
+    if stopper.phase != "training":
         when = "while saving the model"
     elif last is not None and last["epoch"] >= epoch:  # the epoch ended and was checkpointed
         when = f"after epoch {last['epoch']}"
@@ -308,7 +308,7 @@ def stopped_now(run: Run, model_dir: Path, stopper: checkpoint.StopOnSignals, pu
             f" --resume --epochs {last['epoch']} to publish the best model so far"
         )
     return {
-        "model_dir": str(model_dir), "published": bool(published), "phase": stopper.phase, "epoch": epoch, "when": when,
+        "model_dir": str(model_dir), "published": published, "phase": stopper.phase, "epoch": epoch, "when": when,
         "checkpoint": str(kept) if kept else None, "kept_epoch": last["epoch"] if last else 0,
         "best_epoch": last["best_epoch"] if last else 0, "message": f"{stopper.signal}: {said}",
     }
@@ -332,11 +332,10 @@ def final_metrics(run: Run) -> dict:
     return final
 
 
-def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted, stopper=None,
-            published: list | None = None) -> TrainResult:
+def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
+            stopper: checkpoint.StopOnSignals) -> TrainResult:
     """Step 4: keep the best weights, measure them, write and publish the model directory
-    (under the stopper's guard: a second signal waits for it; `published` gets True once
-    done)."""
+    (under the stopper's guard: a second signal waits for it; its phase is "done" after)."""
     interrupted, start = fitted.interrupted, fitted.start
     # Interrupted or not, the best weights so far are evaluated and published; after a
     # signal the checkpoint stays too, so --resume can go on from the last epoch.
@@ -362,10 +361,9 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted, sto
     }
     # Every worker saves (saving reads synchronised variables, a collective op); only the
     # chief's copy is kept.
-    with stopper.guard() if stopper is not None else contextlib.nullcontext():
+    with stopper.guard():
         save_model_dir(run.model, cfg_json, metrics, run.written, keep_checkpoint=interrupted)
-        if published is not None:
-            published.append(True)
+        stopper.phase = "done"
     distribute.discard(run.plan, run.written)
     return TrainResult(
         model_dir=model_dir, history=history, final=final, best_epoch=keeper.best_epoch,
@@ -417,7 +415,6 @@ def train(
 def _fit_and_publish(run: Run, model_dir: Path, val_path: str | None, reporter) -> TrainResult:
     """Steps 3 and 4 with SIGINT/SIGTERM caught (checkpoint.StopOnSignals): the reporter
     hears of each signal at once; a second one ends here with what was kept."""
-    published: list = []  # becomes [True] once the model directory is published
 
     def notify(event: str, info: dict) -> None:
         tell = getattr(reporter, event, None)  # optional Reporter methods: stopping, stopped
@@ -425,15 +422,16 @@ def _fit_and_publish(run: Run, model_dir: Path, val_path: str | None, reporter) 
             tell(info)
 
     stopper = checkpoint.StopOnSignals(notify)
-    stopper.kept = lambda: stopped_now(run, model_dir, stopper, published)
+    stopper.kept = lambda: stopped_now(run, model_dir, stopper)
     try:
         with stopper:
             fitted = fit(run, reporter, stopper)
             stopper.phase = "saving"
-            return publish(run, model_dir, val_path, fitted, stopper, published)
+            return publish(run, model_dir, val_path, fitted, stopper)
     except KeyboardInterrupt:
         if not stopper.now:  # not a second signal (e.g. one before the handlers were set)
             raise
+        stopper.close()
         info = stopper.stopped_info()
         raise TransducerError(info["message"], info["exit_code"]) from None
 

@@ -116,9 +116,10 @@ def stopped_message(info: dict, member: tuple[int, int] | None) -> tuple[str, st
     if member is not None:
         # A member trains into DIR.partial/members/k (training/ensemble.py): the ensemble's staging area.
         staging, (k, n) = Path(dir_).parent.parent, member
-        kept = f"member {k}'s checkpoint of epoch {info['kept_epoch']}" if ckpt else f"nothing of member {k}"
+        kept = f" and member {k}'s checkpoint of epoch {info['kept_epoch']}" if ckpt else ""
+        over = "" if ckpt else f" (member {k} starts over)"
         return label, (
-            f"stopped {when} of ensemble member {k} of {n}; kept the finished members and {kept} in {staging}."
+            f"stopped {when} of ensemble member {k} of {n}; kept the finished members{kept} in {staging}{over}."
             " To continue training, run the same command again with --resume."
         )
     if ckpt is None:
