@@ -6,7 +6,6 @@ real processes (training/checkpoint.py's StopOnSignals, ui/progress.py's message
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI_SMALL, TINY_MAX_LEN, default_sigint, invoke, make_pairs, subprocess_env, write_pairs
+from conftest import CLI_SMALL, TINY_MAX_LEN, SignalAfterEpoch, default_sigint, invoke, make_pairs, subprocess_env
+from conftest import write_pairs
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
 
 ACK = "SIGINT: stopping after this epoch; Ctrl-C again to stop now"
@@ -184,21 +184,17 @@ def test_both_signals_are_answered_while_the_main_thread_is_inside_one_long_c_ca
     assert lines[-2:] == ["stopping SIGTERM", "stopped SIGTERM"], err
 
 
-class TwoSignalsAt:
+class TwoSignalsAt(SignalAfterEpoch):
     """A reporter that sends this process SIGINT twice when epoch `at` ends, and records
     the signal events it is told."""
 
     def __init__(self, at: int):
-        self.at, self.told = at, []
-
-    def start(self, info): pass
-    def epoch_begin(self, epoch, epochs, steps): pass
-    def batch_end(self, step, logs): pass
+        super().__init__(at, signal.SIGINT)
+        self.told = []
 
     def epoch_end(self, epoch, logs):
-        if epoch == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
+        super().epoch_end(epoch, logs)
+        super().epoch_end(epoch, logs)
 
     def stopping(self, info):
         self.told.append(("stopping", info))

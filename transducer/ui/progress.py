@@ -222,8 +222,7 @@ class JsonlReporter(PlainReporter):
         self.event("stopping", signal=info["signal"], phase=info["phase"])
 
     def stopped(self, info):
-        fields = {k: info[k] for k in ("signal", "exit_code", "phase", "epoch", "when", "published", "model_dir", "checkpoint",
-                                       "kept_epoch", "best_epoch")}
+        fields = {k: v for k, v in info.items() if k != "message"}  # the library's sentence: stopped_message's here
         self.event("stopped", **fields, **({"member": self.member[0]} if self.member else {}))
         exit_now(info["exit_code"])
 
