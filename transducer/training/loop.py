@@ -30,14 +30,21 @@ from transducer.networks.tf import keras, tf
 EVAL_LIMIT = 5_000  # held-out pairs decoded at the end of training for exact match and CER
 # Training steps per call into the compiled graph. Keras pays a fixed cost per call (~2 ms
 # on 2 cores: more than a whole step of a small model on short, length-bucketed batches);
-# 8 steps per call pay it once (docs/benchmarks/index.md, "Epoch time"). Progress lines and
-# Ctrl-C are noticed every 8 steps. 1 under --distribute, whose Keras 3 workarounds
-# (distribute.py) are tested with one step per call.
+# 8 steps per call pay it once (docs/benchmarks/index.md, "Epoch time"). Progress lines
+# are updated every 8 steps (Ctrl-C is answered at once all the same: checkpoint.StopOnSignals).
+# 1 under --distribute, whose Keras 3 workarounds (distribute.py) are tested with one step per call.
 STEPS_PER_EXECUTION = 8
 
 
 class Reporter(Protocol):
-    """Receives progress; every method may be a no-op."""
+    """Receives progress; every method may be a no-op.
+
+    Two more are optional (looked up, so older reporters need not have them) and are called
+    from another thread, at once, when SIGINT/SIGTERM arrive (checkpoint.StopOnSignals):
+    `stopping(info)` on the first ({"signal", "phase"}: "training", the epoch in progress
+    finishes; "saving", the trained model is being saved), `stopped(info)` on a second
+    (`stopped_now`'s dict: what was kept). No file is being written during `stopped`, so a
+    reporter may end the process there (the command line's do)."""
 
     def start(self, info: dict) -> None: ...  # once, with sizes and counts, before epoch 1
     def epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...  # epoch is 1-based
@@ -73,7 +80,8 @@ class TrainResult:
     signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
     checkpoint: Path | None = None  # when interrupted: where --resume continues from
     resumed_from: int = 0  # epochs already done in the checkpoint this run resumed from
-    train_seconds: float = 0.0  # wall time of this run's epochs (validation and checkpoints included)
+    train_seconds: float = 0.0  # wall time of the epochs (validation and checkpoints included), over every run
+    resumed_seconds: float = 0.0  # of train_seconds, the earlier runs' (up to the checkpoint resumed from)
 
 
 def aligned_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
@@ -245,28 +253,65 @@ def start_counts(run: Run) -> dict:
 class Fitted:
     interrupted: bool  # a signal stopped training
     start: int  # epochs already done in the checkpoint this run resumed from
-    seconds: float  # wall time of the epochs (validation and checkpoints included)
+    seconds: float  # wall time of the epochs (validation and checkpoints included), over every run
+    earlier: float  # of seconds, the earlier runs' (the checkpoint's record)
     signal: str | None  # "SIGINT" or "SIGTERM" when interrupted
     counts: dict  # what the start report showed
 
 
-def fit(run: Run, reporter: Reporter) -> Fitted:
-    """Step 3: the epochs, checkpointed; stops early, or on SIGINT/SIGTERM."""
+def fit(run: Run, reporter: Reporter, stopper: checkpoint.StopOnSignals) -> Fitted:
+    """Step 3: the epochs, checkpointed; stops early, or after the epoch in progress on
+    SIGINT/SIGTERM. Each checkpoint records the training time so far, so a resumed run's
+    time counts the earlier runs' too."""
     start = checkpoint.restore(run.ckpt, run.model, run.keeper) if run.ckpt else 0
+    earlier = run.ckpt.seconds if run.ckpt else 0.0
     counts = {**start_counts(run), "resumed_from": start}
     reporter.start(counts)
-    started = time.time()
-    callbacks = [run.keeper, checkpoint.saver(run.staging, run.identity, run.keeper)]
-    with checkpoint.StopOnSignals() as stopper:
-        interrupted = checkpoint.fit_epochs(
-            run.model, run.dataset_for_epoch, run.val_ds, callbacks, start, run.train_cfg.epochs, stopper,
-            finished=lambda: run.keeper.stopped_early,
-        )
-    seconds = time.time() - started  # the epochs (with validation and checkpoints) only
+    started = time.monotonic()
+    clock = lambda: earlier + time.monotonic() - started  # noqa: E731
+    callbacks = [run.keeper, checkpoint.saver(run.staging, run.identity, run.keeper, stopper, clock)]
+    interrupted = checkpoint.fit_epochs(
+        run.model, run.dataset_for_epoch, run.val_ds, callbacks, start, run.train_cfg.epochs, stopper,
+        finished=lambda: run.keeper.stopped_early,
+    )
+    seconds = clock()  # the epochs (with validation and checkpoints) only
     if interrupted and not checkpoint.exists(run.staging):
         shutil.rmtree(run.staging, ignore_errors=True)
         raise TransducerError(f"{stopper.signal}: stopped before the first epoch finished; nothing saved", stopper.exit_code)
-    return Fitted(interrupted, start, seconds, stopper.signal if interrupted else None, counts)
+    return Fitted(interrupted, start, seconds, earlier, stopper.signal if interrupted else None, counts)
+
+
+def stopped_now(run: Run, model_dir: Path, stopper: checkpoint.StopOnSignals) -> dict:
+    """What a second signal leaves (called while no file is written, see StopOnSignals):
+    {"model_dir", "published", "phase", "epoch" (the one in progress), "when" (e.g.
+    "during epoch 3"), "checkpoint" (its directory, or None: nothing was kept, and the
+    staging area is removed), "kept_epoch", "best_epoch", "message"}."""
+    last = checkpoint.latest(run.staging)
+    kept = checkpoint.checkpoint_dir(run.staging) if last else None
+    published = stopper.phase == "done"
+    if last is None and not published:
+        shutil.rmtree(run.staging, ignore_errors=True)
+    epoch = stopper.epoch or (last["epoch"] + 1 if last else 1)
+    when = f"during epoch {epoch}"
+    if stopper.phase != "training":
+        when = "while saving the model"
+    elif last is not None and last["epoch"] >= epoch:  # the epoch ended and was checkpointed
+        when = f"after epoch {last['epoch']}"
+    if published:
+        said = f"stopped after the model was saved to {model_dir}"
+    elif last is None:
+        said = f"stopped {when}; nothing was kept and {model_dir} is as it was"
+    else:
+        said = (
+            f"stopped {when}; {model_dir} is as it was; kept the checkpoint of epoch {last['epoch']} (best model"
+            f" so far: epoch {last['best_epoch']}) in {kept}. Train again with --resume to continue, or with"
+            f" --resume --epochs {last['epoch']} to publish the best model so far"
+        )
+    return {
+        "model_dir": str(model_dir), "published": published, "phase": stopper.phase, "epoch": epoch, "when": when,
+        "checkpoint": str(kept) if kept else None, "kept_epoch": last["epoch"] if last else 0,
+        "best_epoch": last["best_epoch"] if last else 0, "message": f"{stopper.signal}: {said}",
+    }
 
 
 def final_metrics(run: Run) -> dict:
@@ -287,8 +332,10 @@ def final_metrics(run: Run) -> dict:
     return final
 
 
-def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted) -> TrainResult:
-    """Step 4: keep the best weights, measure them, write and publish the model directory."""
+def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
+            stopper: checkpoint.StopOnSignals) -> TrainResult:
+    """Step 4: keep the best weights, measure them, write and publish the model directory
+    (under the stopper's guard: a second signal waits for it; its phase is "done" after)."""
     interrupted, start = fitted.interrupted, fitted.start
     # Interrupted or not, the best weights so far are evaluated and published; after a
     # signal the checkpoint stays too, so --resume can go on from the last epoch.
@@ -310,18 +357,20 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted) -> 
     metrics = {
         "history": history, "final": final, "best_epoch": keeper.best_epoch, "epochs_run": keeper.epochs_run,
         "stop_reason": keeper.stop_reason, "interrupted": interrupted, "resumed_from_epoch": start,
-        "train_seconds": round(fitted.seconds, 2),
+        "train_seconds": round(fitted.seconds, 2), "resumed_seconds": round(fitted.earlier, 2),
     }
     # Every worker saves (saving reads synchronised variables, a collective op); only the
     # chief's copy is kept.
-    save_model_dir(run.model, cfg_json, metrics, run.written, keep_checkpoint=interrupted)
+    with stopper.guard():
+        save_model_dir(run.model, cfg_json, metrics, run.written, keep_checkpoint=interrupted)
+        stopper.phase = "done"
     distribute.discard(run.plan, run.written)
     return TrainResult(
         model_dir=model_dir, history=history, final=final, best_epoch=keeper.best_epoch,
         epochs_run=keeper.epochs_run, interrupted=interrupted, stopped_early=keeper.stopped_early,
         stop_reason=keeper.stop_reason, counts=fitted.counts, signal=fitted.signal,
         checkpoint=checkpoint.checkpoint_dir(run.staging) if interrupted else None, resumed_from=start,
-        train_seconds=metrics["train_seconds"],
+        train_seconds=metrics["train_seconds"], resumed_seconds=metrics["resumed_seconds"],
     )
 
 
@@ -341,8 +390,10 @@ def train(
     of the same files and options, when the caller has it (ensemble members).
 
     Each epoch is checkpointed into the staging area (see checkpoint.py). With `resume`,
-    training continues from the last checkpoint of the same run. SIGINT/SIGTERM stop at
-    the next batch; the best model so far is published and the checkpoint kept.
+    training continues from the last checkpoint of the same run. A first SIGINT/SIGTERM
+    stops after the epoch in progress: the best model so far is published and the
+    checkpoint kept (TrainResult.interrupted). A second one stops now: TransducerError
+    (exit_code 130/143) saying what was kept; the reporter's `stopped` is told first.
     """
     reporter = reporter or NullReporter()
     model_dir = Path(model_dir)
@@ -358,7 +409,31 @@ def train(
         artifacts.check_writable(model_dir, force or resume)
     prep = prepare(pairs_path, model_cfg, train_cfg, val_path, scanned)
     run = build(prep, train_cfg, plan, model_dir, resume, force, reporter)
-    return publish(run, model_dir, val_path, fit(run, reporter))
+    return _fit_and_publish(run, model_dir, val_path, reporter)
+
+
+def _fit_and_publish(run: Run, model_dir: Path, val_path: str | None, reporter) -> TrainResult:
+    """Steps 3 and 4 with SIGINT/SIGTERM caught (checkpoint.StopOnSignals): the reporter
+    hears of each signal at once; a second one ends here with what was kept."""
+
+    def notify(event: str, info: dict) -> None:
+        tell = getattr(reporter, event, None)  # optional Reporter methods: stopping, stopped
+        if tell is not None:
+            tell(info)
+
+    stopper = checkpoint.StopOnSignals(notify)
+    stopper.kept = lambda: stopped_now(run, model_dir, stopper)
+    try:
+        with stopper:
+            fitted = fit(run, reporter, stopper)
+            stopper.phase = "saving"
+            return publish(run, model_dir, val_path, fitted, stopper)
+    except KeyboardInterrupt:
+        if not stopper.now:  # not a second signal (e.g. one before the handlers were set)
+            raise
+        stopper.close()
+        info = stopper.stopped_info()
+        raise TransducerError(info["message"], info["exit_code"]) from None
 
 
 def _init_source(model_dir: str, model_cfg: ModelConfig, member: int = 0) -> artifacts.ModelInfo:

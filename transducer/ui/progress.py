@@ -9,12 +9,20 @@
 Each reporter receives training.loop.Reporter's calls (start, epoch_begin, batch_end,
 epoch_end) and then `end(result)` with the TrainResult. This is the rendering side, so it writes to
 stderr itself; the library (training/loop.py) only calls it.
+
+Signals: the library calls `stopping(info)` the moment a first SIGINT/SIGTERM arrives
+(training finishes the epoch in progress) and `stopped(info)` on a second one, from its
+signal thread, while no file is being written. `stopped` says what was kept and ends the
+process at once (os._exit, exit code 130 or 143): the command line owns the process, and
+Python's own exit after TensorFlow takes seconds, which "stop now" must not.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
@@ -87,10 +95,51 @@ def how_it_ended(result) -> str:
     how = "interrupted" if result.interrupted else "early stopping" if result.stopped_early else "all epochs"
     if result.stop_reason:  # e.g. "validation loss did not improve by 0.1% for 4 epoch(s) (...)"
         how += f": {result.stop_reason}"
-    return (
-        f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how});"
-        f" training took {duration(result.train_seconds)}"
+    took = duration(result.train_seconds)
+    if result.resumed_from:  # the time counts the runs before --resume too (their checkpoint's record)
+        took += f" ({duration(result.train_seconds - result.resumed_seconds)} of it in this run, after --resume)"
+    return f"saved {result.model_dir} after {result.epochs_run} epoch(s) ({how}); training took {took}"
+
+
+def stopping_message(info: dict) -> tuple[str, str]:
+    """(label, text) acknowledging a first signal."""
+    again = "Ctrl-C again" if info["signal"] == "SIGINT" else f"send {info['signal']} again"
+    what = "after this epoch" if info["phase"] == "training" else "once the trained model is saved"
+    return f"{info['signal']}:", f"stopping {what}; {again} to stop now"
+
+
+def stopped_message(info: dict, member: tuple[int, int] | None) -> tuple[str, str]:
+    """(label, text): what a second signal left. member: (k, n) while an ensemble trains."""
+    label, dir_, ckpt, when = f"{info['signal']}:", info["model_dir"], info["checkpoint"], info["when"]
+    if info["published"]:
+        return label, f"stopped; the model was already saved to {dir_}"
+    if member is not None:
+        # A member trains into DIR.partial/members/k (training/ensemble.py): the ensemble's staging area.
+        staging, (k, n) = Path(dir_).parent.parent, member
+        kept = f" and member {k}'s checkpoint of epoch {info['kept_epoch']}" if ckpt else ""
+        over = "" if ckpt else f" (member {k} starts over)"
+        return label, (
+            f"stopped {when} of ensemble member {k} of {n}; kept the finished members{kept} in {staging}{over}."
+            " To continue training, run the same command again with --resume."
+        )
+    if ckpt is None:
+        return label, f"stopped {when}; nothing was kept ({dir_} is as it was)."
+    return label, (
+        f"stopped {when}; {dir_} is as it was; kept the checkpoint of epoch {info['kept_epoch']} (best model so far:"
+        f" epoch {info['best_epoch']}) in {ckpt}. To continue training, run the same command again with --resume;"
+        f" to publish the best model so far instead, with --resume --epochs {info['kept_epoch']}."
     )
+
+
+def exit_now(code: int) -> None:
+    """End the process at once, from any thread: what a second Ctrl-C asks for. Output is
+    flushed first; the files are whole (the library calls `stopped` only then)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 class _Clock:
@@ -100,6 +149,7 @@ class _Clock:
         self.console = console
         self.epochs = 0
         self.epoch_started = time.monotonic()
+        self.member: tuple[int, int] | None = None  # (k, n) while ensemble member k of n trains
 
     def epoch_begin(self, epoch, epochs, steps):
         self.epochs = epochs
@@ -113,6 +163,16 @@ class _Clock:
 
     def close(self):
         pass
+
+    def stopping(self, info):
+        """A first signal (from the library's signal thread): acknowledged at once."""
+        warn(self.console, *stopping_message(info))
+
+    def stopped(self, info):
+        """A second signal: say what was kept, then end the process now."""
+        self.close()
+        warn(self.console, *stopped_message(info, self.member))
+        exit_now(info["exit_code"])
 
 
 class PlainReporter(_Clock):
@@ -130,6 +190,13 @@ class PlainReporter(_Clock):
     def epoch_end(self, epoch, logs):
         metrics = "  ".join(f"{k} {fmt_value(k, v)}" for k, v in ordered(logs))
         self.write(f"epoch {epoch}/{self.epochs}  {duration(self.epoch_seconds())}  {metrics}")
+
+    def stopping(self, info):
+        self.write(" ".join(stopping_message(info)))
+
+    def stopped(self, info):
+        self.write(" ".join(stopped_message(info, self.member)))
+        exit_now(info["exit_code"])
 
     def end(self, result):
         on = "validation" if result.counts.get("n_val") else "training"
@@ -151,6 +218,14 @@ class JsonlReporter(PlainReporter):
     def epoch_end(self, epoch, logs):
         self.event("epoch", epoch=epoch, epochs=self.epochs, seconds=self.epoch_seconds(), **logs)
 
+    def stopping(self, info):
+        self.event("stopping", signal=info["signal"], phase=info["phase"])
+
+    def stopped(self, info):
+        fields = {k: v for k, v in info.items() if k != "message"}  # the library's sentence: stopped_message's here
+        self.event("stopped", **fields, **({"member": self.member[0]} if self.member else {}))
+        exit_now(info["exit_code"])
+
     def end(self, result):
         self.event(
             "end",
@@ -161,6 +236,7 @@ class JsonlReporter(PlainReporter):
             stop_reason=result.stop_reason,
             interrupted=result.interrupted,
             train_seconds=result.train_seconds,
+            resumed_seconds=result.resumed_seconds,
             final=result.final,
         )
 
@@ -281,6 +357,7 @@ def _bar_metrics(logs: dict, val: bool = False) -> tuple[tuple[int, str], ...]:
 def member_event(reporter, k: int, n: int, seed: int, event: str, result) -> None:
     """train_ensemble's per-member progress, on stderr; a member's end is the reporter's.
     With --log-format jsonl these are events too ({"event": "member", ...})."""
+    reporter.member = (k, n)  # what a second Ctrl-C's message names
     if event == "end":
         reporter.end(result)
     elif hasattr(reporter, "event"):  # jsonl: every line stays one JSON object
