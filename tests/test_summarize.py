@@ -38,13 +38,14 @@ def _grid():
                               input_vocab_size=len(IN_VOCAB), output_vocab_size=len(OUT_VOCAB))
 
 
-GRID = list(_grid())
+# ... and models written before masks (config.json without "masked"): time axes of max_len.
+GRID = list(_grid()) + [c.replace(masked=False) for c in _grid() if c.layers == 2 and c.bidirectional and c.dropout]
 
 
 def _cfg_id(cfg: ModelConfig) -> str:
     return "-".join([cfg.arch, "bi" if cfg.bidirectional else "uni", f"L{cfg.layers}", cfg.head,
                      "ra" if cfg.reset_after else "no-ra", *([cfg.attention] if cfg.arch == "seq2seq" else []),
-                     f"drop{cfg.dropout:g}"])
+                     f"drop{cfg.dropout:g}", *([] if cfg.masked else ["unmasked"])])
 
 
 def _write_like_train(model_dir: Path, cfg: ModelConfig, save_keras: bool = False):
