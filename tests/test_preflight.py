@@ -92,9 +92,9 @@ MISTAKES = {
                                  ["labels.tsv: 1 invalid row(s): line 2: empty label"]),
     # --val-file
     "missing --val-file": lambda s: ([s.ok, "-m", s.root / "m", "--val-file", s.root / "nope_val.tsv"],
-                                     ["nope_val.tsv: no such file"]),
+                                     ["--val-file", "nope_val.tsv: no such file"]),
     "invalid --val-file": lambda s: ([s.ok, "-m", s.root / "m", "--val-file", s.write("val.tsv", b"just text\n")],
-                                     ["val.tsv: 1 invalid row(s): line 1: no tab"]),
+                                     ["--val-file", "val.tsv: 1 invalid row(s): line 1: no tab"]),
     "--val-split with --val-file": lambda s: ([s.ok, "-m", s.root / "m", "--val-file", s.ok, "--val-split", 0.2],
                                               ["--val-split does not apply with --val-file"]),
     "PAIRS and --val-file both stdin": lambda s: (["-", "-m", s.root / "m", "--val-file", "-"],
@@ -116,9 +116,9 @@ MISTAKES = {
     "--extra-inputs without --teacher": lambda s: ([s.ok, "-m", s.root / "m", "--extra-inputs", s.extra],
                                                    ["--extra-inputs needs --teacher"]),
     "missing --extra-inputs": lambda s: ([s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--extra-inputs",
-                                          s.root / "nope.txt"], ["nope.txt: no such file"]),
+                                          s.root / "nope.txt"], ["--extra-inputs", "nope.txt: no such file"]),
     "empty --extra-inputs": lambda s: ([s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--extra-inputs",
-                                        s.write("none.txt", b"")], ["none.txt: no inputs"]),
+                                        s.write("none.txt", b"")], ["--extra-inputs", "none.txt: no inputs"]),
     # the model directory
     "existing model directory": lambda s: ([s.ok, "-m", s.root / "existing"], ["existing: already exists", "--force"]),
     "a file as the model directory": lambda s: ([s.ok, "-m", s.a_file, "--force"], ["a_file: exists and is not a directory"]),

@@ -201,13 +201,18 @@ def check_creatable(model_dir: Path) -> None:
 def check_files(request: Request, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     """PAIRS and --val-file: readable files whose first DATA_BYTES hold valid rows;
     --extra-inputs: a readable, non-empty file."""
-    for path in (request.pairs, request.val_file):
-        if path is not None:
-            check_pairs(path, model_cfg, train_cfg.skip_invalid)
-    if request.extra_inputs is not None and request.extra_inputs != "-":
-        open_binary(request.extra_inputs).close()
-        if os.stat(request.extra_inputs).st_size == 0:
-            raise TransducerError(f"{request.extra_inputs}: no inputs; expected one string per line")
+    check_pairs(request.pairs, model_cfg, train_cfg.skip_invalid)
+    try:
+        if request.val_file is not None:
+            option = "--val-file"
+            check_pairs(request.val_file, model_cfg, train_cfg.skip_invalid)
+        if request.extra_inputs is not None and request.extra_inputs != "-":
+            option = "--extra-inputs"
+            open_binary(request.extra_inputs).close()
+            if os.stat(request.extra_inputs).st_size == 0:
+                raise TransducerError(f"{request.extra_inputs}: no inputs; expected one string per line")
+    except TransducerError as e:
+        raise TransducerError(f"{option} {e}", e.exit_code) from None
 
 
 @dataclass
