@@ -138,6 +138,36 @@ def subprocess_env() -> dict:
     return env
 
 
+# Runs CLI invocations (JSON on stdin: [{"args": [...], "input": str | None}, ...]) with
+# CliRunner, in order, in a fresh process; prints one JSON result per invocation, with
+# whether TensorFlow had been imported once it returned.
+_CLI_IN_FRESH_PROCESS = """
+import json, sys
+from typer.testing import CliRunner
+from transducer.cli import app
+out = []
+for case in json.load(sys.stdin):
+    r = CliRunner().invoke(app, case["args"], input=case.get("input"))
+    out.append({"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr,
+                "tensorflow": "tensorflow" in sys.modules or "keras" in sys.modules})
+print(json.dumps(out))
+"""
+
+
+def invoke_in_fresh_process(cases: list[dict], timeout: float = 300) -> list[dict]:
+    """`cases` (each {"args": [...], "input": optional stdin text}) through the CLI in one
+    new Python process, which has imported neither TensorFlow nor anything else: each
+    result has exit_code, stdout, stderr and `tensorflow`, True once any case so far
+    imported it (so the first case showing True is the one that did)."""
+    import subprocess
+
+    payload = json.dumps([{"args": [str(a) for a in c["args"]], "input": c.get("input")} for c in cases])
+    done = subprocess.run([sys.executable, "-c", _CLI_IN_FRESH_PROCESS], input=payload, capture_output=True,
+                          text=True, env=subprocess_env(), timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 SPECIAL = ["\r", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\t", "\u0301",
            "e\u0301", "👍🏽", "שלום", "\u202e", "\ufeff", "a", "b", "X", "Z", "€"]
 

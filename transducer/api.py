@@ -279,19 +279,33 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
                  reporter=None, on_member: Callable | None = None):
     """Train and publish; returns the training result (training.loop.TrainResult, or
     training.ensemble.EnsembleResult for an ensemble), interrupted runs included. The
-    command line's `train` calls this; `train` below wraps it for library users."""
-    from transducer.training.distill import train_student
-    from transducer.training.ensemble import train_members
+    command line's `train` calls this; `train` below wraps it for library users.
 
-    mcfg, tcfg = train_configs(options, given)
+    Options, files and directories are checked first (training.preflight), so a mistake
+    is answered before TensorFlow is imported, which takes seconds."""
+    mcfg, tcfg = train_configs(options, given)  # the recipe; reads --init-from's config.json
     common = dict(val_path=options.val_file, force=options.force, reporter=reporter, resume=options.resume)
     with pairs_file(pairs) as path, warnings.catch_warnings():
+        _preflight(path, model_dir, options, given, mcfg, tcfg)
+        from transducer.training.distill import train_student  # TensorFlow from here on
+        from transducer.training.ensemble import train_members
+
         warnings.filterwarnings("ignore", module="keras")  # Keras's own noise never reaches users
         warnings.filterwarnings("ignore", module="tensorflow")
         if options.teacher is not None or options.extra_inputs is not None:
             return train_student(path, model_dir, mcfg, tcfg, options.teacher, options.extra_inputs,
                                  on_member=on_member, **common)
         return train_members(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
+
+
+def _preflight(path: str, model_dir, options: TrainOptions, given: frozenset, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+    """training.preflight's checks of this run (no TensorFlow)."""
+    from transducer.training.preflight import Request, check_run
+
+    o = options
+    request = Request(pairs=path, model_dir=Path(model_dir), val_file=o.val_file, teacher=o.teacher,
+                      extra_inputs=o.extra_inputs, force=o.force, resume=o.resume, given=given)
+    check_run(request, mcfg, tcfg)
 
 
 def train(pairs, model_dir: str | Path, *, progress=None, **options) -> Model:

@@ -36,15 +36,15 @@ def network(console: Console, cfg: ModelConfig) -> None:
 
 
 def model_dir(console: Console, path: Path) -> None:
-    """Everything summarize says about a model directory."""
+    """Everything summarize says about a model directory, without TensorFlow: the layer
+    table comes from config.json and weights.npz (inference.layer_table), not model.keras."""
     from transducer.core.artifacts import read_info, read_members, read_metrics
     from transducer.core.history import read_training_summary
-    from transducer.networks.introspect import layer_rows
-    from transducer.networks.saved import load_keras_model
+    from transducer.inference.layer_table import model_dir_rows
 
     info = read_info(path)
     members = read_members(info)  # an ensemble whose members disagree fails before any table
-    show(console, f"{path} ({info.model.arch})", layer_table(layer_rows(load_keras_model(info))))
+    show(console, f"{path} ({info.model.arch})", layer_table(model_dir_rows(info)))
     show(console, "config", key_value_table(config_rows(info)))
     training(console, read_training_summary(info.path))
     ensemble_members(console, info, members, read_metrics(info.path))

@@ -1,0 +1,217 @@
+"""The layer table of a model directory without TensorFlow: what `summarize DIR` shows.
+
+Keras's table (networks.introspect.layer_rows on the loaded model.keras) costs a
+TensorFlow import and a model load, seconds for a table whose every cell follows from
+config.json. Here the network is described from config.json as networks/*.py build it:
+each layer with its Keras type, its output shapes and the weights.npz arrays it holds.
+Parameter counts are the sizes of those arrays, read from weights.npz (a directory
+without one, written before it existed, counts the shapes config.json implies).
+
+Rows come in Keras's order, which is not the order the layers are built in: Keras sorts
+a functional model's layers by their distance from the output, farthest first, ties in
+the order a depth-first walk from the output meets them (keras/src/ops/function.py,
+map_graph). So each layer also names the layers it is called on, and `keras_order`
+applies that rule: a seq2seq encoder's last Dropout feeds only the attention, so it is
+listed after the decoder. tests/test_summarize.py checks the table against Keras's, row
+by row, for every architecture and option.
+
+The layer and weight names are those networks/*.py give and inference/engine.py reads
+(`gru_1/gru_cell/kernel`, `bidirectional_1/forward_gru_1/gru_cell/bias`,
+`time_distributed/dense/kernel`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from transducer.core.artifacts import WEIGHTS, ModelInfo
+from transducer.core.config import ModelConfig, TransducerError
+from transducer.inference.engine import WRAPPERS, read_weights
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of the table, with what Keras's ordering and the counts need."""
+
+    name: str  # the Keras layer name
+    kind: str  # Keras class, a wrapper with its inner layer: "Bidirectional(GRU)"
+    shapes: tuple[tuple, ...]  # output shapes, None for the batch axis and a free time axis
+    inputs: tuple[str, ...] = ()  # the layers (or model inputs) it is called on, in call order
+    weights: dict = field(default_factory=dict)  # weights.npz name -> the shape config.json implies
+
+
+Row = tuple[str, str, str, int]  # (name, type, output shape, parameters), as introspect.layer_rows
+
+
+def model_dir_rows(info: ModelInfo) -> list[Row]:
+    """The layer table of the model in `info`: input layers first, then every layer in
+    Keras's order, each with the parameters its weights.npz arrays hold (without a
+    weights.npz: the shapes config.json implies). A weights.npz that does not fit
+    config.json is a one-line error, as for predict."""
+    path = info.path / WEIGHTS
+    arrays = read_weights(path, info.path) if path.exists() else None
+    inputs, layers = network(info.model)
+    rows = [(layer.name, layer.kind, _shape_text(layer.shapes), 0) for layer in inputs]
+    for layer in keras_order(layers, "softmax"):
+        shapes = layer.weights if arrays is None else _held(layer, arrays, info)
+        rows.append((layer.name, layer.kind, _shape_text(layer.shapes), sum(math.prod(s) for s in shapes.values())))
+    return rows
+
+
+def _held(layer: Layer, arrays: dict, info: ModelInfo) -> dict:
+    """The shapes of `layer`'s arrays in weights.npz, checked against config.json."""
+    held = {}
+    for name, want in layer.weights.items():
+        array = arrays.get(name)
+        if array is None and name.split("/", 1)[0].startswith(WRAPPERS):
+            array = arrays.get(name.split("/", 1)[1])  # written before wrappers were spelled out
+        if array is None:
+            raise TransducerError(
+                f"{info.path / WEIGHTS}: no weight {name!r}; re-export with `transducer export {info.path}`"
+            )
+        if tuple(array.shape) != want:
+            raise TransducerError(
+                f"{info.path}: the weights do not fit the vocabularies and sizes in config.json"
+                f" ({name} is {tuple(array.shape)}, config.json makes it {want})"
+            )
+        held[name] = tuple(array.shape)
+    return held
+
+
+
+def keras_order(layers: list[Layer], output: str) -> list[Layer]:
+    """The layers that reach `output`, ordered as Keras lists a functional model's
+    layers: farthest from the output first (the longest path); ties by when a depth-first
+    walk from the output, through each layer's inputs in call order, first meets them."""
+    by_name = {layer.name: layer for layer in layers}
+    met: dict[str, int] = {}  # layer -> its place in the walk
+
+    def walk(name: str) -> None:
+        if name in met or name not in by_name:  # met already, or a model input
+            return
+        met[name] = len(met)
+        for parent in by_name[name].inputs:
+            walk(parent)
+
+    walk(output)
+    consumers = {name: [c for c in met if name in by_name[c].inputs] for name in met}
+    depth: dict[str, int] = {}
+
+    def distance(name: str) -> int:
+        if name not in depth:
+            depth[name] = max((distance(c) + 1 for c in consumers[name]), default=0)
+        return depth[name]
+
+    return [by_name[n] for n in sorted(met, key=lambda n: (-distance(n), met[n]))]
+
+
+def _shape_text(shapes: tuple[tuple, ...]) -> str:
+    """`(None, 64, 16)`; several outputs (a GRU returning its state) each, comma-separated."""
+    return ", ".join("(" + ", ".join("None" if d is None else str(d) for d in s) + ")" for s in shapes)
+
+
+# --- the networks, as networks/*.py build them -----------------------------------------------
+
+
+def network(cfg: ModelConfig) -> tuple[list[Layer], list[Layer]]:
+    """(model inputs, layers) of the network `train` builds for `cfg`."""
+    T = None if cfg.variable_length else cfg.max_len  # networks.blocks.time_steps
+    if cfg.arch == "seq2seq":
+        return _seq2seq(cfg, T)
+    return _aligned_or_label(cfg, T)
+
+
+def gru_weights(path: str, d_in: int, units: int, reset_after: bool) -> dict:
+    """A Keras GRU's arrays at `path`: gates [z, r, h~] side by side; with reset_after
+    a second bias row for the recurrent projection."""
+    bias = (2, 3 * units) if reset_after else (3 * units,)
+    return {f"{path}/gru_cell/kernel": (d_in, 3 * units), f"{path}/gru_cell/recurrent_kernel": (units, 3 * units),
+            f"{path}/gru_cell/bias": bias}
+
+
+def dense_weights(path: str, d_in: int, units: int) -> dict:
+    return {f"{path}/kernel": (d_in, units), f"{path}/bias": (units,)}
+
+
+def _recurrent(cfg: ModelConfig, i: int, d_in: int, source: str, T, prefix: str = "", sequences: bool = True,
+               states: bool = False) -> Layer:
+    """The i-th recurrent layer (blocks.recurrent_stack, seq2seq._encoder): a GRU, or a
+    Bidirectional pair of them. `states`: it also returns its final state(s)."""
+    H, W = cfg.hidden, cfg.hidden * (2 if cfg.bidirectional else 1)
+    out = ((None, T, W) if sequences else (None, W),)
+    gru = f"{prefix}gru_{i}"
+    if not cfg.bidirectional:
+        return Layer(gru, "GRU", out + (((None, H),) if states else ()), (source,),
+                     gru_weights(gru, d_in, H, cfg.reset_after))
+    name = f"{prefix}bidirectional_{i}"
+    weights = {k: v for side in ("forward", "backward")
+               for k, v in gru_weights(f"{name}/{side}_{gru}", d_in, H, cfg.reset_after).items()}
+    return Layer(name, "Bidirectional(GRU)", out + (((None, H), (None, H)) if states else ()), (source,), weights)
+
+
+def _stack(cfg: ModelConfig, source: str, d_in: int, T, prefix: str = "", last_sequences: bool = True,
+           states: bool = False) -> list[Layer]:
+    """cfg.layers recurrent layers, each followed by its Dropout when cfg.dropout > 0."""
+    layers: list[Layer] = []
+    for i in range(1, cfg.layers + 1):
+        rec = _recurrent(cfg, i, d_in, source, T, prefix, last_sequences or i < cfg.layers, states)
+        layers.append(rec)
+        source, d_in = rec.name, rec.shapes[0][-1]
+        if cfg.dropout > 0:
+            layers.append(Layer(f"{prefix}dropout_{i}", "Dropout", rec.shapes[:1], (source,)))
+            source = layers[-1].name
+    return layers
+
+
+def _head(cfg: ModelConfig, source: str, d_in: int, shape: tuple, time_axis: bool = True) -> list[Layer]:
+    """The --head layer (blocks.head_layer) and the softmax after it."""
+    if cfg.head == "time-distributed" and time_axis:
+        head = Layer("time_distributed", "TimeDistributed(Dense)", (shape,), (source,),
+                     dense_weights("time_distributed/dense", d_in, shape[-1]))
+    else:
+        head = Layer("dense", "Dense", (shape,), (source,), dense_weights("dense", d_in, shape[-1]))
+    return [head, Layer("softmax", "Activation", (shape,), (head.name,))]
+
+
+def _aligned_or_label(cfg: ModelConfig, T) -> tuple[list[Layer], list[Layer]]:
+    """aligned.build_aligned / label.build_label: chars -> GRUs -> head -> softmax."""
+    chars = Layer("chars", "InputLayer", ((None, T, cfg.input_vocab_size),))
+    label = cfg.arch == "label"
+    stack = _stack(cfg, chars.name, cfg.input_vocab_size, T, last_sequences=not label)
+    last = stack[-1]
+    out = (None, cfg.output_vocab_size) if label else (None, T, cfg.output_vocab_size)
+    return [chars], stack + _head(cfg, last.name, last.shapes[0][-1], out, time_axis=not label)
+
+
+def _seq2seq(cfg: ModelConfig, T) -> tuple[list[Layer], list[Layer]]:
+    """seq2seq.build_seq2seq: encoder, its final state, decoder from that state,
+    attention, head."""
+    W = cfg.hidden * (2 if cfg.bidirectional else 1)
+    T_dec = None if T is None else cfg.max_len + 1  # seq2seq.decoder_len
+    V_out = cfg.output_vocab_size
+    inputs = [Layer("chars", "InputLayer", ((None, T, cfg.input_vocab_size),)),
+              Layer("prev_chars", "InputLayer", ((None, T_dec, V_out),))]
+    encoder = _stack(cfg, "chars", cfg.input_vocab_size, T, prefix="encoder_", states=True)
+    last_rec = [layer for layer in encoder if layer.kind != "Dropout"][-1]
+    kind = "Concatenate" if cfg.bidirectional else "Identity"
+    layers = encoder + [Layer("encoder_state", kind, ((None, W),), (last_rec.name,))]
+    y, d_in = "prev_chars", V_out
+    for i in range(1, cfg.layers + 1):
+        name = f"decoder_gru_{i}"
+        layers.append(Layer(name, "GRU", ((None, T_dec, W), (None, W)), (y, "encoder_state"),
+                            gru_weights(name, d_in, W, cfg.reset_after)))
+        y, d_in = name, W
+        if cfg.dropout > 0:
+            layers.append(Layer(f"decoder_dropout_{i}", "Dropout", ((None, T_dec, W),), (y,)))
+            y = layers[-1].name
+    if cfg.attention != "none":
+        kind, scale = ("AdditiveAttention", {"attention/scale": (W,)}) if cfg.attention == "bahdanau" else ("Attention", {})
+        layers += [
+            Layer("attention", kind, ((None, T_dec, W),), (y, encoder[-1].name), scale),
+            Layer("attention_concat", "Concatenate", ((None, T_dec, 2 * W),), (y, "attention")),
+            Layer("attention_combine", "Dense", ((None, T_dec, W),), ("attention_concat",),
+                  dense_weights("attention_combine", 2 * W, W)),
+        ]
+        y = "attention_combine"
+    return inputs, layers + _head(cfg, y, W, (None, T_dec, V_out))
