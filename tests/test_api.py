@@ -96,9 +96,9 @@ def test_per_call_options_and_nbest_alone_set_the_beam(tiny_model):
         (lambda m: m.predict(["x" * (TINY_MAX_LEN + 1)]), "strings:1: input is 13 characters, longer than the model's max_len 12"),
         (lambda m: m.predict(["ok", "two\nlines"]), "strings:2: expected a one-line string"),
         (lambda m: m.predict("abc"), "predict takes a list of strings"),
-        (lambda m: m.predict(["a"], beam=0), "--beam must be an integer of at least 1"),
-        (lambda m: m.predict(["a"], beam=2, nbest=3), "--nbest must be at most --beam (2)"),
-        (lambda m: m.predict(["a"], on_long="cut"), "--on-long must be one of error, truncate, copy"),
+        (lambda m: m.predict(["a"], beam=0), "beam must be an integer of at least 1"),
+        (lambda m: m.predict(["a"], beam=2, nbest=3), "nbest must be at most beam (2)"),
+        (lambda m: m.predict(["a"], on_long="cut"), "on_long must be one of error, truncate, copy"),
     ],
 )
 def test_errors_are_transducer_errors_with_the_cli_message(tiny_model, call, message):
