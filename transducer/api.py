@@ -159,6 +159,7 @@ def check_names(given: Iterable[str], valid: Iterable[str], caller: str) -> None
 PREDICT_NAMES = frozenset(f.name for f in dataclasses.fields(PredictOptions))
 
 
+@speaks_python
 def predict_options(caller: str, **options) -> PredictOptions:
     """PredictOptions from keyword options, unknown names refused (check_names)."""
     check_names(options, PREDICT_NAMES, caller)
@@ -382,7 +383,7 @@ class TrainOptions:
                                " Keras 2's GRU and parameter counts.")
     attention: str = option(ModelConfig.attention, "seq2seq attention: luong (dot product), bahdanau (additive)"
                             " or none.", Attention)
-    max_len: int = option(ModelConfig.max_len, "Longest input/output string in characters (after --normalize).")
+    max_len: int = option(ModelConfig.max_len, "Longest input/output string in characters (after Unicode normalization).")
     normalize: str | None = option(None, "Unicode normalization of training pairs and, later, of inputs: none, nfc,"
                                    " nfd, nfkc or nfkd. Default: aligned none, seq2seq nfd.", Normalize)
     epochs: int = option(TrainConfig.epochs, "Maximum epochs (early stopping usually ends sooner).")
@@ -587,10 +588,10 @@ def network_summary(input_size: int, output_size: int | None = None, **architect
 
     `network_summary(15, hidden=16, head="time-distributed")` is `transducer summarize
     --input-size 15 --hidden 16 --head time-distributed`."""
+    cfg = network_config(input_size, output_size, **architecture)  # checked before TensorFlow loads
     from transducer.networks.build import build_model
     from transducer.networks.introspect import layer_rows
 
-    cfg = network_config(input_size, output_size, **architecture)
     return NetworkSummary(f"{cfg.arch} model", layer_rows(build_model(cfg)))
 
 
@@ -599,6 +600,7 @@ def compare_heads(input_size: int, output_size: int | None = None, **architectur
     """An aligned network built with each head (dense, time-distributed) on the same
     weights: both layer lists, the largest difference of their outputs and their speed
     (networks.introspect.compare_heads). Imports TensorFlow."""
+    cfg = network_config(input_size, output_size, **architecture)
     from transducer.networks.introspect import compare_heads as measure
 
-    return measure(network_config(input_size, output_size, **architecture))
+    return measure(cfg)

@@ -152,6 +152,12 @@ def panels(params) -> dict[str, list]:
     return {k: v for k, v in grouped.items() if v}
 
 
+def help_rows(command, ctx) -> list[tuple[str, str]]:
+    """(names, help) of each shown parameter as --help shows them, in plain text (the
+    docs' command line reference is built from these)."""
+    return [(names(p).plain, details(p).plain) for section in panels(command.get_params(ctx)).values() for p in section]
+
+
 def rows_panel(title: str, rows: list[tuple[Text, Text]], names_width: int, width: int) -> Panel:
     """A panel of (name, help) rows: two columns where the help column keeps
     MIN_HELP_WIDTH characters, else each help under its name."""
