@@ -263,6 +263,8 @@ def test_an_unknown_option_is_a_transducer_error_naming_the_closest(tiny_model, 
 def test_an_unknown_option_with_nothing_close_lists_the_valid_ones(tiny_model):
     with pytest.raises(transducer.TransducerError, match=r"load\(\) got an unknown option 'zzz'; it takes batch_size, "):
         transducer.load(tiny_model, zzz=1)
+    with pytest.raises(transducer.TransducerError, match=r"got unknown options 'beem' \(did you mean 'beam'\?\), 'zzz'; it"):
+        transducer.load(tiny_model, zzz=1, beem=2)
     with pytest.raises(transducer.TransducerError, match=r"'hiden' \(did you mean 'hidden'\?\)"):
         transducer.train([("a", "A")], tiny_model / "never", hiden=8)
 

@@ -153,7 +153,8 @@ def check_names(given: Iterable[str], valid: Iterable[str], caller: str) -> None
         said.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
         lost = lost or not close
     more = f"; it takes {', '.join(valid)}" if lost else ""
-    raise TransducerError(f"{caller}() got an unknown option {', '.join(said)}{more}")
+    what = "an unknown option" if len(unknown) == 1 else "unknown options"
+    raise TransducerError(f"{caller}() got {what} {', '.join(said)}{more}")
 
 
 PREDICT_NAMES = frozenset(f.name for f in dataclasses.fields(PredictOptions))

@@ -83,15 +83,15 @@ def reflow(help_text: str | None) -> str | None:
     return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
 
 
-def names(param) -> Text:
-    """An option's names and value placeholder (`-m, --model-dir DIR`, `--[no-]force`), or
-    an argument's name (`PAIRS`)."""
+def names(param, compact: bool = True) -> Text:
+    """An option's names and value placeholder (`-m, --model-dir DIR`, `--[no-]force`, or
+    not compact `--force, --no-force`), or an argument's name (`PAIRS`)."""
     if param.param_type_name == "argument":
         return Text(param.metavar or param.name.upper(), style="bold cyan")
     longs = [o for o in param.opts if o.startswith("--")]
     shorts = [o for o in param.opts if not o.startswith("--")]
     negations = list(param.secondary_opts)
-    if len(longs) == 1 and negations == ["--no-" + longs[0][2:]]:
+    if compact and len(longs) == 1 and negations == ["--no-" + longs[0][2:]]:
         longs, negations = ["--[no-]" + longs[0][2:]], []
     text = Text(", ".join([*shorts, *longs, *negations]), style="bold cyan")
     placeholder = metavar(param)
@@ -153,9 +153,10 @@ def panels(params) -> dict[str, list]:
 
 
 def help_rows(command, ctx) -> list[tuple[str, str]]:
-    """(names, help) of each shown parameter as --help shows them, in plain text (the
-    docs' command line reference is built from these)."""
-    return [(names(p).plain, details(p).plain) for section in panels(command.get_params(ctx)).values() for p in section]
+    """(names, help) of each shown parameter as --help shows them, in plain text, a flag's
+    negation spelled out (the docs' command line reference is built from these)."""
+    return [(names(p, compact=False).plain, details(p).plain) for section in panels(command.get_params(ctx)).values()
+            for p in section]
 
 
 def rows_panel(title: str, rows: list[tuple[Text, Text]], names_width: int, width: int) -> Panel:
