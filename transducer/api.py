@@ -552,7 +552,7 @@ def export(model_dir: str | Path) -> list[Path]:
     """(Re)write `model_dir`'s weights.npz, the numpy engine's weights, from model.keras
     (every member's, for an ensemble), atomically; their paths, member 1 first: what
     `transducer export` does. Imports TensorFlow."""
-    from transducer.inference.ensemble import export_model_dir
+    from transducer.networks.export import export_model_dir
 
     return export_model_dir(model_dir)
 

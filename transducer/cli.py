@@ -219,10 +219,6 @@ def predict(
                 --beam 5 --nbest 3 -f jsonl
     """
     _quiet_tensorflow(verbose)
-    # OpenBLAS's own threads thrash on the numpy engine's small matrices (20x slower on a
-    # busy 2-core machine); the engine runs sub-batches in threads instead. Read when
-    # numpy is first imported, which is below.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         _check_input_file(file, model_dir)
     except TransducerError as e:

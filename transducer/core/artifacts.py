@@ -10,7 +10,7 @@
       model.keras    the Keras model (architecture + weights), loaded in safe mode
       metrics.json   history (per-epoch lists) and final (best-epoch validation metrics)
       weights.npz    plain float arrays keyed by layer/weight name, for the TensorFlow-free
-                     inference engine (see engine.py)
+                     inference engine (see inference/numpy_engine.py)
       members/       only in an ensemble (`train --ensemble N`): members/2/ ... members/N/,
         2/           each a complete model directory of the files above (member 2 on its own
         ...          is a usable model); the top level is member 1, and its config.json says
@@ -176,7 +176,7 @@ def read_info(model_dir: str | Path) -> ModelInfo:
 
 
 def output_length(info: ModelInfo) -> OutputLength | None:
-    """The output length bound training learned (config.json data.output_length), or None
+    """The output length bound training learned (config.json's "data" -> "output_length"), or None
     for a model directory written before it existed: that one decodes to max_len."""
     data = info.raw.get("data")
     if not isinstance(data, dict) or "output_length" not in data:
