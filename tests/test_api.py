@@ -96,9 +96,9 @@ def test_per_call_options_and_nbest_alone_set_the_beam(tiny_model):
         (lambda m: m.predict(["x" * (TINY_MAX_LEN + 1)]), "strings:1: input is 13 characters, longer than the model's max_len 12"),
         (lambda m: m.predict(["ok", "two\nlines"]), "strings:2: expected a one-line string"),
         (lambda m: m.predict("abc"), "predict takes a list of strings"),
-        (lambda m: m.predict(["a"], beam=0), "--beam must be an integer of at least 1"),
-        (lambda m: m.predict(["a"], beam=2, nbest=3), "--nbest must be at most --beam (2)"),
-        (lambda m: m.predict(["a"], on_long="cut"), "--on-long must be one of error, truncate, copy"),
+        (lambda m: m.predict(["a"], beam=0), "beam must be an integer of at least 1"),
+        (lambda m: m.predict(["a"], beam=2, nbest=3), "nbest must be at most beam (2)"),
+        (lambda m: m.predict(["a"], on_long="cut"), "on_long must be one of error, truncate, copy"),
     ],
 )
 def test_errors_are_transducer_errors_with_the_cli_message(tiny_model, call, message):
@@ -232,3 +232,140 @@ def test_docstring_examples_run(tiny_model):
     for test in tests:
         runner.run(test)
     assert runner.failures == 0 and runner.tries >= 6
+
+
+# --- options and errors for Python callers ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, said",
+    [
+        (lambda d, m: transducer.load(d, beem=3), "load() got an unknown option 'beem' (did you mean 'beam'?)"),
+        (lambda d, m: m.predict(["a"], beem=3), "predict() got an unknown option 'beem' (did you mean 'beam'?)"),
+        (lambda d, m: m.predictions(["a"], beem=3), "predictions() got an unknown option 'beem' (did you mean 'beam'?)"),
+        (lambda d, m: m.predict_one("a", beem=3), "predict() got an unknown option 'beem' (did you mean 'beam'?)"),
+        (lambda d, m: m.predict_nbest(["a"], k=2, beem=3),
+         "predict_nbest() got an unknown option 'beem' (did you mean 'beam'?)"),
+        (lambda d, m: m.evaluate([("a", "A")], beem=3), "evaluate() got an unknown option 'beem' (did you mean 'beam'?)"),
+        (lambda d, m: transducer.train([("a", "A")], d / "never", hiden=3),
+         "train() got an unknown option 'hiden' (did you mean 'hidden'?)"),
+        (lambda d, m: transducer.network_summary(15, layer=3),
+         "network_summary() got an unknown option 'layer' (did you mean 'layers'?)"),
+    ],
+)
+def test_an_unknown_option_is_a_transducer_error_naming_the_closest(tiny_model, call, said):
+    with pytest.raises(transducer.TransducerError) as e:
+        call(tiny_model, transducer.load(tiny_model))
+    assert str(e.value) == said
+    assert not (tiny_model / "never").exists()
+
+
+def test_an_unknown_option_with_nothing_close_lists_the_valid_ones(tiny_model):
+    with pytest.raises(transducer.TransducerError, match=r"load\(\) got an unknown option 'zzz'; it takes batch_size, "):
+        transducer.load(tiny_model, zzz=1)
+    with pytest.raises(transducer.TransducerError, match=r"got unknown options 'beem' \(did you mean 'beam'\?\), 'zzz'; it"):
+        transducer.load(tiny_model, zzz=1, beem=2)
+    with pytest.raises(transducer.TransducerError, match=r"'hiden' \(did you mean 'hidden'\?\)"):
+        transducer.train([("a", "A")], tiny_model / "never", hiden=8)
+
+
+@pytest.mark.parametrize(
+    "cli, python",
+    [
+        ("m: already exists; pass --force to replace it", "m: already exists; pass force=True to replace it"),
+        ("longer than --max-len 12; --max-len 19 fits it", "longer than max_len=12; max_len=19 fits it"),
+        ("--nbest must be at most --beam (2)", "nbest must be at most beam (2)"),
+        ("use --on-long truncate or --on-long copy", "use on_long='truncate' or on_long='copy'"),
+        ("--no-reset-after; --skip-invalid, --resume.", "reset_after=False; skip_invalid=True, resume=True."),
+        ("--lr-factor must be in (0, 1); see --help", "--lr-factor must be in (0, 1); see --help"),  # no such argument
+        ("--init-from models/x: differs (--max-len, --arch)", "init_from models/x: differs (max_len, arch)"),
+        ("--learning-rate 3e-3 --dropout 0.1 --head time-distributed",
+         "learning_rate=3e-3 dropout=0.1 head='time-distributed'"),
+    ],
+)
+def test_messages_name_python_arguments_for_python_callers(cli, python):
+    from transducer.api import python_words
+
+    assert python_words(cli) == python
+
+
+def test_the_cli_and_the_api_word_the_same_error_each_their_way(tiny_model):
+    """One error, two faces: the CLI names its options, the API its arguments (and keeps
+    the CLI's words in cli_message)."""
+    with pytest.raises(transducer.TransducerError) as e:
+        transducer.load(tiny_model, beam=2, nbest=3)
+    assert str(e.value) == "nbest must be at most beam (2)"
+    assert e.value.cli_message == "--nbest must be at most --beam (2)"
+    r = cli("predict", tiny_model, "--beam", 2, "--nbest", 3, input="a\n")
+    assert r.exit_code == 2 and r.stderr.strip() == "error: --nbest must be at most --beam (2)"
+
+    long = "x" * (TINY_MAX_LEN + 1)
+    with pytest.raises(transducer.TransducerError) as e:
+        transducer.load(tiny_model).predict([long])
+    assert "use on_long='truncate' or on_long='copy'" in str(e.value) and "--" not in str(e.value)
+    r = cli("predict", tiny_model, input=long + "\n")
+    assert r.exit_code == 1 and "use --on-long truncate or --on-long copy" in " ".join(r.stderr.split())
+
+
+@pytest.mark.slow
+def test_training_errors_name_python_arguments(tmp_path):
+    """The errors of train() a Python caller fixes with an argument name it: force=True,
+    max_len=; the CLI's words for the same mistakes are unchanged."""
+    long_rows = [("ab", "AB"), ("a" * 15, "A"), ("b", "B" * 19)]
+    with pytest.raises(transducer.TransducerError) as e:
+        transducer.train(long_rows, tmp_path / "m", max_len=TINY_MAX_LEN)
+    assert "longer than max_len=12" in str(e.value) and "max_len=19 fits it" in str(e.value)
+    assert "skip_invalid=True" in str(e.value) and "--" not in str(e.value)
+    (tmp_path / "m").mkdir()
+    with pytest.raises(transducer.TransducerError) as e:
+        transducer.train(make_pairs(20), tmp_path / "m", max_len=TINY_MAX_LEN)
+    assert str(e.value) == f"{tmp_path / 'm'}: already exists; pass force=True to replace it"
+    pairs = write_pairs(tmp_path / "p.tsv", make_pairs(20))
+    r = cli("train", pairs, "-m", tmp_path / "m", "--max-len", TINY_MAX_LEN)
+    assert r.exit_code == 2 and f"{tmp_path / 'm'}: already exists; pass --force to replace it" in " ".join(r.stderr.split())
+
+
+@pytest.mark.parametrize("options", [{"beam": 3, "nbest": 2}, {"nbest": 3}])
+def test_predict_with_nbest_writes_what_the_cli_writes(tiny_model, options):
+    """nbest > 1: each output is the line `transducer predict` writes, its candidates
+    tab-separated, best first."""
+    args = [a for k, v in options.items() for a in (f"--{k}", str(v))]
+    r = cli("predict", tiny_model, *args, input="\n".join(LINES) + "\n")
+    assert r.exit_code == 0, r.stderr
+    got = transducer.load(tiny_model).predict(LINES, **options)
+    assert got == r.stdout.split("\n")[:-1]
+    assert all(o.count("\t") == options["nbest"] - 1 for o in got if o)
+    assert transducer.load(tiny_model, **options).predict_one(LINES[0]) == got[0]
+
+
+@pytest.mark.slow
+def test_train_shows_progress_on_stderr_only_when_asked(tmp_path, capsys):
+    opts = dict(hidden=4, max_len=TINY_MAX_LEN, epochs=2, seed=1)
+    transducer.train(make_pairs(60), tmp_path / "quiet", **opts)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    transducer.train(make_pairs(60), tmp_path / "shown", progress=True, **opts)
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    epochs = [l for l in shown.err.splitlines() if l.startswith("epoch ")]
+    assert [l.split()[1] for l in epochs] == ["1/2", "2/2"], shown.err
+    assert "training on" in shown.err and "loss" in epochs[0]
+
+
+def test_summaries_and_export_are_api_calls(tiny_model, tmp_path):
+    """The CLI's summarize --json and export go through the API: the same values."""
+    import shutil
+
+    summary = transducer.summary(tiny_model)
+    r = cli("summarize", tiny_model, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["best_epoch"] == summary.best_epoch == summary.to_dict()["best_epoch"]
+    with pytest.raises(transducer.TransducerError, match="no such model directory"):
+        transducer.summary(tmp_path / "nope")
+    with pytest.raises(transducer.TransducerError, match="head='time-distributed' does not apply to arch='label'"):
+        transducer.network_summary(15, arch="label", head="time-distributed")
+    with pytest.raises(transducer.TransducerError, match="no such model directory"):
+        transducer.export(tmp_path / "nope")
+    copy = shutil.copytree(tiny_model, tmp_path / "m")
+    (copy / artifacts.WEIGHTS).unlink()
+    assert transducer.export(copy) == [copy / artifacts.WEIGHTS]
+    assert transducer.load(copy).predict(LINES) == transducer.load(tiny_model).predict(LINES)

@@ -413,7 +413,7 @@ def test_long_lines_are_measured_in_characters_however_long(tiny_model):
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["train", "x.tsv", "-m", "m", "--arch", "foo"], "'foo' is not one of 'aligned', 'seq2seq', 'label'"),
+        (["train", "x.tsv", "-m", "m", "--arch", "foo"], "--arch must be one of aligned, seq2seq, label, got 'foo'"),
         (["train", "x.tsv", "-m", "m", "--distribute", "ring"], "--distribute"),
         (["predict"], "Missing argument 'MODEL_DIR'"),
         (["explain", "m", "x", "--top", "0"], "--top"),
@@ -427,3 +427,91 @@ def test_argument_errors_are_one_line_pointing_at_help(argv, fragment):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert fragment in lines[0] and "--help'" in lines[0]
     assert "╭" not in result.stderr and "Traceback" not in result.stderr
+
+
+# --- every option declared once --------------------------------------------------------------
+
+PY_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def cli_params(command: str) -> dict:
+    from typer.main import get_command
+
+    return {p.name: p for p in get_command(app).commands[command].params}
+
+
+@pytest.mark.parametrize(
+    "command, source, every_field",
+    [("train", "TrainOptions", True), ("predict", "PredictOptions", True), ("evaluate", "PredictOptions", False),
+     ("explain", "PredictOptions", False), ("summarize", "TrainOptions", False)],
+)
+def test_cli_options_are_the_api_fields(command, source, every_field):
+    """Each CLI option that is an API option has that field's default, type, help and
+    choices, and the command accepts every field of its dataclass (train, predict)."""
+    import dataclasses
+
+    from transducer import api
+    from transducer.ui.help import choices_of
+
+    options, params = getattr(api, source), cli_params(command)
+    shared = [f for f in dataclasses.fields(options) if f.name in params]
+    assert shared and (not every_field or len(shared) == len(dataclasses.fields(options)))
+    for f in shared:
+        p = params[f.name]
+        assert p.default == f.default and type(p.default) is type(f.default), f.name
+        assert p.help == f.metadata["help"], f.name
+        assert p.type_descriptor.annotation is PY_TYPES[f.type.split(" |")[0]], f.name
+        assert choices_of(p) is f.metadata["choices"], f.name
+
+
+def test_train_options_defaults_are_the_configs_or_the_recipes():
+    """A TrainOptions field that is a ModelConfig or TrainConfig field has its default and
+    type; a None default is the recipe's choice, which yields a value of that type for
+    every architecture."""
+    import dataclasses
+
+    from transducer.api import Arch, ModelConfig, TrainConfig, TrainOptions, train_configs
+
+    resolved = {arch: train_configs(TrainOptions(arch=arch), frozenset()) for arch in Arch.values()}
+    checked = 0
+    for f in dataclasses.fields(TrainOptions):
+        for k, config in enumerate((ModelConfig, TrainConfig)):
+            field = config.__dataclass_fields__.get(f.name)
+            if field is None:
+                continue
+            checked += 1
+            kind = PY_TYPES[field.type.split(" |")[0]]
+            assert f.type.split(" |")[0] == field.type.split(" |")[0], f.name
+            if f.default is not None or field.default is None:
+                assert f.default == field.default, f.name
+            else:
+                assert all(isinstance(getattr(r[k], f.name), kind) for r in resolved.values()), f.name
+    assert checked >= 20
+
+
+def test_cli_only_options_have_the_api_calls_defaults():
+    """evaluate's --errors/--skip-invalid and explain's --top are Model.evaluate's and
+    Model.explain's keyword arguments, with the same defaults."""
+    import inspect
+
+    from transducer.api import Model
+
+    for command, method in (("evaluate", Model.evaluate), ("explain", Model.explain)):
+        signature, params = inspect.signature(method).parameters, cli_params(command)
+        shared = [n for n, p in params.items() if n in signature and p.param_type_name == "option"]
+        assert shared, command
+        assert all(params[n].default == signature[n].default for n in shared), command
+
+
+@pytest.mark.parametrize("argv, option", [(["train", "p", "-m", "m", "--lr-schedule", "step"], "--lr-schedule"),
+                                          (["predict", "m", "--unk", "drop"], "--unk"),
+                                          (["predict", "m", "-f", "xml"], "--format")])
+def test_a_bad_choice_is_refused_by_the_choices_own_check(argv, option):
+    """The CLI's parser, the option dataclasses and the configs all call Choice.check: the
+    same message everywhere."""
+    from transducer.api import Format, LrSchedule, TransducerError, Unk
+
+    kind = {"--lr-schedule": LrSchedule, "--unk": Unk, "--format": Format}[option]
+    with pytest.raises(TransducerError) as e:
+        kind.check(argv[-1], option)
+    assert_clean_error(invoke(*argv), str(e.value), code=2)

@@ -92,10 +92,10 @@ def test_nulls_stay_null_and_long_values_follow_on_long(spark, tiny_model, tmp_p
 
     with pytest.raises(pyspark.errors.PythonException) as e:
         df.coalesce(1).sortWithinPartitions("id").select(predict_udf(tiny_model)("s")).collect()
-    # row 3 of the only partition (nulls count as rows): the CLI's message, then no JVM frames
+    # row 3 of the only partition (nulls count as rows): the API's message, then no JVM frames
     assert last_line(e.value) == (
         "transducer.core.config.TransducerError: partition 0, row 3: input is 18 characters, longer than the"
-        f" model's max_len {TINY_MAX_LEN}; use --on-long truncate or --on-long copy"
+        f" model's max_len {TINY_MAX_LEN}; use on_long='truncate' or on_long='copy'"
     )
 
 
@@ -186,10 +186,12 @@ def test_a_missing_or_damaged_model_is_the_clis_one_line(spark, tiny_model, tmp_
             predict_udf(broken)
         assert message in str(e.value) and "\n" not in str(e.value)
         assert_clean_error(invoke("predict", broken, tmp_path / "in.txt"), str(e.value))
-    with pytest.raises(TransducerError, match="--beam must be an integer of at least 1"):
+    with pytest.raises(TransducerError, match="^beam must be an integer of at least 1"):
         predict_udf(tiny_model, beam=0)
-    with pytest.raises(TransducerError, match="unknown option"):
+    with pytest.raises(TransducerError, match=r"predict_udf\(\) got an unknown option 'beams' \(did you mean 'beam'\?\)"):
         predict_udf(tiny_model, beams=2)
+    with pytest.raises(TransducerError, match=r"unknown option 'on_lnog' \(did you mean 'on_long'\?\)"):
+        predict_nbest_udf(tiny_model, k=2, on_lnog="copy")
 
     # Gone between the call and the job: the worker's failure, as the driver sees it.
     gone = shutil.copytree(tiny_model, tmp_path / "gone")

@@ -57,8 +57,9 @@ def _command_section(title: str, command, ctx, heading: str | None = None) -> st
     lines = [f"## {heading or f'`{title}`'}", "", "```", usage, "```", ""]
     if command.help:
         lines += [_help_markdown(command.help), ""]
-    rows = [p.get_help_record(ctx) for p in command.get_params(ctx)]
-    rows = [r for r in rows if r]
+    from transducer.ui.help import help_rows
+
+    rows = help_rows(command, ctx)  # the names and help --help shows
     if rows:
         lines += ["| argument or option | meaning |", "| --- | --- |"]
         lines += [f"| `{_code_cell(decl)}` | {_cell(text)} |" for decl, text in rows]

@@ -3,7 +3,8 @@
     import transducer
     model = transducer.load("models/translit")      # no TensorFlow
     model.predict(["privet"])                        # ['привет']
-    transducer.train("pairs.tsv", "models/m", arch="seq2seq", epochs=5)
+    transducer.train("pairs.tsv", "models/m", arch="seq2seq", epochs=5, progress=True)
+    transducer.summary("models/m").best_epoch        # how it was trained
 
 Importing the package is cheap: the API (api.py) loads on first use, and TensorFlow
 only when training or the Keras engine needs it.
@@ -12,11 +13,11 @@ only when training or the Keras engine needs it.
 from transducer._version import __version__
 
 __all__ = [
-    "load", "train", "Model", "Prediction", "Candidate", "TrainOptions", "PredictOptions", "TransducerError",
-    "__version__",
+    "load", "train", "export", "summary", "network_summary", "Model", "Prediction", "Candidate", "TrainOptions",
+    "PredictOptions", "TransducerError", "__version__",
 ]
 
-_API = {"load", "train", "Model", "Prediction", "Candidate", "TrainOptions"}
+_API = {"load", "train", "export", "summary", "network_summary", "Model", "Prediction", "Candidate", "TrainOptions"}
 _CONFIG = {"PredictOptions", "TransducerError"}
 
 

@@ -1,5 +1,13 @@
 """Command line: parse options, call the Python API (transducer/api.py), render the result
-(transducer/ui).
+(transducer/ui). The API is the only door into the library: this module imports nothing
+from core, networks, inference or training but what api.py re-exports (an import
+contract in pyproject.toml holds it to that).
+
+Every option the API shares is declared once, as a field of api.TrainOptions or
+PredictOptions (default, type, help, choices); the typer options here are built from
+those fields, so `transducer train --hidden` and `transducer.train(hidden=)` cannot
+drift apart. Options only the command line has (--format, --json, --verbose, ...) are
+declared here.
 
 stdout carries each command's result: predict's lines, evaluate's report (or --json),
 summarize's tables, export's paths. Everything else (progress, warnings, errors) goes to
@@ -10,23 +18,19 @@ only data. TensorFlow (and numpy) are imported inside the commands that need the
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from transducer import api
 from transducer._version import __version__
-from transducer.core.config import (
-    CACHE_LINES, Arch, Attention, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
-    ModelConfig, Normalize, OnLong, TransducerError, Unk,
-)
+from transducer.api import Format, LogFormat, PredictOptions, TrainOptions, TransducerError
 from transducer.ui import render
-from transducer.ui.help import Command as _Command, Group as _Group
+from transducer.ui.help import Command as _Command, Group as _Group, choice
 from transducer.ui.render import Output
 
 
@@ -55,35 +59,32 @@ def _main(
     """Train and run character-level recurrent string-to-string models."""
 
 
-# --- options shared by several commands ----------------------------------------------------
+# --- options -------------------------------------------------------------------------------
+
+# --help's panels (options with none are listed last, under "Options").
+MODEL_DIR, NETWORK, TRAINING, ENSEMBLES = "Model directory", "Network", "Training", "Ensembles and distillation"
+INPUT, SEARCH, SPEED, REPORT, NO_DIR = "Input", "Search", "Speed", "Report", "Without a model directory"
+
+
+def opt(options: type, name: str, *decls: str, panel: str | None = None, **extra):
+    """The typer option for field `name` of an options dataclass (api.TrainOptions,
+    PredictOptions): the help declared there and, for a choice, its parsing
+    (Choice.check) and completion. The parameter's default is the field's default."""
+    field = options.__dataclass_fields__[name]
+    choices = field.metadata["choices"]
+    parsing = choice(choices, "--" + name.replace("_", "-")) if choices is not None else {}
+    return typer.Option(*decls, help=field.metadata["help"], rich_help_panel=panel, **parsing, **extra)
+
 
 ModelDir = Annotated[Path, typer.Argument(help="Model directory written by `transducer train`.")]
 Verbose = Annotated[bool, typer.Option(help="Show TensorFlow's own logs (silenced by default).")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout (numbers rounded).")]
-EngineOpt = Annotated[Engine, typer.Option(help="Inference engine: numpy (no TensorFlow) or keras.")]
-Beam = Annotated[int, typer.Option(help="seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings; label: no effect.")]
-BatchSize = Annotated[int, typer.Option(help="Lines per model call.")]
-OnLongOpt = Annotated[OnLong, typer.Option(help="Inputs longer than max_len: error | truncate | copy (the output is the input).")]
-EncodingOpt = Annotated[EncodingErrors, typer.Option(help="Invalid UTF-8 input: strict (an error) | replace.")]
-UnkOpt = Annotated[Unk, typer.Option(help=(
-    "Characters never seen in training, aligned models: copy (through unchanged, at their position)"
-    " | model (read as <unk>; the model may end the string there). seq2seq models always read <unk>."
-))]
-ArchOpt = Annotated[Arch, typer.Option(help="Architecture (label: the second column is one label per string).")]
-HeadOpt = Annotated[Head, typer.Option(help="Per-timestep output layer (label models: dense only).")]
-AttentionOpt = Annotated[Attention, typer.Option(help="seq2seq attention.")]
-Hidden = Annotated[int, typer.Option(help="Units in each GRU layer.")]
-Layers = Annotated[int, typer.Option(help="Stacked GRU layers.")]
-Bidirectional = Annotated[bool, typer.Option(help="Read the input both ways (each position sees all of it).")]
-ResetAfter = Annotated[bool, typer.Option(help="GRU reset gate after the matmul (Keras 3 default); --no-reset-after is Keras 2's.")]
-MaxLen = Annotated[int, typer.Option(help="Longest input/output string in characters (of the --normalize form).")]
-
-
-def _plain(value):
-    """A parsed option as the library takes it: Enum members as their strings, paths as str."""
-    if isinstance(value, Enum):
-        return value.value
-    return str(value) if isinstance(value, Path) else value
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout (numbers rounded).", rich_help_panel=REPORT)]
+EngineOpt = Annotated[str, opt(PredictOptions, "engine", panel=SPEED)]
+Beam = Annotated[int, opt(PredictOptions, "beam", panel=SEARCH)]
+BatchSize = Annotated[int, opt(PredictOptions, "batch_size", panel=SPEED)]
+OnLongOpt = Annotated[str, opt(PredictOptions, "on_long", panel=INPUT)]
+EncodingOpt = Annotated[str, opt(PredictOptions, "encoding_errors", panel=INPUT)]
+UnkOpt = Annotated[str, opt(PredictOptions, "unk", panel=INPUT)]
 
 
 def _quiet_tensorflow(verbose: bool) -> None:
@@ -98,16 +99,15 @@ def _quiet_tensorflow(verbose: bool) -> None:
 
 
 def _fail(e: TransducerError) -> None:
-    render.error(err, str(e))
+    """End the command with the error's one line, in the command line's words."""
+    render.error(err, e.cli_message or str(e))
     raise typer.Exit(e.exit_code)
 
 
 def _load(model_dir: Path, **options):
     """api.load with the command's options (checked before the model is read)."""
-    from transducer.api import load
-
     try:
-        return load(model_dir, **{k: _plain(v) for k, v in options.items()})
+        return api.load(model_dir, **options)
     except TransducerError as e:
         _fail(e)
 
@@ -119,47 +119,39 @@ def _load(model_dir: Path, **options):
 def train(
     ctx: typer.Context,
     pairs: Annotated[str, typer.Argument(help="UTF-8 file of input<TAB>output lines; - reads stdin.")],
-    model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Directory to write the model to.")],
-    arch: ArchOpt = Arch.ALIGNED,
-    head: HeadOpt = Head.DENSE,
-    hidden: Hidden = 128,
-    layers: Layers = 1,
-    bidirectional: Bidirectional = False,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout after each GRU layer (seq2seq: and on attention weights). Default: aligned 0, seq2seq 0.1.")] = None,
-    reset_after: ResetAfter = True,
-    attention: AttentionOpt = Attention.LUONG,
-    max_len: MaxLen = 64,
-    normalize: Annotated[Optional[Normalize], typer.Option(help="Unicode normalization of training pairs and, later, of inputs (default: aligned none, seq2seq nfd).")] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping usually ends sooner).")] = 30,
-    batch_size: Annotated[int, typer.Option(help="Sequences per training step (per replica with --distribute).")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
-    val_split: Annotated[float, typer.Option(help="Fraction of pairs held out for validation.")] = 0.1,
-    val_file: Annotated[Optional[str], typer.Option(help="Validation pairs file (instead of --val-split).")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Epochs without improvement before stopping (default: aligned 2, seq2seq 4).")] = None,
-    min_delta: Annotated[Optional[float], typer.Option(help=(
-        "Smallest validation-loss drop that counts as improvement: aligned, absolute (default 1e-3);"
-        " seq2seq, a fraction of the best loss (default 1e-3 = 0.1%)."))] = None,
-    lr_schedule: Annotated[Optional[LrSchedule], typer.Option(help=(
-        "Learning-rate schedule (plateau: halve after --lr-patience epochs without improvement; cosine: fall"
-        " towards 0 over --epochs, for a fixed time budget). Default: aligned constant, seq2seq plateau."))] = None,
-    lr_patience: Annotated[Optional[int], typer.Option(help="plateau: epochs without improvement before halving (default 2).")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help=(
-        "Spread this share of each target's probability over all symbols (default: aligned 0, seq2seq 0.1);"
-        " confidences then stay below 1 - this share."))] = None,
-    init_from: Annotated[Optional[Path], typer.Option(help="Start from this trained model's weights and vocabularies (architecture options default to its own).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed and data give the same model on CPU.")] = 0,
-    skip_invalid: Annotated[bool, typer.Option(help="Skip invalid rows (reported) instead of stopping.")] = False,
-    distribute: Annotated[Distribute, typer.Option(help="tf.distribute strategy (multi-worker reads TF_CONFIG).")] = Distribute.NONE,
-    force: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch checkpoint (same command otherwise; --epochs may change).")] = False,
-    ensemble: Annotated[Optional[int], typer.Option(help=(
-        "Train N members (seeds --seed, --seed+1, ...) into one model directory; predict and evaluate average"
-        " them. Default 1, or with --init-from as many as that model has."))] = None,
-    teacher: Annotated[Optional[str], typer.Option(help=(
-        "Distil: train on this model's beam outputs (e.g. an ensemble's) for the training inputs"
-        " instead of their references; validation stays on references."))] = None,
-    extra_inputs: Annotated[Optional[str], typer.Option(help="With --teacher: a file of unlabeled strings, one a line, that the teacher labels for training too.")] = None,
-    log_format: Annotated[Optional[LogFormat], typer.Option(help="Progress on stderr (default: rich on a terminal, plain otherwise).")] = None,
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-m", metavar="DIR", help="Directory to write the model to.", rich_help_panel=MODEL_DIR)],
+    force: Annotated[bool, opt(TrainOptions, "force", panel=MODEL_DIR)] = TrainOptions.force,
+    resume: Annotated[bool, opt(TrainOptions, "resume", panel=MODEL_DIR)] = TrainOptions.resume,
+    init_from: Annotated[Optional[str], opt(TrainOptions, "init_from", metavar="DIR", panel=MODEL_DIR)] = TrainOptions.init_from,
+    arch: Annotated[str, opt(TrainOptions, "arch", panel=NETWORK)] = TrainOptions.arch,
+    head: Annotated[str, opt(TrainOptions, "head", panel=NETWORK)] = TrainOptions.head,
+    hidden: Annotated[int, opt(TrainOptions, "hidden", panel=NETWORK)] = TrainOptions.hidden,
+    layers: Annotated[int, opt(TrainOptions, "layers", panel=NETWORK)] = TrainOptions.layers,
+    bidirectional: Annotated[bool, opt(TrainOptions, "bidirectional", panel=NETWORK)] = TrainOptions.bidirectional,
+    dropout: Annotated[Optional[float], opt(TrainOptions, "dropout", panel=NETWORK)] = TrainOptions.dropout,
+    reset_after: Annotated[bool, opt(TrainOptions, "reset_after", panel=NETWORK)] = TrainOptions.reset_after,
+    attention: Annotated[str, opt(TrainOptions, "attention", panel=NETWORK)] = TrainOptions.attention,
+    max_len: Annotated[int, opt(TrainOptions, "max_len", panel=NETWORK)] = TrainOptions.max_len,
+    normalize: Annotated[Optional[str], opt(TrainOptions, "normalize", panel=NETWORK)] = TrainOptions.normalize,
+    epochs: Annotated[int, opt(TrainOptions, "epochs", panel=TRAINING)] = TrainOptions.epochs,
+    batch_size: Annotated[int, opt(TrainOptions, "batch_size", panel=TRAINING)] = TrainOptions.batch_size,
+    learning_rate: Annotated[float, opt(TrainOptions, "learning_rate", panel=TRAINING)] = TrainOptions.learning_rate,
+    val_split: Annotated[float, opt(TrainOptions, "val_split", panel=TRAINING)] = TrainOptions.val_split,
+    val_file: Annotated[Optional[str], opt(TrainOptions, "val_file", metavar="FILE", panel=TRAINING)] = TrainOptions.val_file,
+    patience: Annotated[Optional[int], opt(TrainOptions, "patience", panel=TRAINING)] = TrainOptions.patience,
+    min_delta: Annotated[Optional[float], opt(TrainOptions, "min_delta", panel=TRAINING)] = TrainOptions.min_delta,
+    lr_schedule: Annotated[Optional[str], opt(TrainOptions, "lr_schedule", panel=TRAINING)] = TrainOptions.lr_schedule,
+    lr_patience: Annotated[Optional[int], opt(TrainOptions, "lr_patience", panel=TRAINING)] = TrainOptions.lr_patience,
+    label_smoothing: Annotated[Optional[float], opt(TrainOptions, "label_smoothing", panel=TRAINING)] = TrainOptions.label_smoothing,
+    seed: Annotated[int, opt(TrainOptions, "seed", panel=TRAINING)] = TrainOptions.seed,
+    skip_invalid: Annotated[bool, opt(TrainOptions, "skip_invalid", panel=TRAINING)] = TrainOptions.skip_invalid,
+    ensemble: Annotated[Optional[int], opt(TrainOptions, "ensemble", metavar="N", panel=ENSEMBLES)] = TrainOptions.ensemble,
+    teacher: Annotated[Optional[str], opt(TrainOptions, "teacher", metavar="DIR", panel=ENSEMBLES)] = TrainOptions.teacher,
+    extra_inputs: Annotated[Optional[str], opt(TrainOptions, "extra_inputs", metavar="FILE", panel=ENSEMBLES)] = TrainOptions.extra_inputs,
+    distribute: Annotated[str, opt(TrainOptions, "distribute")] = TrainOptions.distribute,
+    log_format: Annotated[Optional[str], typer.Option(
+        help="Progress on stderr: rich, plain or jsonl (default: rich on a terminal, plain otherwise).",
+        **choice(LogFormat, "--log-format"))] = None,
     verbose: Verbose = False,
 ):
     """Train a model on PAIRS and save it to --model-dir.
@@ -168,40 +160,29 @@ def train(
 
     Examples:
 
-        transducer train sample_data/translit.train.tsv -m models/translit
+        transducer train sample_data/translit.train.tsv \\
+            -m models/translit
 
-        nohup transducer train sample_data/translit.train.tsv \\
-            -m models/translit --log-format jsonl 2> train.log &
+        nohup transducer train -m models/translit \\
+            sample_data/translit.train.tsv \\
+            --log-format jsonl 2> train.log &
 
-        transducer train sample_data/langid.train.tsv -m models/langid \\
-            --arch label --bidirectional --hidden 64 --max-len 20
+        transducer train sample_data/langid.train.tsv \\
+            -m models/langid --arch label --bidirectional \\
+            --hidden 64 --max-len 20
     """
     _quiet_tensorflow(verbose)
-    from transducer.api import TrainOptions, run_training
     from transducer.ui import progress
 
-    fields = {f.name for f in dataclasses.fields(TrainOptions)}
-    given = frozenset(k for k in fields if ctx.get_parameter_source(k).name != "DEFAULT")
+    given = frozenset(k for k in api.TRAIN_NAMES if ctx.get_parameter_source(k).name != "DEFAULT")
     try:
-        options = TrainOptions(**{k: _plain(v) for k, v in ctx.params.items() if k in fields})
-        reporter = progress.make_reporter(_plain(log_format), err)
-        try:
-            on_member = lambda *event: progress.member_event(reporter, *event)  # noqa: E731
-            result = run_training(pairs, model_dir, options, given, reporter=reporter, on_member=on_member)
-        finally:
-            reporter.close()
+        options = TrainOptions(**{k: v for k, v in ctx.params.items() if k in api.TRAIN_NAMES})
+        result = api.train_reported(pairs, model_dir, options, given, progress.make_reporter(log_format, err))
     except TransducerError as e:
         _fail(e)
-    ensemble_run = hasattr(result, "members")
-    if ensemble_run:
-        progress.ensemble_end(reporter, result)
-    else:
-        reporter.end(result)
     if result.interrupted:
-        from transducer.training.checkpoint import SIGNAL_EXIT
-
-        progress.interrupted(err, result, ensemble_run)
-        raise typer.Exit(SIGNAL_EXIT.get(result.signal, 130))
+        progress.interrupted(err, result, hasattr(result, "members"))
+        raise typer.Exit(api.exit_code(result))
 
 
 # --- predict -----------------------------------------------------------------------------
@@ -211,17 +192,16 @@ def train(
 def predict(
     model_dir: ModelDir,
     file: Annotated[str, typer.Argument(help="Input file, one string per line; - or omitted reads stdin.")] = "-",
-    format: Annotated[Format, typer.Option("--format", "-f", help="Output: text | tsv (input<TAB>output) | jsonl.")] = Format.TEXT,
-    on_long: OnLongOpt = OnLong.ERROR,
-    encoding_errors: EncodingOpt = EncodingErrors.STRICT,
-    batch_size: BatchSize = 1024,
-    engine: EngineOpt = Engine.NUMPY,
-    beam: Beam = 1,
-    nbest: Annotated[int, typer.Option(help=(
-        "Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text, with scores in"
-        " tsv/jsonl (label models: the K most probable labels)."))] = 1,
-    unk: UnkOpt = Unk.COPY,
-    cache: Annotated[int, typer.Option(help="Distinct lines whose results are kept and reused (about 250 bytes each); 0 computes every line.")] = CACHE_LINES,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="Output: text, tsv (input<TAB>output) or jsonl.", **choice(Format, "--format"))] = Format.TEXT.value,
+    on_long: OnLongOpt = PredictOptions.on_long,
+    encoding_errors: EncodingOpt = PredictOptions.encoding_errors,
+    unk: UnkOpt = PredictOptions.unk,
+    beam: Beam = PredictOptions.beam,
+    nbest: Annotated[int, opt(PredictOptions, "nbest", panel=SEARCH)] = PredictOptions.nbest,
+    batch_size: BatchSize = PredictOptions.batch_size,
+    engine: EngineOpt = PredictOptions.engine,
+    cache: Annotated[int, opt(PredictOptions, "cache", panel=SPEED)] = PredictOptions.cache,
     verbose: Verbose = False,
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -235,7 +215,8 @@ def predict(
             | transducer predict models/translit > out.txt
 
         cat sample_data/dates_demo_inputs.txt \\
-            | transducer predict models/dates --beam 5 --nbest 3 -f jsonl
+            | transducer predict models/dates \\
+                --beam 5 --nbest 3 -f jsonl
     """
     _quiet_tensorflow(verbose)
     try:
@@ -244,13 +225,11 @@ def predict(
         _fail(e)
     model = _load(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk, on_long=on_long,
                   encoding_errors=encoding_errors, batch_size=batch_size, cache=cache)
-    from transducer.inference.predict import PredictStats
-
-    stats = PredictStats()
+    stats = api.predict_stats()
     sys.stdout.flush()
     stdout = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
     try:
-        write = render.renderer(format.value, model.config.arch)
+        write = render.renderer(format, model.config.arch)
         for batch in model.predict_file(file, stats):
             render.write_batch(stdout, batch, write)
             stdout.flush()  # each batch reaches the pipe as soon as it is done
@@ -294,14 +273,14 @@ def evaluate(
     model_dir: ModelDir,
     test_file: Annotated[str, typer.Argument(help="Held-out input<TAB>reference lines; an input on several lines has several references.")],
     json_out: JsonOut = False,
-    errors: Annotated[int, typer.Option(min=0, help="List the N worst mistakes (input, reference, prediction).")] = 0,
-    beam: Beam = 1,
-    engine: EngineOpt = Engine.NUMPY,
-    batch_size: BatchSize = 1024,
-    skip_invalid: Annotated[bool, typer.Option(help="Leave out (and report) test rows that are not input<TAB>reference pairs, instead of stopping.")] = False,
-    on_long: OnLongOpt = OnLong.ERROR,
-    encoding_errors: EncodingOpt = EncodingErrors.STRICT,
-    unk: UnkOpt = Unk.COPY,
+    errors: Annotated[int, typer.Option(min=0, metavar="N", help="List the N worst mistakes (input, reference, prediction).", rich_help_panel=REPORT)] = 0,
+    skip_invalid: Annotated[bool, typer.Option(help="Leave out (and report) test rows that are not input<TAB>reference pairs, instead of stopping.", rich_help_panel=REPORT)] = False,
+    on_long: OnLongOpt = PredictOptions.on_long,
+    encoding_errors: EncodingOpt = PredictOptions.encoding_errors,
+    unk: UnkOpt = PredictOptions.unk,
+    beam: Beam = PredictOptions.beam,
+    engine: EngineOpt = PredictOptions.engine,
+    batch_size: BatchSize = PredictOptions.batch_size,
     verbose: Verbose = False,
 ):
     """Exact match, word error rate and character error rate on a test file, on stdout
@@ -312,13 +291,14 @@ def evaluate(
 
     Examples:
 
-        transducer evaluate models/dates sample_data/dates.test.tsv \\
-            --errors 5
+        transducer evaluate models/dates \\
+            sample_data/dates.test.tsv --errors 5
 
-        transducer evaluate models/dates sample_data/dates.test.tsv \\
-            --json | jq .cer
+        transducer evaluate models/dates \\
+            sample_data/dates.test.tsv --json | jq .cer
 
-        transducer evaluate models/langid sample_data/langid.test.tsv
+        transducer evaluate models/langid \\
+            sample_data/langid.test.tsv
     """
     _quiet_tensorflow(verbose)
     model = _load(model_dir, engine=engine, beam=beam, unk=unk, on_long=on_long, encoding_errors=encoding_errors,
@@ -342,9 +322,9 @@ def evaluate(
 def explain(
     model_dir: ModelDir,
     text: Annotated[str, typer.Argument(help="One input string (quote it if it has spaces).")],
-    json_out: JsonOut = False,
-    engine: EngineOpt = Engine.NUMPY,
-    top: Annotated[int, typer.Option(min=1, help="Most probable symbols (label models: labels) listed at each step.")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout (numbers rounded).")] = False,
+    engine: Annotated[str, opt(PredictOptions, "engine")] = PredictOptions.engine,
+    top: Annotated[int, typer.Option(min=1, metavar="N", help="Most probable symbols (label models: labels) listed at each step.")] = 3,
     verbose: Verbose = False,
 ):
     """Show why the model gives its output for TEXT: each step's probabilities and, for
@@ -355,7 +335,8 @@ def explain(
 
         transducer explain models/dates "March 3, 2021"
 
-        transducer explain models/dates "March 3, 2021" --json | jq .output
+        transducer explain models/dates "March 3, 2021" \\
+            --json | jq .output
     """
     _quiet_tensorflow(verbose)
     model = _load(model_dir, engine=engine)
@@ -387,9 +368,7 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
     """
     _quiet_tensorflow(verbose)
     try:
-        from transducer.networks.export import export_model_dir
-
-        paths = export_model_dir(model_dir)
+        paths = api.export(model_dir)
     except TransducerError as e:
         _fail(e)
     for path in paths:
@@ -402,51 +381,53 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
 @app.command(cls=_Command)
 def summarize(
     model_dir: Annotated[Optional[Path], typer.Argument(help="Model directory; omit to build from the options below.")] = None,
-    input_size: Annotated[int, typer.Option(help="One-hot input width (without a model directory).")] = 15,
-    output_size: Annotated[Optional[int], typer.Option(help="Output vocabulary size (default: --input-size).")] = None,
-    max_len: Annotated[int, typer.Option(help="Sequence length.")] = 64,
-    hidden: Hidden = 16,
-    layers: Layers = 1,
-    bidirectional: Bidirectional = False,
-    head: HeadOpt = Head.DENSE,
-    reset_after: ResetAfter = True,
-    return_sequences: Annotated[bool, typer.Option(help="--no-return-sequences: the sequence-to-label model, the same as --arch label.")] = True,
-    arch: ArchOpt = Arch.ALIGNED,
-    attention: AttentionOpt = Attention.LUONG,
-    compare_heads: Annotated[bool, typer.Option(help="Build both heads with the same weights, compare outputs and speed.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="With DIR: print its training curves, final metrics and hyperparameters as one JSON object (no TensorFlow).")] = False,
+    input_size: Annotated[int, typer.Option(help="One-hot input width.", rich_help_panel=NO_DIR)] = 15,
+    output_size: Annotated[Optional[int], typer.Option(help="Output vocabulary size (default: --input-size).", rich_help_panel=NO_DIR)] = None,
+    arch: Annotated[str, opt(TrainOptions, "arch", panel=NO_DIR)] = TrainOptions.arch,
+    head: Annotated[str, opt(TrainOptions, "head", panel=NO_DIR)] = TrainOptions.head,
+    hidden: Annotated[int, opt(TrainOptions, "hidden", panel=NO_DIR)] = TrainOptions.hidden,
+    layers: Annotated[int, opt(TrainOptions, "layers", panel=NO_DIR)] = TrainOptions.layers,
+    bidirectional: Annotated[bool, opt(TrainOptions, "bidirectional", panel=NO_DIR)] = TrainOptions.bidirectional,
+    reset_after: Annotated[bool, opt(TrainOptions, "reset_after", panel=NO_DIR)] = TrainOptions.reset_after,
+    attention: Annotated[str, opt(TrainOptions, "attention", panel=NO_DIR)] = TrainOptions.attention,
+    max_len: Annotated[int, opt(TrainOptions, "max_len", panel=NO_DIR)] = TrainOptions.max_len,
+    return_sequences: Annotated[bool, typer.Option(help="off: the sequence-to-label model, the same as --arch label.", rich_help_panel=NO_DIR)] = True,
+    compare_heads: Annotated[bool, typer.Option(help="Build both heads with the same weights, compare outputs and speed.", rich_help_panel=NO_DIR)] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With MODEL_DIR: print its training curves, final metrics and hyperparameters as one JSON object (no TensorFlow).")] = False,
     verbose: Verbose = False,
 ):
-    """Show the network as a table: layers, output shapes, parameter counts.
+    """Show the network as a table: layers, output shapes, parameter counts; with a model
+    directory, also its config, how it was trained and its curves.
+
+    Without one, the network is the one `train` builds with the same options.
 
     Examples:
 
         transducer summarize models/translit
 
-        transducer summarize models/translit --json | jq .best_epoch
+        transducer summarize models/translit --json \\
+            | jq .best_epoch
 
-        transducer summarize --input-size 15 --max-len 64 --hidden 16 \\
+        transducer summarize --input-size 15 --hidden 16 \\
             --head time-distributed --no-reset-after
     """
     if json_out and model_dir is None:
-        raise typer.BadParameter("needs a model directory (DIR)", param_hint="--json")
+        raise typer.BadParameter("needs a model directory (MODEL_DIR)", param_hint="--json")
     _quiet_tensorflow(verbose)
     from transducer.ui import summary
 
     try:
         if json_out:
-            from transducer.core.history import read_training_summary
-
-            sys.stdout.write(render.json_line(read_training_summary(model_dir).to_dict()) + "\n")
+            sys.stdout.write(render.json_line(api.summary(model_dir).to_dict()) + "\n")
         elif model_dir is not None:
             summary.model_dir(out, model_dir)
         else:
-            cfg = ModelConfig(
-                arch=_label_arch(arch.value, return_sequences), max_len=max_len, hidden=hidden, layers=layers,
-                bidirectional=bidirectional, reset_after=reset_after, head=head.value, attention=attention.value,
-                input_vocab_size=input_size, output_vocab_size=output_size or input_size,
-            )
-            (summary.compare_heads if compare_heads else summary.network)(out, cfg)
+            architecture = dict(arch=_label_arch(arch, return_sequences), max_len=max_len, hidden=hidden, layers=layers,
+                                bidirectional=bidirectional, reset_after=reset_after, head=head, attention=attention)
+            if compare_heads:
+                summary.compare_heads(out, api.compare_heads(input_size, output_size, **architecture))
+            else:
+                summary.network(out, api.network_summary(input_size, output_size, **architecture))
     except TransducerError as e:
         _fail(e)
 

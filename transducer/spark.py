@@ -14,10 +14,11 @@ system with the driver, else the copy Spark shipped under the path's last compon
 Rows keep their order and number: a null stays null; a too-long value follows `on_long`
 and an unseen character `unk`, as in `transducer predict`. A problem a user can fix
 (options, a missing or damaged model directory, a too-long value under on_long="error")
-raises TransducerError with the CLI's one-line message: at once on the driver when it can
-tell (options; in local mode, the directory too), else as the last line of the failed
-job's PythonException. Install with `pip install "transducer[spark]"`. Nothing else in the
-package imports this module (an import-linter contract says so).
+raises TransducerError with the API's one-line message (an unknown option name with the
+closest valid one): at once on the driver when it can tell (options; in local mode, the
+directory too), else as the last line of the failed job's PythonException. Install with
+`pip install "transducer[spark]"`. Nothing else in the package imports this module (an
+import-linter contract says so).
 """
 
 import os
@@ -33,8 +34,7 @@ except ImportError as e:  # pragma: no cover - the extra is not installed
     raise ImportError(f"transducer.spark needs the spark extra: pip install 'transducer[spark]' ({e})") from None
 
 import transducer
-from transducer.api import Model
-from transducer.core.config import PredictOptions, TransducerError
+from transducer.api import Model, TransducerError, predict_options
 
 NBEST_TYPE = ArrayType(StructType([StructField("output", StringType()), StructField("score", DoubleType())]))
 
@@ -83,12 +83,9 @@ def predict_nbest_udf(model_dir, k: int = 5, **options):
 
 def _options(model_dir, options: dict, caller: str) -> tuple:
     """The options as a hashable cache key, checked on the driver (TransducerError with the
-    CLI's message); the model is loaded here too when this is local mode, where a directory
+    API's message); the model is loaded here too when this is local mode, where a directory
     the driver cannot read no worker can either."""
-    unknown = set(options) - set(PredictOptions.__dataclass_fields__)
-    if unknown:
-        raise TransducerError(f"{caller}() got unknown option(s): {', '.join(sorted(unknown))}")
-    PredictOptions(**options)
+    predict_options(caller, **options)  # unknown names and bad values fail here, on the driver
     key = tuple(sorted(options.items()))
     sc = SparkContext._active_spark_context
     if os.path.isdir(_resolve(model_dir)) or (sc is not None and sc.master.startswith("local")):

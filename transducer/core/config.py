@@ -24,11 +24,32 @@ class Choice(str, Enum):
 
     @classmethod
     def check(cls, value, option: str) -> str:
-        """`value` as a plain string, or the one-line error every entry point gives."""
+        """`value` as a plain string, or the one-line error every entry point gives: the one
+        check of a choice (the CLI's parser, the option dataclasses and the configs call it)."""
         value = value.value if isinstance(value, Enum) else value
         if value not in cls.values():
             raise TransducerError(f"{option} must be one of {', '.join(cls.values())}, got {value!r}")
         return value
+
+
+def option(default, help: str, choices: type[Choice] | None = None):
+    """A user-facing option's one declaration, as a dataclass field: its default, its help
+    (the CLI's --help and the API's docs) and, for a string with fixed values, their Choice.
+    The field's annotation is its type; cli.py builds its typer options from these."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def help_of(cls, name: str) -> str:
+    """The help of option `name` of the options dataclass `cls`."""
+    return cls.__dataclass_fields__[name].metadata["help"]
+
+
+def check_choices(options) -> None:
+    """Every choice field of an options dataclass holds one of its values (Choice.check)."""
+    for f in dataclasses.fields(options):
+        kind = f.metadata.get("choices")
+        if kind is not None and getattr(options, f.name) is not None:
+            object.__setattr__(options, f.name, kind.check(getattr(options, f.name), "--" + f.name.replace("_", "-")))
 
 
 class Arch(Choice):
@@ -112,10 +133,14 @@ CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results ar
 class TransducerError(Exception):
     """A problem the user can fix (bad input, bad option, bad model dir).
 
-    The CLI prints `str(error)` on one line and exits with `exit_code`; no traceback.
+    The CLI prints its message on one line and exits with `exit_code`; no traceback.
+    Messages name options as the command line spells them (--max-len 19, --force); the
+    Python API re-raises them naming its arguments (max_len=19, force=True) and keeps the
+    command line's wording in `cli_message`, which is what the CLI prints.
     """
 
     exit_code = 2
+    cli_message: str | None = None  # the command line's wording, when str() is the API's
 
     def __init__(self, message: str, exit_code: int | None = None):
         super().__init__(message)
@@ -146,21 +171,13 @@ class ModelConfig:
     #                          "none" for models written before the option existed
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise TransducerError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.head not in HEADS:
-            raise TransducerError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        if self.attention not in ATTENTIONS:
-            raise TransducerError(
-                f"--attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}"
-            )
+        for kind, name in ((Arch, "arch"), (Head, "head"), (Attention, "attention"), (Normalize, "normalize")):
+            kind.check(getattr(self, name), f"--{name}")
         for name in ("max_len", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise TransducerError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise TransducerError("--dropout must be in [0, 1)")
-        if self.normalize not in NORMALIZE:
-            raise TransducerError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")
         if self.arch == "label" and self.head == "time-distributed":
             raise TransducerError(
                 "--head time-distributed does not apply to --arch label: its last GRU returns one"
@@ -245,16 +262,14 @@ class TrainConfig:
             raise TransducerError("--min-delta must be >= 0")
         if self.ensemble < 1:
             raise TransducerError("--ensemble must be at least 1")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise TransducerError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        LrSchedule.check(self.lr_schedule, "--lr-schedule")
         if self.lr_patience < 1:
             raise TransducerError("--lr-patience must be at least 1")
         if not 0.0 < self.lr_factor < 1.0:
             raise TransducerError("--lr-factor must be in (0, 1)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise TransducerError("--label-smoothing must be in [0, 1)")
-        if self.distribute not in DISTRIBUTE:
-            raise TransducerError(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got {self.distribute!r}")
+        Distribute.check(self.distribute, "--distribute")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -262,22 +277,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """How a model is run: `transducer predict`'s and `evaluate`'s options, checked once
-    here for the CLI, the Python API and Spark alike."""
+    """How a model is run: `transducer predict`'s and `evaluate`'s options (each field's
+    metadata holds its help), checked once here for the CLI, the Python API and Spark alike."""
 
-    engine: str = "numpy"  # inference engine: numpy (no TensorFlow) | keras
-    beam: int = 1  # seq2seq beam width (1: greedy); aligned: >1 searches the exact best strings
-    nbest: int = 1  # candidates per line, at most beam; above 1 with beam 1, beam becomes nbest
-    unk: str = "copy"  # aligned models: unseen characters copied through | read as <unk> ("model")
-    on_long: str = "error"  # lines longer than max_len: error | truncate | copy (echo unchanged)
-    encoding_errors: str = "strict"  # invalid UTF-8 input (files and stdin): strict | replace
-    batch_size: int = 1024  # lines per model call
-    cache: int = CACHE_LINES  # distinct lines whose results are kept and reused; 0: none
+    engine: str = option("numpy", "Inference engine: numpy (no TensorFlow) or keras.", Engine)
+    beam: int = option(1, "seq2seq beam width (1: greedy); aligned: above 1 searches the exact best strings;"
+                          " label: no effect.")
+    nbest: int = option(1, "Candidates per line (at most --beam; alone it sets --beam K): tab-separated in text,"
+                           " with scores in tsv/jsonl (label models: the K most probable labels).")
+    unk: str = option("copy", "Characters never seen in training, aligned models: copy (through unchanged, at"
+                              " their position) or model (read as <unk>; the model may end the string there)."
+                              " seq2seq models always read <unk>.", Unk)
+    on_long: str = option("error", "Inputs longer than max_len: error, truncate, or copy (the output is the"
+                                   " input).", OnLong)
+    encoding_errors: str = option("strict", "Invalid UTF-8 input: strict (an error) or replace.", EncodingErrors)
+    batch_size: int = option(1024, "Lines per model call.")
+    cache: int = option(CACHE_LINES, "Distinct lines whose results are kept and reused (about 250 bytes each);"
+                                     " 0 computes every line.")
 
     def __post_init__(self):
-        for name in ("engine", "unk", "on_long", "encoding_errors"):
-            kind = {"engine": Engine, "unk": Unk, "on_long": OnLong, "encoding_errors": EncodingErrors}[name]
-            object.__setattr__(self, name, kind.check(getattr(self, name), "--" + name.replace("_", "-")))
+        check_choices(self)
         for name in ("beam", "nbest", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

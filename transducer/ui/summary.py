@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from transducer.core.config import ModelConfig
 from transducer.ui.render import duration, fmt_value, ordered, print_lines, show
 
 
@@ -27,12 +26,9 @@ def layer_table(rows) -> Table:
     return table
 
 
-def network(console: Console, cfg: ModelConfig) -> None:
-    """The layer table of a network built from `cfg` (no model directory)."""
-    from transducer.networks.build import build_model
-    from transducer.networks.introspect import layer_rows
-
-    show(console, f"{cfg.arch} model", layer_table(layer_rows(build_model(cfg))))
+def network(console: Console, summary) -> None:
+    """The layer table of a network without a model directory (an api.NetworkSummary)."""
+    show(console, summary.title, layer_table(summary.layers))
 
 
 def model_dir(console: Console, path: Path) -> None:
@@ -169,11 +165,9 @@ HEADS_EXPLAINED = (
 )
 
 
-def compare_heads(console: Console, cfg: ModelConfig) -> None:
-    """Both heads' layer tables, their timings on the same weights, and why they agree."""
-    from transducer.networks.introspect import compare_heads as measure
-
-    r = measure(cfg)
+def compare_heads(console: Console, r: dict) -> None:
+    """Both heads' layer tables, their timings on the same weights (api.compare_heads's
+    measurements), and why they agree."""
     show(console, "head: dense", layer_table(r["dense_rows"]))
     show(console, "head: time-distributed", layer_table(r["td_rows"]))
     table = Table()
