@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from transducer.core.artifacts import WEIGHTS, ModelInfo
 from transducer.core.config import ModelConfig, TransducerError
-from transducer.inference.engine import WRAPPERS, read_weights
+from transducer.core.names import WRAPPERS
+from transducer.inference.numpy_engine import read_weights
 
 
 @dataclass(frozen=True)
