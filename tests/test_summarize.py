@@ -51,7 +51,7 @@ def _cfg_id(cfg: ModelConfig) -> str:
 def _write_like_train(model_dir: Path, cfg: ModelConfig, save_keras: bool = False):
     """config.json and weights.npz of the network `train` builds for `cfg` (time axes
     None unless ModelConfig.variable_length says otherwise); model.keras too if asked."""
-    from transducer.inference.engine import export_weights
+    from transducer.networks.export import export_weights
     from transducer.networks.build import build_model
 
     model = build_model(cfg, cfg.variable_length)
@@ -100,7 +100,7 @@ CLASSIC = dict(input_vocab_size=15, output_vocab_size=15, hidden=16, max_len=64)
 def test_the_classic_numbers_stay_exact(tmp_path, cfg, fragments):
     """The classic 15-symbol, hidden-16 model's counts (README): GRU 1,536 with
     --no-reset-after and 1,584 without, the head 16 x 15 + 15 = 255."""
-    from transducer.inference.engine import export_weights
+    from transducer.networks.export import export_weights
     from transducer.networks.build import build_model
 
     vocab = Vocab.from_strings(["abcdefghijk"])  # 4 reserved symbols + 11 characters
