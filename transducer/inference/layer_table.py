@@ -15,8 +15,8 @@ applies that rule: a seq2seq encoder's last Dropout feeds only the attention, so
 listed after the decoder. tests/test_summarize.py checks the table against Keras's, row
 by row, for every architecture and option.
 
-The layer and weight names are those networks/*.py give and inference/engine.py reads
-(`gru_1/gru_cell/kernel`, `bidirectional_1/forward_gru_1/gru_cell/bias`,
+The layer and weight names come from core/names.py, as networks/*.py's and the numpy
+engine's do (`gru_1/gru_cell/kernel`, `bidirectional_1/forward_gru_1/gru_cell/bias`,
 `time_distributed/dense/kernel`).
 """
 
@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from transducer.core import names
 from transducer.core.artifacts import WEIGHTS, ModelInfo
 from transducer.core.config import ModelConfig, TransducerError
-from transducer.core.names import WRAPPERS
 from transducer.inference.numpy_engine import read_weights
 
 
@@ -54,7 +54,7 @@ def model_dir_rows(info: ModelInfo) -> list[Row]:
     arrays = read_weights(path, info.path) if path.exists() else None
     inputs, layers = network(info.model)
     rows = [(layer.name, layer.kind, _shape_text(layer.shapes), 0) for layer in inputs]
-    for layer in keras_order(layers, "softmax"):
+    for layer in keras_order(layers, names.SOFTMAX):
         shapes = layer.weights if arrays is None else _held(layer, arrays, info)
         rows.append((layer.name, layer.kind, _shape_text(layer.shapes), sum(math.prod(s) for s in shapes.values())))
     return rows
@@ -65,8 +65,8 @@ def _held(layer: Layer, arrays: dict, info: ModelInfo) -> dict:
     held = {}
     for name, want in layer.weights.items():
         array = arrays.get(name)
-        if array is None and name.split("/", 1)[0].startswith(WRAPPERS):
-            array = arrays.get(name.split("/", 1)[1])  # written before wrappers were spelled out
+        if array is None and names.old_name(name) is not None:
+            array = arrays.get(names.old_name(name))  # written before wrappers were spelled out
         if array is None:
             raise TransducerError(
                 f"{info.path / WEIGHTS}: no weight {name!r}; re-export with `transducer export {info.path}`"
@@ -123,16 +123,17 @@ def network(cfg: ModelConfig) -> tuple[list[Layer], list[Layer]]:
     return _aligned_or_label(cfg, T)
 
 
-def gru_weights(path: str, d_in: int, units: int, reset_after: bool) -> dict:
-    """A Keras GRU's arrays at `path`: gates [z, r, h~] side by side; with reset_after
-    a second bias row for the recurrent projection."""
-    bias = (2, 3 * units) if reset_after else (3 * units,)
-    return {f"{path}/gru_cell/kernel": (d_in, 3 * units), f"{path}/gru_cell/recurrent_kernel": (units, 3 * units),
-            f"{path}/gru_cell/bias": bias}
+def gru_shapes(path: str, d_in: int, units: int, reset_after: bool) -> dict:
+    """The arrays of the Keras GRU at `path` and their shapes: gates [z, r, h~] side by
+    side; with reset_after a second bias row, for the recurrent projection."""
+    kernel, recurrent, bias = names.gru_weights(path)
+    return {kernel: (d_in, 3 * units), recurrent: (units, 3 * units),
+            bias: (2, 3 * units) if reset_after else (3 * units,)}
 
 
-def dense_weights(path: str, d_in: int, units: int) -> dict:
-    return {f"{path}/kernel": (d_in, units), f"{path}/bias": (units,)}
+def dense_shapes(path: str, d_in: int, units: int) -> dict:
+    kernel, bias = names.dense_weights(path)
+    return {kernel: (d_in, units), bias: (units,)}
 
 
 def _recurrent(cfg: ModelConfig, i: int, d_in: int, source: str, T, prefix: str = "", sequences: bool = True,
@@ -141,14 +142,12 @@ def _recurrent(cfg: ModelConfig, i: int, d_in: int, source: str, T, prefix: str 
     Bidirectional pair of them. `states`: it also returns its final state(s)."""
     H, W = cfg.hidden, cfg.hidden * (2 if cfg.bidirectional else 1)
     out = ((None, T, W) if sequences else (None, W),)
-    gru = f"{prefix}gru_{i}"
+    weights = {k: v for gru in names.recurrent_layer(i, cfg.bidirectional, prefix)
+               for k, v in gru_shapes(gru, d_in, H, cfg.reset_after).items()}
     if not cfg.bidirectional:
-        return Layer(gru, "GRU", out + (((None, H),) if states else ()), (source,),
-                     gru_weights(gru, d_in, H, cfg.reset_after))
-    name = f"{prefix}bidirectional_{i}"
-    weights = {k: v for side in ("forward", "backward")
-               for k, v in gru_weights(f"{name}/{side}_{gru}", d_in, H, cfg.reset_after).items()}
-    return Layer(name, "Bidirectional(GRU)", out + (((None, H), (None, H)) if states else ()), (source,), weights)
+        return Layer(names.gru(i, prefix), "GRU", out + (((None, H),) if states else ()), (source,), weights)
+    return Layer(names.bidirectional(i, prefix), "Bidirectional(GRU)", out + (((None, H), (None, H)) if states else ()),
+                 (source,), weights)
 
 
 def _stack(cfg: ModelConfig, source: str, d_in: int, T, prefix: str = "", last_sequences: bool = True,
@@ -160,24 +159,22 @@ def _stack(cfg: ModelConfig, source: str, d_in: int, T, prefix: str = "", last_s
         layers.append(rec)
         source, d_in = rec.name, rec.shapes[0][-1]
         if cfg.dropout > 0:
-            layers.append(Layer(f"{prefix}dropout_{i}", "Dropout", rec.shapes[:1], (source,)))
+            layers.append(Layer(names.dropout(i, prefix), "Dropout", rec.shapes[:1], (source,)))
             source = layers[-1].name
     return layers
 
 
 def _head(cfg: ModelConfig, source: str, d_in: int, shape: tuple, time_axis: bool = True) -> list[Layer]:
     """The --head layer (blocks.head_layer) and the softmax after it."""
-    if cfg.head == "time-distributed" and time_axis:
-        head = Layer("time_distributed", "TimeDistributed(Dense)", (shape,), (source,),
-                     dense_weights("time_distributed/dense", d_in, shape[-1]))
-    else:
-        head = Layer("dense", "Dense", (shape,), (source,), dense_weights("dense", d_in, shape[-1]))
-    return [head, Layer("softmax", "Activation", (shape,), (head.name,))]
+    choice = cfg.head if time_axis else "dense"  # no time axis (label): always Dense
+    kind = "TimeDistributed(Dense)" if choice == "time-distributed" else "Dense"
+    head = Layer(names.HEAD_LAYER[choice], kind, (shape,), (source,), dense_shapes(names.head(choice), d_in, shape[-1]))
+    return [head, Layer(names.SOFTMAX, "Activation", (shape,), (head.name,))]
 
 
 def _aligned_or_label(cfg: ModelConfig, T) -> tuple[list[Layer], list[Layer]]:
     """aligned.build_aligned / label.build_label: chars -> GRUs -> head -> softmax."""
-    chars = Layer("chars", "InputLayer", ((None, T, cfg.input_vocab_size),))
+    chars = Layer(names.CHARS, "InputLayer", ((None, T, cfg.input_vocab_size),))
     label = cfg.arch == "label"
     stack = _stack(cfg, chars.name, cfg.input_vocab_size, T, last_sequences=not label)
     last = stack[-1]
@@ -191,28 +188,29 @@ def _seq2seq(cfg: ModelConfig, T) -> tuple[list[Layer], list[Layer]]:
     W = cfg.hidden * (2 if cfg.bidirectional else 1)
     T_dec = None if T is None else cfg.max_len + 1  # seq2seq.decoder_len
     V_out = cfg.output_vocab_size
-    inputs = [Layer("chars", "InputLayer", ((None, T, cfg.input_vocab_size),)),
-              Layer("prev_chars", "InputLayer", ((None, T_dec, V_out),))]
-    encoder = _stack(cfg, "chars", cfg.input_vocab_size, T, prefix="encoder_", states=True)
+    inputs = [Layer(names.CHARS, "InputLayer", ((None, T, cfg.input_vocab_size),)),
+              Layer(names.PREV_CHARS, "InputLayer", ((None, T_dec, V_out),))]
+    encoder = _stack(cfg, names.CHARS, cfg.input_vocab_size, T, prefix=names.ENCODER, states=True)
     last_rec = [layer for layer in encoder if layer.kind != "Dropout"][-1]
     kind = "Concatenate" if cfg.bidirectional else "Identity"
-    layers = encoder + [Layer("encoder_state", kind, ((None, W),), (last_rec.name,))]
-    y, d_in = "prev_chars", V_out
+    layers = encoder + [Layer(names.ENCODER_STATE, kind, ((None, W),), (last_rec.name,))]
+    y, d_in = names.PREV_CHARS, V_out
     for i in range(1, cfg.layers + 1):
-        name = f"decoder_gru_{i}"
-        layers.append(Layer(name, "GRU", ((None, T_dec, W), (None, W)), (y, "encoder_state"),
-                            gru_weights(name, d_in, W, cfg.reset_after)))
-        y, d_in = name, W
+        gru = names.decoder_gru(i)
+        layers.append(Layer(gru, "GRU", ((None, T_dec, W), (None, W)), (y, names.ENCODER_STATE),
+                            gru_shapes(gru, d_in, W, cfg.reset_after)))
+        y, d_in = gru, W
         if cfg.dropout > 0:
-            layers.append(Layer(f"decoder_dropout_{i}", "Dropout", ((None, T_dec, W),), (y,)))
+            layers.append(Layer(names.dropout(i, names.DECODER), "Dropout", ((None, T_dec, W),), (y,)))
             y = layers[-1].name
     if cfg.attention != "none":
-        kind, scale = ("AdditiveAttention", {"attention/scale": (W,)}) if cfg.attention == "bahdanau" else ("Attention", {})
+        additive = cfg.attention == "bahdanau"
         layers += [
-            Layer("attention", kind, ((None, T_dec, W),), (y, encoder[-1].name), scale),
-            Layer("attention_concat", "Concatenate", ((None, T_dec, 2 * W),), (y, "attention")),
-            Layer("attention_combine", "Dense", ((None, T_dec, W),), ("attention_concat",),
-                  dense_weights("attention_combine", 2 * W, W)),
+            Layer(names.ATTENTION, "AdditiveAttention" if additive else "Attention", ((None, T_dec, W),),
+                  (y, encoder[-1].name), {names.ATTENTION_SCALE: (W,)} if additive else {}),
+            Layer(names.ATTENTION_CONCAT, "Concatenate", ((None, T_dec, 2 * W),), (y, names.ATTENTION)),
+            Layer(names.ATTENTION_COMBINE, "Dense", ((None, T_dec, W),), (names.ATTENTION_CONCAT,),
+                  dense_shapes(names.ATTENTION_COMBINE, 2 * W, W)),
         ]
-        y = "attention_combine"
+        y = names.ATTENTION_COMBINE
     return inputs, layers + _head(cfg, y, W, (None, T_dec, V_out))
