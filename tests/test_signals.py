@@ -6,6 +6,7 @@ real processes (training/checkpoint.py's StopOnSignals, ui/progress.py's message
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CLI_SMALL, TINY_MAX_LEN, SignalAfterEpoch, default_sigint, invoke, make_pairs, subprocess_env
@@ -228,6 +230,48 @@ def test_the_library_raises_what_a_second_signal_kept_and_resume_goes_on(pairs, 
     done = train(str(pairs), model_dir, mcfg, tcfg, resume=True)
     assert done.resumed_from == ckpt.epoch and done.epochs_run == 4 and not done.interrupted
     assert done.resumed_seconds == round(ckpt.seconds, 2) and done.train_seconds > done.resumed_seconds > 0
+
+
+def _tiny_fit(signal_at, epochs: int = 3) -> tuple[bool, list[int], object]:
+    """fit_epochs on a one-layer model, SIGINT sent to this process at `signal_at`:
+    ("data", k) when epoch k's dataset is made (before it begins), ("end", k) as it ends.
+    Returns (interrupted, the 0-based epochs begun, the stopper)."""
+    from transducer.networks.tf import keras, tf
+    from transducer.training import checkpoint
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x, y = np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32")
+    began = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            began.append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if signal_at == ("end", epoch):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def dataset_for_epoch(epoch):
+        if signal_at == ("data", epoch):
+            os.kill(os.getpid(), signal.SIGINT)
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+
+    with checkpoint.StopOnSignals() as stopper:
+        interrupted = checkpoint.fit_epochs(model, dataset_for_epoch, None, [Record()], 0, epochs, stopper, lambda: False)
+    assert model.evaluate(x, y, verbose=0) == 0.0  # usable after (as publish needs)
+    return interrupted, began, stopper
+
+
+def test_a_signal_lets_the_epoch_in_progress_end_and_no_other_begin():
+    interrupted, began, stopper = _tiny_fit(("end", 0))
+    assert interrupted and began == [0] and stopper.signal == "SIGINT"
+    # Between the check before an epoch and its first step: the epoch is not trained at all.
+    interrupted, began, _ = _tiny_fit(("data", 1))
+    assert interrupted and began == [0]
+    # In the last epoch nothing is cut short: the run completes.
+    interrupted, began, stopper = _tiny_fit(("end", 2))
+    assert not interrupted and began == [0, 1, 2] and stopper.signal == "SIGINT"
 
 
 # --- the messages (no training) ---------------------------------------------------------------
