@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from transducer.core.config import ModelConfig
+from transducer.core.edits import END_ACTION, PAD_ACTION, START_ACTION, EditActions, Expert
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
 from transducer.networks.blocks import encoder, encoder_width, head_layer, padding_mask, state_gru
 from transducer.networks.tf import keras, layers, ops
@@ -81,6 +82,16 @@ class ActionKinds:
         consumes, ends, never = (np.asarray(v, bool) for v in (self.consumes, self.ends, self.never))
         inserts = ~(consumes | ends | never)  # (A,)
         return np.where(before, consumes | inserts, ends | inserts)  # (..., A)
+
+    @classmethod
+    def of(cls, actions: EditActions) -> "ActionKinds":
+        """The kinds of an action vocabulary (core/edits.py)."""
+        ids = np.arange(len(actions))
+        return cls(
+            tuple(bool(a) for a in actions.advance),
+            tuple(bool(a) for a in ids == END_ACTION),
+            tuple(bool(a) for a in (ids == PAD_ACTION) | (ids == START_ACTION)),
+        )
 
     @classmethod
     def canonical(cls, n_actions: int) -> "ActionKinds":
@@ -323,12 +334,13 @@ class EditArrays:
     def __len__(self) -> int:
         return len(self.chars)
 
-    def batch(self, rows: np.ndarray, n_actions: int):
-        """([chars ids (B, T_b), pointers (B, S_b), prev ids (B, S_b)], targets (B, S_b, A)
-        multi-hot) for `rows`, cropped to their own longest input and action sequence."""
+    def batch(self, rows: np.ndarray):
+        """([chars ids (B, T_b), pointers (B, S_b), prev ids (B, S_b)], optimal ids
+        (B, S_b, K)) for `rows`, cropped to their own longest input and action sequence
+        (multi_hot turns the optimal ids into targets)."""
         T = int(self.in_lengths[rows].max(initial=0)) + 1
         S = max(int(self.steps[rows].max(initial=0)), 1)
-        return [self.chars[rows, :T], self.pointers[rows, :S], self.prev[rows, :S]], multi_hot(self.optimal[rows, :S], n_actions)
+        return [self.chars[rows, :T], self.pointers[rows, :S], self.prev[rows, :S]], self.optimal[rows, :S]
 
 
 def multi_hot(optimal: np.ndarray, n_actions: int) -> np.ndarray:
@@ -338,27 +350,24 @@ def multi_hot(optimal: np.ndarray, n_actions: int) -> np.ndarray:
     return out[..., :n_actions]
 
 
-def edit_arrays(pairs, in_vocab: Vocab, start_id: int, expert, max_len: int) -> EditArrays:
-    """The pairs encoded for training, from the expert's answers.
-
-    expert(src, tgt) -> (actions, pointers, optimal sets): the expert's action sequence
-    (END last), the pointer before each action and each step's set of optimal actions
-    (core/edits.py). start_id: the "no previous action" id fed at step 0."""
+def edit_arrays(pairs, in_vocab: Vocab, actions: EditActions, expert: Expert, max_len: int) -> EditArrays:
+    """The pairs encoded for training, from the expert's answers (core/edits.py): its
+    action sequence (END last), the pointer before each action and each step's set of
+    optimal actions; the previous action at step 0 is START_ACTION."""
     N = len(pairs)
-    answers = [expert(src, tgt) for src, tgt in pairs]
-    steps = np.array([len(a[0]) for a in answers], np.int64)  # (N,)
+    paths = expert.expert_batch(pairs)
+    steps = np.array([len(p.actions) for p in paths], np.int64)  # (N,)
     S = max(int(steps.max(initial=0)), 1)
-    K = max((len(o) for a in answers for o in a[2]), default=1)
+    K = max((p.optimal.shape[1] for p in paths), default=1)
     chars, _ = in_vocab.encode_batch([p[0] for p in pairs], input_len(max_len), fill=PAD_ID)  # (N, T)
     in_lengths = np.array([min(len(p[0]), max_len) for p in pairs], np.int64)  # (N,)
     chars[np.arange(N), in_lengths] = END_ID
-    pointers = np.zeros((N, S), np.int32)
-    prev = np.full((N, S), PAD_ID, np.int32)
-    optimal = np.full((N, S, K), -1, np.int32)
-    for i, (actions, ptrs, sets) in enumerate(answers):
-        n = len(actions)
-        pointers[i, :n] = ptrs
-        prev[i, :n] = [start_id, *actions[:-1]]
-        for t, s in enumerate(sets):
-            optimal[i, t, : len(s)] = sorted(s)
+    pointers = np.zeros((N, S), np.int32)  # (N, S)
+    prev = np.full((N, S), PAD_ACTION, np.int32)  # (N, S)
+    optimal = np.full((N, S, K), -1, np.int32)  # (N, S, K)
+    for i, path in enumerate(paths):
+        n = len(path.actions)
+        pointers[i, :n] = path.pointers
+        prev[i, :n] = [START_ACTION, *path.actions[:-1]]
+        optimal[i, :n, : path.optimal.shape[1]] = path.optimal
     return EditArrays(chars, pointers, prev, optimal, in_lengths, steps)

@@ -107,6 +107,7 @@ def train_ensemble(
             member = train(
                 spooled, where, model_cfg, member_cfg, val_path=val_path, force=True, reporter=reporter,
                 resume=checkpoint.exists(artifacts.staging_dir(where)),
+                aligner_from=members_root / "1" if k > 1 and model_cfg.arch == "edit" else None,  # fitted once
             )
             result.members.append(member)
             on_member(k, n, seed, "end", member)
@@ -165,7 +166,9 @@ def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path
     # on: scanned exactly as each member scanned them (normalization, labels, split).
     data, val = scan_data(pairs_path, model_cfg, train_cfg, val_path)
     held_out = held_out_pairs(data, val)
-    combined = decoded_metrics(evaluate_pairs(Predictor(final, cache=0), held_out))
+    # The numpy engine does not run edit models yet: theirs is measured with Keras.
+    engine = "keras" if model_cfg.arch == "edit" else "numpy"
+    combined = decoded_metrics(evaluate_pairs(Predictor(final, cache=0, engine=engine), held_out))
     metrics = artifacts.read_metrics(final)
     metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined, "n_val": len(held_out)}
     artifacts.write_json(final / artifacts.METRICS, metrics)
