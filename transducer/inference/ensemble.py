@@ -98,6 +98,26 @@ class EnsembleEngine:
         attention = None if weights[0] is None else np.mean(weights, axis=0)  # (n, T)
         return combine(probs), joined, attention
 
+    def edit_encode(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) ids with </s> at n -> the members' encoder outputs concatenated (B, T, N*W)."""
+        encoded = [e.edit_encode(ids) for e in self.engines]
+        self._widths = [enc.shape[-1] for enc in encoded]
+        return np.concatenate(encoded, axis=-1)
+
+    def edit_step(self, pointer, prev, enc, lengths, states):
+        """One step of every member (an edit model): combined probs (n, A), concatenated
+        states. An action every member masks keeps probability 0 (each member's is 0)."""
+        encs = self._split(enc)  # each (n, T, W)
+        hidden = [w // (2 if self.info.model.bidirectional else 1) for w in self._widths]
+        per_layer = [np.split(s, np.cumsum(hidden)[:-1], axis=-1) for s in states]  # [layer][member]
+        probs, new_states = [], []
+        for k, engine in enumerate(self.engines):
+            p, st = engine.edit_step(pointer, prev, encs[k], lengths, [layer[k] for layer in per_layer])
+            probs.append(p)
+            new_states.append(st)
+        joined = [np.concatenate([s[i] for s in new_states], axis=-1) for i in range(len(states))]
+        return np.where(probs[0] > 0, combine(probs), 0.0).astype(np.float32), joined
+
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> combined (B, T, V) probabilities."""
         return combine([e.aligned_probs(ids) for e in self.engines])

@@ -30,7 +30,7 @@ from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
-from transducer.inference import decode
+from transducer.inference import decode, edit_decode
 from transducer.inference.ensemble import load_engine
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
@@ -168,6 +168,8 @@ class Predictor:
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = self.options.beam, self.options.nbest
         self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
+        if self.info.model.arch == "edit" and not all(hasattr(e, "edit_step") for e in getattr(self.engine, "engines", [self.engine])):
+            raise TransducerError(f"the {self.engine.name} engine cannot run --arch edit models yet; use --engine keras")
         self._check_fit()
 
     def with_options(self, **changes) -> "Predictor":
@@ -250,7 +252,7 @@ class Predictor:
         if not strings:
             return []
         encode = self.info.input_vocab.encode_batch
-        if not (self.info.model.arch == "seq2seq" and self.info.model.masked):
+        if not (self.info.model.arch in ("seq2seq", "edit") and self.info.model.masked):
             return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0], strings)
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
@@ -267,6 +269,8 @@ class Predictor:
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         if self.info.model.arch == "label":
             return decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+        if self.info.model.arch == "edit":
+            return self._edit_candidates(ids, strings)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
         if self.info.model.arch == "seq2seq":
             limits = self.output_limits(ids)
@@ -299,6 +303,14 @@ class Predictor:
             ]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
+
+
+    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, None]]:
+        """An edit model's outputs, greedy (inference/edit_decode.py)."""
+        if self.beam > 1:
+            raise TransducerError("--beam and --nbest above 1 are not available for --arch edit yet")
+        found = edit_decode.greedy(self.engine, ids, strings, self.info.output_vocab, self.output_limits(ids))
+        return [(self.for_output(out), float(np.exp(logp)), None) for out, logp in found]
 
 
 def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
