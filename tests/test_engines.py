@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 
 from conftest import make_pairs
-from conftest import assert_clean_error, invoke
+from conftest import assert_clean_error, invoke, subprocess_env
 from transducer.core import artifacts
-from transducer.core.config import ModelConfig
-from transducer.inference.engine import KerasEngine, NumpyEngine, SUB_BATCH
+from transducer.core.config import ModelConfig, TransducerError
+from transducer.inference.keras_engine import KerasEngine
+from transducer.inference.numpy_engine import SUB_BATCH, NumpyEngine
 from transducer.inference.predict import Predictor
 from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocab, one_hot
 
@@ -45,7 +46,7 @@ VARIANTS = {
 
 def save_random_model(model_dir: Path, seed: int = 0, **cfg_kw) -> Path:
     """An aligned model with random weights, saved as `train` saves one."""
-    from transducer.networks.blocks import HEAD_LAYER
+    from transducer.core.names import HEAD_LAYER
     from transducer.networks.build import build_model
     from transducer.training.loop import save_model_dir
 
@@ -121,7 +122,7 @@ def test_numpy_and_keras_engines_agree(models, variant):
 
 def test_gru_step_and_sequence_match_keras_gru_layer():
     """The shared GRU helpers (also used by the seq2seq engine) against keras.layers.GRU."""
-    from transducer.inference.engine import gru_sequence, gru_step
+    from transducer.inference.kernels import gru_sequence, gru_step
     from transducer.networks.tf import keras
 
     rng = np.random.default_rng(3)
@@ -368,3 +369,69 @@ def test_unseen_characters_are_copied_through_at_their_position(models, variant,
     for (best, _, cands), s in zip(Predictor(models[variant], engine=engine, beam=3, nbest=3).predict_candidates(strings), strings):
         for c, _, _ in cands:
             assert all(c[t] == "#" for t, ch in enumerate(s) if ch == "#" and t < len(c))
+
+
+# --- BLAS threads ----------------------------------------------------------------------------
+
+BLAS_PROBE = """
+import json, sys
+import threadpoolctl
+from transducer.inference.numpy_engine import NumpyEngine
+
+def blas_threads():
+    return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+
+inside = []
+head_params = NumpyEngine.head_params
+def probe(self):  # every engine path reads the head's weights, inside the engine's call
+    inside.append(blas_threads())
+    return head_params(self)
+NumpyEngine.head_params = probe
+
+how, model_dir = sys.argv[1:3]
+before = blas_threads()
+if how == "cli":
+    from transducer.cli import main
+    sys.argv = ["transducer", "predict", model_dir]
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code, e.code
+else:
+    import transducer
+    transducer.load(model_dir).predict(["abc", "ba"])
+print(json.dumps({"before": before, "inside": sorted(set(inside)), "after": blas_threads()}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("how", ["cli", "api"])
+@pytest.mark.parametrize("user", [{}, {"OPENBLAS_NUM_THREADS": "2"}, {"TRANSDUCER_BLAS_THREADS": "2"}], ids=["default", "openblas-env", "transducer-env"])
+def test_predict_runs_with_one_blas_thread_unless_the_user_asks(models, how, user):
+    """Counted inside the engine's call (threadpoolctl's view of the loaded BLAS), in a
+    fresh process: as shipped, one thread, and the process's own setting back afterwards;
+    a user's OPENBLAS_NUM_THREADS is left as it is; TRANSDUCER_BLAS_THREADS is obeyed."""
+    env = {k: v for k, v in subprocess_env().items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRANSDUCER_BLAS_THREADS")}
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE, how, str(models["two-layers"])], input="abc\nba\n",
+        capture_output=True, text=True, timeout=120, env={**env, **user},
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stderr.splitlines()[-1])
+    assert seen["inside"] and seen["after"] == seen["before"]
+    if not user:
+        assert seen["inside"] == [1]
+    elif "OPENBLAS_NUM_THREADS" in user:
+        assert seen["inside"] == [seen["before"]]
+    else:
+        assert seen["inside"] == [min(2, seen["before"])]
+
+
+def test_the_blas_thread_setting():
+    from transducer.inference.numpy_engine import blas_threads
+
+    assert blas_threads({}) == 1
+    assert blas_threads({"OMP_NUM_THREADS": "4"}) is None and blas_threads({"OPENBLAS_NUM_THREADS": "1"}) is None
+    assert blas_threads({"TRANSDUCER_BLAS_THREADS": "3", "OPENBLAS_NUM_THREADS": "1"}) == 3
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(TransducerError, match="TRANSDUCER_BLAS_THREADS"):
+            blas_threads({"TRANSDUCER_BLAS_THREADS": bad})

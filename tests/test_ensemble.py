@@ -260,3 +260,21 @@ def test_bad_data_leaves_nothing_to_resume(tmp_path):
     r = invoke("train", bad, "-m", out, "--hidden", "8", "--max-len", "12", "--ensemble", "2")
     assert_clean_error(r, "line 2", code=2)
     assert not out.exists() and not artifacts.staging_dir(out).exists()
+
+
+@pytest.mark.slow
+def test_an_ensemble_run_scans_its_pairs_once(tmp_path, monkeypatch):
+    """The training and validation files are read (validated, split, counted) once per
+    ensemble run, not once per member and once more for the ensemble's own validation."""
+    from transducer.training import stream
+    from transducer.training.ensemble import train_ensemble
+
+    scanned = []
+    scan_pairs = stream.scan_pairs
+    monkeypatch.setattr(stream, "scan_pairs", lambda path, *a, **kw: scanned.append(path) or scan_pairs(path, *a, **kw))
+    pairs = write_pairs(tmp_path / "pairs.tsv", make_pairs(40))
+    val = write_pairs(tmp_path / "val.tsv", make_pairs(10, seed=1))
+    cfg = ModelConfig(arch="seq2seq", hidden=4, max_len=12)
+    result = train_ensemble(str(pairs), tmp_path / "ens", cfg, TrainConfig(epochs=1, ensemble=2), val_path=str(val))
+    assert len(result.members) == 2 and result.final
+    assert scanned == [str(pairs), str(val)]

@@ -21,7 +21,8 @@ from conftest import assert_clean_error, invoke
 from conftest import documents, expected_raw_lines
 from transducer.core import artifacts
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
-from transducer.inference.engine import SUB_BATCH, KerasEngine, NumpyEngine
+from transducer.inference.keras_engine import KerasEngine
+from transducer.inference.numpy_engine import SUB_BATCH, NumpyEngine
 from transducer.inference.predict import Predictor
 from transducer.core.vocab import PAD_ID, Labels, Vocab, one_hot
 

@@ -19,7 +19,7 @@ from conftest import invoke
 from conftest import RANDOM_MAX_LEN, random_model_dir
 from transducer.core.artifacts import CONFIG, read_info
 from transducer.core.config import ModelConfig
-from transducer.inference.engine import NumpyEngine
+from transducer.inference.numpy_engine import NumpyEngine
 from transducer.inference.predict import Predictor, predict_stream
 from transducer.core.vocab import PAD_ID
 

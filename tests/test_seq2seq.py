@@ -15,7 +15,8 @@ from conftest import write_pairs, RANDOM_MAX_LEN, RANDOM_WORDS, random_model_dir
 from transducer.inference import decode
 from transducer.core.artifacts import read_info
 from transducer.core.config import ModelConfig
-from transducer.inference.engine import KerasEngine, NumpyEngine
+from transducer.inference.keras_engine import KerasEngine
+from transducer.inference.numpy_engine import NumpyEngine
 from transducer.inference.predict import Predictor
 from transducer.core.vocab import END_ID, Vocab
 

@@ -238,10 +238,6 @@ def predict(
             | transducer predict models/dates --beam 5 --nbest 3 -f jsonl
     """
     _quiet_tensorflow(verbose)
-    # OpenBLAS's own threads thrash on the numpy engine's small matrices (20x slower on a
-    # busy 2-core machine); the engine runs sub-batches in threads instead. Read when
-    # numpy is first imported, which is below.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         _check_input_file(file, model_dir)
     except TransducerError as e:
@@ -391,7 +387,7 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
     """
     _quiet_tensorflow(verbose)
     try:
-        from transducer.inference.ensemble import export_model_dir
+        from transducer.networks.export import export_model_dir
 
         paths = export_model_dir(model_dir)
     except TransducerError as e:

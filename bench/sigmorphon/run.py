@@ -6,6 +6,14 @@
         --train-flags "--teacher {work}/ens3/{lang}/model"
     python bench/sigmorphon/run.py --tag ens3 --reuse --beam 5      # rescore, no training
     python bench/sigmorphon/run.py --show defaults ens3 ens3+beam5  # results.jsonl as markdown
+    python bench/sigmorphon/run.py --tag edit --train-flags "--arch edit" --seeds 1 2 3
+    python bench/sigmorphon/run.py --tag edit-1k --train-flags "--arch edit" --seeds 1 2 3 --train-words 1000
+
+With --seeds, each seed trains its own model (work/TAG/LANG/seedK/) and --show prints the mean
+± sd over the seeds of each (tag, language), the macro average of the means beside them.
+--train-words N keeps the first N training words (the small-data condition); dev and test
+stay whole. Every row records predict_s, the wall time of greedy (or --beam) prediction of
+the test words (one `transducer predict` process, start-up included).
 
 For each language: the phones (space-separated, multi-character tokens such as `t͡s`) are
 mapped one token -> one private-use character (U+E000 on), so a character-level model emits
@@ -61,10 +69,14 @@ def phone_map(splits: dict[str, list]) -> dict[str, str]:
     return {p: chr(PUA + k) for k, p in enumerate(phones)}
 
 
-def prepare(lang: str, work: Path) -> tuple[dict, dict[str, str]]:
-    """Write the mapped train/dev files and dev/test input lists; return the splits and the map."""
+def prepare(lang: str, work: Path, train_words: int | None = None) -> tuple[dict, dict[str, str]]:
+    """Write the mapped train/dev files and dev/test input lists; return the splits and the map.
+    train_words: keep only the first N training words (the phone map still covers all splits,
+    so symbols are numbered as in the full-data runs)."""
     splits = {s: read_pairs(DATA / f"{lang}_{s}.tsv") for s in ("train", "dev", "test")}
     mapping = phone_map(splits)
+    if train_words:
+        splits["train"] = splits["train"][:train_words]
     work.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         with open(work / f"{split}.tsv", "w", encoding="utf-8") as f:
@@ -101,10 +113,14 @@ def epochs_run(model: Path) -> int | None:
         return None
 
 
-def wer(work: Path, split: str, rows: list, mapping: dict[str, str], beam: int) -> float:
-    """Predict the split's words, map the outputs back to phones and count whole-word errors."""
+def wer(work: Path, split: str, rows: list, mapping: dict[str, str], beam: int, timing: dict | None = None) -> float:
+    """Predict the split's words, map the outputs back to phones and count whole-word errors.
+    timing: gets the predict process's wall seconds under the split's name."""
+    t0 = time.perf_counter()
     proc = transducer("predict", str(work / "model"), str(work / f"{split}.in"), "--beam", str(beam),
                       capture_output=True)
+    if timing is not None:
+        timing[split] = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"predict failed: {proc.stderr.strip()}")
     back = {c: p for p, c in mapping.items()}
@@ -123,21 +139,25 @@ def commit() -> str:
     return proc.stdout.strip()
 
 
-def run_language(lang: str, args, flags_template: str) -> dict:
-    work = WORK / args.tag / lang
-    splits, mapping = prepare(lang, work)
+def run_language(lang: str, args, flags_template: str, seed: int | None = None) -> dict:
+    work = WORK / args.tag / lang / ("" if seed is None else f"seed{seed}")
+    splits, mapping = prepare(lang, work, args.train_words)
     flags = shlex.split(flags_template.format(lang=lang, work=WORK, data=DATA))
+    if seed is not None:
+        flags += ["--seed", str(seed)]  # the last --seed given wins
     seconds = epochs = None
     if not (args.reuse and (work / "model" / "config.json").is_file()):
         seconds, epochs = train(work, flags)
     else:
         epochs = epochs_run(work / "model")
+    timing: dict[str, float] = {}
     row = dict(
         time=time.strftime("%Y-%m-%dT%H:%M:%S"), tag=args.tag, lang=lang, flags=" ".join(ARCH_FLAGS + flags),
         beam=args.beam, phones=len(mapping), dev_wer=wer(work, "dev", splits["dev"], mapping, args.beam),
-        test_wer=wer(work, "test", splits["test"], mapping, args.beam), baseline=BASELINE[lang],
+        test_wer=wer(work, "test", splits["test"], mapping, args.beam, timing), baseline=BASELINE[lang],
         train_s=None if seconds is None else round(seconds, 1), epochs=epochs,
         load=round(os.getloadavg()[0], 1), commit=commit(), reused=seconds is None,
+        seed=seed, train_words=args.train_words or len(splits["train"]), predict_s=round(timing["test"], 2),
     )
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -157,17 +177,63 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def latest_rows() -> dict[tuple[str, str, int | None], dict]:
+    """results.jsonl's latest row per (tag, language, seed). A tag TAG+beamN names the rows
+    scored with --beam N; a rescore (--reuse) keeps the trained model's train time."""
+    latest: dict[tuple[str, str, int | None], dict] = {}
+    for line in RESULTS.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        beam = "" if row["beam"] == 1 else f"+beam{row['beam']}"
+        key = row["tag"] + beam, row["lang"], row.get("seed")
+        if row["reused"] and key in latest:
+            row["train_s"] = latest[key]["train_s"]
+        latest[key] = row
+    return latest
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return m, sd
+
+
+def show_seeds(tags: list[str]) -> str:
+    """Markdown: per (tag, language), test WER mean ± sd over its seeds (n, dev mean, mean
+    train and predict seconds), and the macro average of the means."""
+    by: dict[tuple[str, str], list[dict]] = {}
+    for (tag, lang, _), row in latest_rows().items():
+        by.setdefault((tag, lang), []).append(row)
+    out = ["| language | baseline | " + " | ".join(tags) + " |", "| --- " * (len(tags) + 2) + "|"]
+    macro: dict[str, list[float]] = {t: [] for t in tags}
+    for lang in LANGS:
+        if not any((t, lang) in by for t in tags):
+            continue
+        cells = []
+        for t in tags:
+            rows = by.get((t, lang))
+            if not rows:
+                cells.append("-")
+                continue
+            m, sd = mean_sd([r["test_wer"] for r in rows])
+            dev = mean_sd([r["dev_wer"] for r in rows])[0]
+            secs = [r["train_s"] for r in rows if r["train_s"] is not None]
+            pred = [r["predict_s"] for r in rows if r.get("predict_s") is not None]
+            extra = f", train {sum(secs) / len(secs):.0f} s" if secs else ""
+            extra += f", predict {sum(pred) / len(pred):.1f} s" if pred else ""
+            cells.append(f"{m:.2f} ± {sd:.2f} (n={len(rows)}, dev {dev:.2f}{extra})")
+            macro[t].append(m)
+        out.append(f"| {lang} | {BASELINE[lang]} | " + " | ".join(cells) + " |")
+    base = sum(BASELINE.values()) / len(BASELINE)
+    out.append(f"| macro | {base:.2f} | " + " | ".join(
+        f"{sum(v) / len(v):.2f}" + ("" if len(v) == len(LANGS) else f" ({len(v)} languages)") if v else "-"
+        for v in macro.values()) + " |")
+    return "\n".join(out)
+
+
 def show(tags: list[str]) -> str:
     """A markdown table of results.jsonl's latest row per (tag, language): test WER (dev WER,
     train seconds). A tag TAG+beamN names the rows scored with --beam N."""
-    latest: dict[tuple[str, str], dict] = {}
-    for line in RESULTS.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        beam = "" if row["beam"] == 1 else f"+beam{row['beam']}"  # rescored with --reuse --beam N
-        key = row["tag"] + beam, row["lang"]
-        if row["reused"] and key in latest:  # a rescore of the same model keeps its train time
-            row["train_s"] = latest[key]["train_s"]
-        latest[key] = row
+    latest = {(tag, lang): row for (tag, lang, _), row in latest_rows().items()}
     langs = [lang for lang in LANGS if any((t, lang) in latest for t in tags)]
     out = ["| language | baseline | " + " | ".join(tags) + " |", "| --- " * (len(tags) + 2) + "|"]
     for lang in langs:
@@ -188,17 +254,22 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=1, help="predict beam width (1: greedy)")
     p.add_argument("--reuse", action="store_true", help="score the models already in work/TAG/ (no training)")
     p.add_argument("--show", nargs="+", metavar="TAG", help="print results.jsonl's rows of these tags as markdown; no run")
+    p.add_argument("--show-seeds", nargs="+", metavar="TAG", help="as --show, mean ± sd over each tag's seeds")
+    p.add_argument("--seeds", nargs="+", type=int, help="train one model per seed (work/TAG/LANG/seedK)")
+    p.add_argument("--train-words", type=int, help="keep the first N training words")
     args = p.parse_args()
-    if args.show:
-        print(show(args.show))
+    if args.show or args.show_seeds:
+        print(show(args.show) if args.show else show_seeds(args.show_seeds))
         return
     print(f"tag {args.tag}: transducer train {' '.join(ARCH_FLAGS)} --val-file dev {args.train_flags}".rstrip()
           + f"; predict --beam {args.beam}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
           file=sys.stderr)
     rows = []
     for lang in args.langs:
-        rows.append(run_language(lang, args, args.train_flags))
-        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        for seed in args.seeds or [None]:
+            rows.append(run_language(lang, args, args.train_flags, seed))
+            print(table(rows[-1:]).splitlines()[-1] + ("" if seed is None else f"  seed {seed}"),
+                  file=sys.stderr, flush=True)
     print(table(rows))
 
 

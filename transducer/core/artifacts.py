@@ -12,7 +12,7 @@
       model.keras    the Keras model (architecture + weights), loaded in safe mode
       metrics.json   history (per-epoch lists) and final (best-epoch validation metrics)
       weights.npz    plain float arrays keyed by layer/weight name, for the TensorFlow-free
-                     inference engine (see engine.py)
+                     inference engine (see inference/numpy_engine.py)
       aligner.json   only for an edit model: the stochastic edit distance fitted on its
                      training pairs (core/edits.StochasticEditDistance.to_dict), which
                      gives the expert's optimal actions; fitted once per run and reused by
@@ -190,7 +190,7 @@ def read_info(model_dir: str | Path) -> ModelInfo:
 
 
 def output_length(info: ModelInfo) -> OutputLength | None:
-    """The output length bound training learned (config.json data.output_length), or None
+    """The output length bound training learned (config.json's "data" -> "output_length"), or None
     for a model directory written before it existed: that one decodes to max_len."""
     data = info.raw.get("data")
     if not isinstance(data, dict) or "output_length" not in data:

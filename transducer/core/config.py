@@ -1,7 +1,7 @@
 """Hyperparameters, as frozen dataclasses: one for the network, one for training.
 
-Both are plain data (no TensorFlow) so the CLI can build and validate them before
-anything heavy is imported, and so they round-trip through the model directory's
+Both are plain data (no TensorFlow, no numpy) so the CLI can build and validate them
+before anything heavy is imported, and so they round-trip through the model directory's
 config.json.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
-
-import numpy as np
 
 class Choice(str, Enum):
     """A string option with a fixed set of values. `str` so a member compares equal to its
@@ -52,7 +50,7 @@ class Attention(Choice):
 
 
 class Engine(Choice):
-    NUMPY = "numpy"  # no TensorFlow (inference/engine.py)
+    NUMPY = "numpy"  # no TensorFlow (inference/numpy_engine.py)
     KERAS = "keras"
 
 
@@ -238,7 +236,7 @@ class TrainConfig:
     skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
     distribute: str = "none"  # tf.distribute strategy: none | mirrored | multi-worker; batch_size
     #                           is then per replica (global batch = batch_size x replicas)
-    ensemble: int = 1  # members trained into one model directory (ensemble.py, train_ensemble.py)
+    ensemble: int = 1  # members trained into one model directory (training/ensemble.py, inference/ensemble.py)
     member: int = 0  # this member's 0-based index: weights and shuffling are seeded with
     #                  seed + member, the validation split with seed (shared by all members)
 
@@ -306,7 +304,7 @@ class PredictOptions:
 class OutputLength:
     """The longest output a seq2seq model may write for an input, learned from its training
     data: min(max_len, ceil(ratio * max(len(input), 1)) + extra) characters. Stored in
-    config.json as data.output_length; a model directory without it decodes to max_len."""
+    config.json as "output_length" under "data"; a model directory without it decodes to max_len."""
 
     ratio: float  # output characters allowed per input character (observed_ratio x MARGIN)
     extra: int  # characters allowed on top, for short inputs with relatively long outputs
@@ -322,6 +320,8 @@ class OutputLength:
     def limits(self, input_lengths, max_len: int):
         """(B,) input lengths in characters -> (B,) longest outputs allowed, in characters.
         An input counts as at least 1 character, so every training pair fits its bound."""
+        import numpy as np  # here, not at the top: `transducer --help` imports this module
+
         n = np.maximum(np.asarray(input_lengths, dtype=np.float64), 1.0)
         # The epsilon keeps ceil from rounding ratio * n = 6.000000001 up to 7.
         return np.minimum(np.ceil(self.ratio * n - 1e-9).astype(np.int64) + self.extra, max_len)
@@ -331,7 +331,7 @@ class OutputLength:
 
     @classmethod
     def from_dict(cls, d) -> "OutputLength":
-        """config.json's data.output_length, checked (ValueError names what is wrong)."""
+        """config.json's "data" -> "output_length", checked (ValueError names what is wrong)."""
         if not isinstance(d, dict):
             raise ValueError("data.output_length must be an object")
         ratio, extra, observed = d.get("ratio"), d.get("extra"), d.get("observed_ratio", d.get("ratio"))

@@ -72,13 +72,18 @@ def learned_limits(bound, ids: np.ndarray, max_len: int) -> np.ndarray:
 # --- seq2seq -------------------------------------------------------------------------------
 
 
-def greedy(engine, ids: np.ndarray, max_len) -> list[Candidate]:
-    """The most probable symbol at each step. max_len: an int, or (B,) limits per line."""
+def greedy(engine, ids: np.ndarray, max_len, on_step=None) -> list[Candidate]:
+    """The most probable symbol at each step. max_len: an int, or (B,) limits per line.
+
+    on_step(active, probs, choice, attention), when given, is called after every step
+    with the lines still decoding (A,), their distributions (A, V), the symbols chosen
+    (A,) and the attention weights (A, T) (None without attention): explain.py's view of
+    the same decode."""
     enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
-    return _greedy(engine, enc, init, mask, output_limits(max_len, len(ids)))
+    return _greedy(engine, enc, init, mask, output_limits(max_len, len(ids)), on_step=on_step)
 
 
-def _greedy(engine, enc, init, mask, limits: np.ndarray, length_penalty: float = 1.0) -> list[Candidate]:
+def _greedy(engine, enc, init, mask, limits: np.ndarray, length_penalty: float = 1.0, on_step=None) -> list[Candidate]:
     """Greedy from encoded lines; finished lines leave the batch."""
     B = len(enc)
     states = [init] * engine.decoder_layers
@@ -87,11 +92,16 @@ def _greedy(engine, enc, init, mask, limits: np.ndarray, length_penalty: float =
     out: list[list[int]] = [[] for _ in range(B)]
     logp = np.zeros(B)
     for t in range(int(limits.max(initial=0)) + 1):
-        probs, states = engine.seq2seq_step(prev, enc, mask, states)  # (A, V)
+        if on_step is None:
+            probs, states = engine.seq2seq_step(prev, enc, mask, states)  # (A, V)
+        else:
+            probs, states, attention = engine.seq2seq_step(prev, enc, mask, states, return_attention=True)
         lp = _log_probs(probs)
         choice = lp.argmax(axis=-1)  # (A,)
         choice[t >= limits[active]] = END_ID  # the limit: only </s> may follow
         logp[active] += lp[np.arange(len(active)), choice]
+        if on_step is not None:
+            on_step(active, probs, choice, attention)
         going = choice != END_ID
         for b, c in zip(active[going], choice[going]):
             out[b].append(int(c))

@@ -1,9 +1,9 @@
 """Ensembles: N members of one model directory, run as one engine. TensorFlow-free.
 
 `train --ensemble N` writes N members that differ only in their seed (artifacts.py has the
-directory layout, train_ensemble.py the training). An EnsembleEngine has the interface
-decode.py and predict.py already use (seq2seq_encode / seq2seq_step / aligned_probs /
-aligned_decode), so greedy search, beam search and the aligned k-best search run unchanged.
+directory layout, training/ensemble.py the training). An EnsembleEngine is an Engine
+(engine.py), the interface decode.py and predict.py use, so greedy search, beam search and
+the aligned k-best search run unchanged.
 
 Combining: at every decoder step (seq2seq) or output position (aligned) the members'
 distributions are averaged in log space and renormalised:
@@ -22,12 +22,11 @@ concatenated on the last (feature) axis, so decode.py can select, repeat and dro
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from transducer.core.artifacts import ModelInfo, read_info, read_members
-from transducer.inference.engine import decode_probs, export_model_dir as export_one, load_engine as load_one
+from transducer.core.artifacts import ModelInfo, read_members
+from transducer.inference.engine import load_engine as load_one
+from transducer.inference.probs import decode_probs
 
 LOG_FLOOR = 1e-30  # probabilities are clamped here before the log, as in decode.py
 
@@ -47,11 +46,6 @@ def load_engine(info: ModelInfo, engine: str = "numpy"):
     if len(members) == 1:
         return load_one(info, engine)
     return EnsembleEngine([load_one(m, engine) for m in members])
-
-
-def export_model_dir(model_dir) -> list[Path]:
-    """`transducer export`: (re)write every member's weights.npz; their paths, member 1 first."""
-    return [export_one(m.path) for m in read_members(read_info(model_dir))]
 
 
 class EnsembleEngine:
@@ -128,5 +122,5 @@ class EnsembleEngine:
 
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) ids -> (B, T) chosen ids (per-position argmax of the combined
-        distribution) and (B,) P(output string) under it; copy_unk as in engine.decode_probs."""
+        distribution) and (B,) P(output string) under it; copy_unk as in probs.decode_probs."""
         return decode_probs(self.aligned_probs(ids), ids, copy_unk)

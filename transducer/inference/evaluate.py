@@ -221,7 +221,7 @@ def evaluate(
 def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, float]:
     """Decoded exact match and CER (a label model: macro-F1) of an in-memory Keras model
     (end of `train`)."""
-    from transducer.inference.engine import KerasEngine
+    from transducer.inference.keras_engine import KerasEngine
     from transducer.inference.predict import Predictor
 
     return decoded_metrics(evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs))

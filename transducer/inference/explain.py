@@ -23,11 +23,11 @@ import numpy as np
 from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import TransducerError
-from transducer.inference.decode import NOT_EMITTED, learned_limits
-from transducer.inference.engine import decode_probs
+from transducer.inference.decode import NOT_EMITTED, greedy, learned_limits
+from transducer.inference.probs import decode_probs
 from transducer.inference.ensemble import load_engine  # an ensemble is explained as it predicts: combined
 from transducer.inference.predict import copy_through
-from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK, UNK_ID
+from transducer.core.vocab import END_ID, PAD_ID, UNK, UNK_ID
 
 TOP = 3  # symbols listed per step
 
@@ -109,26 +109,21 @@ def _top(probs: np.ndarray, info: ModelInfo, k: int) -> tuple[Choice, ...]:
 
 
 def _seq2seq_steps(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:
-    """Greedy decoding of one line, as decode.greedy does it, keeping every step's numbers."""
-    enc, init, mask = eng.seq2seq_encode(ids)  # (1, T, W), (1, W), (1, T) or None
-    states = [init] * eng.decoder_layers
-    prev = np.full(1, START_ID, np.int32)
-    steps, chosen, logp = [], [], 0.0
-    limit = int(learned_limits(output_length(info), ids, info.model.max_len)[0])  # as predict has it
-    for t in range(limit + 1):
-        probs, states, weights = eng.seq2seq_step(prev, enc, mask, states, return_attention=True)  # (1, V), (1, T)
+    """decode.greedy on one line (what predict outputs), keeping every step's numbers."""
+    steps, chosen = [], []
+
+    def record(active, probs, choice, weights):  # (1,), (1, V), (1,), (1, T) or None
         p = probs[0].astype(np.float64)  # (V,)
         emitted = p.copy()
         emitted[list(NOT_EMITTED)] = -1.0  # never emitted: not candidates (as in decode.py)
-        choice = END_ID if t == limit else int(emitted.argmax())  # the limit: only </s>
-        logp += float(np.log(max(p[choice], 1e-30)))
+        c = int(choice[0])
         attention = None if weights is None else tuple(float(w) for w in weights[0])
-        steps.append(Step(info.output_vocab.symbols[choice], float(p[choice]), _top(emitted, info, k), attention))
-        chosen.append(choice)
-        if choice == END_ID:
-            break
-        prev = np.full(1, choice, np.int32)
-    return steps, chosen, float(np.exp(logp))
+        steps.append(Step(info.output_vocab.symbols[c], float(p[c]), _top(emitted, info, k), attention))
+        chosen.append(c)
+
+    limits = learned_limits(output_length(info), ids, info.model.max_len)  # (1,): as predict has it
+    [candidate] = greedy(eng, ids, limits, on_step=record)
+    return steps, chosen, float(np.exp(candidate.logp))
 
 
 def _label_step(eng, info: ModelInfo, ids: np.ndarray, k: int) -> tuple[list[Step], list[int], float]:

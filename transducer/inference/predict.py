@@ -316,7 +316,7 @@ class Predictor:
 def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
     """An output's string: the symbols up to the first </s> or <pad>, as Vocab.decode,
     except that each copied position (chosen as <unk> or a placeholder, see
-    engine.decode_probs) holds the input's character from `string` (--unk copy)."""
+    probs.decode_probs) holds the input's character from `string` (--unk copy)."""
     symbols = vocab.symbols
     chars = []
     for t, i in enumerate(out_ids):

@@ -13,6 +13,7 @@ the same parameters; introspect.compare_heads checks exactly that.
 
 from __future__ import annotations
 
+from transducer.core import names
 from transducer.core.config import ModelConfig
 from transducer.networks.blocks import head_layer, recurrent_stack, time_steps
 from transducer.networks.tf import keras, layers
@@ -24,8 +25,8 @@ def build_aligned(cfg: ModelConfig, variable_length: bool = False) -> keras.Mode
     # (padding after t never reaches t) and a bidirectional one always spans max_len
     # (ModelConfig.variable_length). The loss and metrics count the real positions only.
     T = time_steps(cfg, variable_length)
-    chars = keras.Input(shape=(T, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
+    chars = keras.Input(shape=(T, cfg.input_vocab_size), name=names.CHARS)  # (None, T, Vin)
     x = recurrent_stack(chars, cfg, last_return_sequences=cfg.return_sequences)
     x = head_layer(cfg, cfg.output_vocab_size, time_axis=cfg.return_sequences)(x)  # (None, T, Vout)
-    probs = layers.Activation("softmax", name="softmax")(x)  # (None, T, Vout)
+    probs = layers.Activation("softmax", name=names.SOFTMAX)(x)  # (None, T, Vout)
     return keras.Model(chars, probs, name="aligned")

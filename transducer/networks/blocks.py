@@ -1,13 +1,14 @@
 """Building blocks shared by the architectures (aligned.py, seq2seq.py, label.py,
 edit.py): the recurrent stack, the masked encoder of seq2seq and edit, the output head,
-and the padding mask.
+and the padding mask. Layers get their names from core/names.py, where the numpy engine
+finds them too.
 
 Imports point one way: build.py -> aligned.py / seq2seq.py / label.py / edit.py -> blocks.py -> tf.py.
 
 Padding masks. Inputs are one-hot and right-padded with <pad> (id 0), so a position is a
 real character exactly when its one-hot vector has no weight on <pad>. `padding_mask`
 computes that with `keras.ops` inside the functional graph: operations, not layers, so
-they add no row to `model.layer_rows` (the classic summaries stay exact) and they are
+they add no row to `introspect.layer_rows` (the classic summaries stay exact) and they are
 saved in model.keras as Keras's own ops (safe mode loads them). A GRU given the mask
 carries its state through padded steps, so its final state is the state after the last
 real character, and a Bidirectional layer's backward pass starts at each row's last real
@@ -17,16 +18,10 @@ character. Keras keeps the cuDNN kernel on a GPU for such strictly right-padded 
 
 from __future__ import annotations
 
+from transducer.core import names
 from transducer.core.config import ModelConfig
 from transducer.core.vocab import PAD_ID
 from transducer.networks.tf import layers, ops
-
-HEAD_LAYER = {"dense": "dense", "time-distributed": "time_distributed"}  # --head -> layer name
-
-
-def gru_name(i: int) -> str:
-    """Name of the i-th (1-based) recurrent layer, as in the classic summary."""
-    return f"gru_{i}"
 
 
 def time_steps(cfg: ModelConfig, variable_length: bool) -> int | None:
@@ -67,17 +62,17 @@ def encoder(model, chars, cfg: ModelConfig, mask):
     x, state = chars, None
     for i in range(1, cfg.layers + 1):
         if cfg.bidirectional:
-            name = f"encoder_bidirectional_{i}"
-            bi = model.get_layer(name) if model is not None else layers.Bidirectional(state_gru(cfg, cfg.hidden, f"encoder_gru_{i}"), name=name)
+            name = names.bidirectional(i, names.ENCODER)
+            bi = model.get_layer(name) if model is not None else layers.Bidirectional(state_gru(cfg, cfg.hidden, names.gru(i, names.ENCODER)), name=name)
             x, fwd, bwd = bi(x, mask=mask)  # (None, T, 2H), (None, H), (None, H)
             state = [fwd, bwd]
         else:
-            name = f"encoder_gru_{i}"
+            name = names.gru(i, names.ENCODER)
             gru = model.get_layer(name) if model is not None else state_gru(cfg, cfg.hidden, name)
             x, h = gru(x, mask=mask)  # (None, T, H), (None, H)
             state = [h]
         if cfg.dropout > 0 and model is None:
-            x = layers.Dropout(cfg.dropout, name=f"encoder_dropout_{i}")(x)
+            x = layers.Dropout(cfg.dropout, name=names.dropout(i, names.ENCODER))(x)
     return x, state
 
 
@@ -87,20 +82,20 @@ def recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences
     mask: (B, T) bool from `padding_mask`, or None (every position is read)."""
     for i in range(1, cfg.layers + 1):
         seq = last_return_sequences if i == cfg.layers else True
-        gru = gru_layer(cfg, cfg.hidden, f"{prefix}{gru_name(i)}", return_sequences=seq)
+        gru = gru_layer(cfg, cfg.hidden, names.gru(i, prefix), return_sequences=seq)
         if cfg.bidirectional:
             # Concatenated forward/backward states: (None, T, 2*hidden).
-            x = layers.Bidirectional(gru, name=f"{prefix}bidirectional_{i}")(x, mask=mask)
+            x = layers.Bidirectional(gru, name=names.bidirectional(i, prefix))(x, mask=mask)
         else:
             x = gru(x, mask=mask)  # (None, T, hidden) or (None, hidden) for the last, label-style
         if cfg.dropout > 0:
-            x = layers.Dropout(cfg.dropout, name=f"{prefix}dropout_{i}")(x)
+            x = layers.Dropout(cfg.dropout, name=names.dropout(i, prefix))(x)
     return x
 
 
 def head_layer(cfg: ModelConfig, units: int, time_axis: bool = True):
     """The user's output layer choice. TimeDistributed needs a time axis to map over."""
-    dense = layers.Dense(units, name="dense")
+    dense = layers.Dense(units, name=names.DENSE)
     if cfg.head == "time-distributed" and time_axis:
-        return layers.TimeDistributed(dense, name="time_distributed")
+        return layers.TimeDistributed(dense, name=names.HEAD_LAYER["time-distributed"])
     return dense

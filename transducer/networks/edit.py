@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transducer.core import names
 from transducer.core.config import ModelConfig
 from transducer.core.edits import END_ACTION, PAD_ACTION, START_ACTION, EditActions, Expert
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
@@ -186,12 +187,12 @@ def _decoder(model, x, cfg: ModelConfig, states=None):
     `states`: initial states per layer (None: zeros)."""
     finals = []
     for i in range(1, cfg.layers + 1):
-        name = f"decoder_gru_{i}"
+        name = names.decoder_gru(i)
         gru = model.get_layer(name) if model is not None else state_gru(cfg, cfg.hidden, name)
         x, h = gru(x) if states is None else gru(x, initial_state=states[i - 1])  # (B, S, H), (B, H)
         finals.append(h)
         if cfg.dropout > 0 and model is None:
-            x = layers.Dropout(cfg.dropout, name=f"decoder_dropout_{i}")(x)
+            x = layers.Dropout(cfg.dropout, name=names.dropout(i, names.DECODER))(x)
     return x, finals
 
 
@@ -205,18 +206,18 @@ def build_edit(cfg: ModelConfig, variable_length: bool = False, kinds: ActionKin
         raise ValueError(f"{len(kinds)} action kinds for {A} actions")
     T = None if variable_length else input_len(cfg.max_len)
     S = None if variable_length else decoder_steps(cfg.max_len)
-    chars = keras.Input(shape=(T, cfg.input_vocab_size), name="chars")  # (None, T, Vin)
-    pointers = keras.Input(shape=(S,), dtype="int32", name="pointers")  # (None, S)
-    prev = keras.Input(shape=(S, A), name="prev_actions")  # (None, S, A)
+    chars = keras.Input(shape=(T, cfg.input_vocab_size), name=names.CHARS)  # (None, T, Vin)
+    pointers = keras.Input(shape=(S,), dtype="int32", name=names.POINTERS)  # (None, S)
+    prev = keras.Input(shape=(S, A), name=names.PREV_ACTIONS)  # (None, S, A)
     mask = padding_mask(chars)  # (None, T) bool: characters and </s>
 
     enc, _ = encoder(None, chars, cfg, mask)  # (None, T, W)
-    pointed = PointerGather(name="pointed")([enc, pointers])  # (None, S, W)
-    x = layers.Concatenate(name="decoder_input")([pointed, prev])  # (None, S, W + A)
+    pointed = PointerGather(name=names.POINTED)([enc, pointers])  # (None, S, W)
+    x = layers.Concatenate(name=names.DECODER_INPUT)([pointed, prev])  # (None, S, W + A)
     y, _ = _decoder(None, x, cfg)  # (None, S, H)
     logits = head_layer(cfg, A)(y)  # (None, S, A)
-    masked = ActionMask(*_kind_lists(kinds), name="action_mask")([logits, pointers, input_lengths(mask)])
-    probs = layers.Activation("softmax", name="softmax")(masked)  # (None, S, A)
+    masked = ActionMask(*_kind_lists(kinds), name=names.ACTION_MASK)([logits, pointers, input_lengths(mask)])
+    probs = layers.Activation("softmax", name=names.SOFTMAX)(masked)  # (None, S, A)
     return keras.Model([chars, pointers, prev], probs, name="edit")
 
 
@@ -226,7 +227,7 @@ def _kind_lists(kinds: ActionKinds):
 
 def model_kinds(model) -> ActionKinds:
     """The action kinds a (trained or loaded) edit model masks with."""
-    return model.get_layer("action_mask").kinds
+    return model.get_layer(names.ACTION_MASK).kinds
 
 
 def inference_models(model, cfg: ModelConfig):
@@ -239,7 +240,7 @@ def inference_models(model, cfg: ModelConfig):
     Time axes are None: each batch runs to its own longest string.
     """
     A = cfg.output_vocab_size
-    chars = keras.Input(shape=(None, cfg.input_vocab_size), name="chars")
+    chars = keras.Input(shape=(None, cfg.input_vocab_size), name=names.CHARS)
     enc, _ = encoder(model, chars, cfg, padding_mask(chars))  # (B, T, W)
     enc_model = keras.Model(chars, enc, name="edit_encoder")
 
@@ -248,12 +249,12 @@ def inference_models(model, cfg: ModelConfig):
     prev = keras.Input(shape=(1, A), name="prev_action")  # (N, 1, A)
     lengths = keras.Input(shape=(), dtype="int32", name="lengths")  # (N,)
     states = [keras.Input(shape=(cfg.hidden,), name=f"state_{i}") for i in range(1, cfg.layers + 1)]
-    pointed = model.get_layer("pointed")([enc_in, pointer])  # (N, 1, W)
-    x = model.get_layer("decoder_input")([pointed, prev])  # (N, 1, W + A)
+    pointed = model.get_layer(names.POINTED)([enc_in, pointer])  # (N, 1, W)
+    x = model.get_layer(names.DECODER_INPUT)([pointed, prev])  # (N, 1, W + A)
     y, finals = _decoder(model, x, cfg, states)  # (N, 1, H)
-    head = "time_distributed" if cfg.head == "time-distributed" else "dense"
-    logits = model.get_layer("action_mask")([model.get_layer(head)(y), pointer, lengths])  # (N, 1, A)
-    probs = model.get_layer("softmax")(logits)[:, 0]  # (N, A)
+    head = model.get_layer(names.HEAD_LAYER[cfg.head])
+    logits = model.get_layer(names.ACTION_MASK)([head(y), pointer, lengths])  # (N, 1, A)
+    probs = model.get_layer(names.SOFTMAX)(logits)[:, 0]  # (N, A)
     step = keras.Model([enc_in, pointer, prev, lengths, *states], [probs, *finals], name="edit_step")
     return enc_model, step
 

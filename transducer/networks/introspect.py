@@ -9,7 +9,7 @@ import numpy as np
 
 from transducer.core.config import ModelConfig
 from transducer.networks.aligned import build_aligned
-from transducer.networks.blocks import HEAD_LAYER
+from transducer.core.names import HEAD_LAYER
 from transducer.networks.tf import keras
 
 

@@ -19,7 +19,7 @@ in safe mode and the layer table stays the classic one), passed to every GRU. A
 masked step leaves the state unchanged, so the final state is the state after the last
 real character (forward) and after reading from the last real character back to the
 first (backward), and the label does not depend on how far a string is padded. The numpy
-engine (inference.engine.NumpyEngine.label_probs) runs each row to its own length and computes the
+engine (inference.numpy_engine.NumpyEngine.label_probs) runs each row to its own length and computes the
 same function.
 
 The output vocabulary is the set of labels seen in training (vocab.Labels), listed in
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from transducer.core import names
 from transducer.core.config import ModelConfig
 from transducer.core.vocab import PAD_ID, Labels, Vocab
 from transducer.networks.blocks import head_layer, padding_mask, recurrent_stack, time_steps
@@ -38,7 +39,7 @@ from transducer.networks.tf import keras, layers
 
 def label_arrays(pairs, in_vocab: Vocab, labels: Labels, max_len: int):
     """([input ids], [Vin], label ids): the in-memory reference encoding (see
-    train.training_arrays); stream.py's pipeline gives the same features."""
+    training.loop.training_arrays); stream.py's pipeline gives the same features."""
     x, _ = in_vocab.encode_batch([p[0] for p in pairs], max_len, fill=PAD_ID)  # (N, T)
     y = np.array([labels.id_of(p[1]) for p in pairs], dtype=np.int32)  # (N,)
     return [x], [len(in_vocab)], y
@@ -47,10 +48,10 @@ def label_arrays(pairs, in_vocab: Vocab, labels: Labels, max_len: int):
 def build_label(cfg: ModelConfig, variable_length: bool = False):
     """The training (and inference) model: chars -> label probabilities. variable_length:
     a free time axis, for training batches padded to their own longest string."""
-    chars = keras.Input(shape=(time_steps(cfg, variable_length), cfg.input_vocab_size), name="chars")  # (None, T, Vin)
+    chars = keras.Input(shape=(time_steps(cfg, variable_length), cfg.input_vocab_size), name=names.CHARS)  # (None, T, Vin)
     x = recurrent_stack(chars, cfg, last_return_sequences=False, mask=padding_mask(chars))  # (None, W)
     x = head_layer(cfg, cfg.output_vocab_size, time_axis=False)(x)  # (None, n_labels)
-    probs = layers.Activation("softmax", name="softmax")(x)  # (None, n_labels)
+    probs = layers.Activation("softmax", name=names.SOFTMAX)(x)  # (None, n_labels)
     return keras.Model(chars, probs, name="label")
 
 

@@ -1,9 +1,11 @@
 """`train --ensemble N`: N members trained one after the other into one model directory.
 
-Member k (1-based) is an ordinary training run (train.train) with TrainConfig.member =
+Member k (1-based) is an ordinary training run (loop.train) with TrainConfig.member =
 k - 1: its weights and shuffling are seeded with --seed + k - 1, while the validation
 split stays --seed's, so every member sees the same training and validation pairs and
-the same vocabularies (which ensemble.py needs to combine them).
+the same vocabularies (which inference/ensemble.py needs to combine them). The pairs are
+scanned (validated, split, counted) once per run, and the scan handed to every member
+and to the ensemble's own validation.
 
 While it runs, member k is trained and published into DIR.partial/members/k/ (its own
 checkpoints in DIR.partial/members/k.partial/, exactly as for one model). When all N are
@@ -38,7 +40,7 @@ MEMBERS_STAGING = "members"  # DIR.partial/members/k/: members while the ensembl
 @dataclass
 class EnsembleResult:
     model_dir: Path  # where the ensemble was published (or would have been, if interrupted)
-    members: list = field(default_factory=list)  # train.TrainResult per member trained in this run
+    members: list = field(default_factory=list)  # loop.TrainResult per member trained in this run
     skipped: list[int] = field(default_factory=list)  # members already finished before --resume
     final: dict = field(default_factory=dict)  # the ensemble's decoded validation metrics
     interrupted: bool = False  # a signal stopped member len(skipped) + len(members)
@@ -95,6 +97,7 @@ def train_ensemble(
     result = EnsembleResult(model_dir=model_dir)
     members_root.mkdir(parents=True, exist_ok=True)
     try:
+        scanned = scan_data(spooled, model_cfg, train_cfg, val_path)  # the same for every member
         n = train_cfg.ensemble
         for k, seed in enumerate(member_seeds(train_cfg), 1):
             member_cfg = dataclasses.replace(train_cfg, member=k - 1)
@@ -106,7 +109,7 @@ def train_ensemble(
             on_member(k, n, seed, "start", None)
             member = train(
                 spooled, where, model_cfg, member_cfg, val_path=val_path, force=True, reporter=reporter,
-                resume=checkpoint.exists(artifacts.staging_dir(where)),
+                resume=checkpoint.exists(artifacts.staging_dir(where)), scanned=scanned,
                 aligner_from=members_root / "1" if k > 1 and model_cfg.arch == "edit" else None,  # fitted once
             )
             result.members.append(member)
@@ -114,7 +117,7 @@ def train_ensemble(
             if member.interrupted:
                 result.interrupted, result.signal, result.staging = True, member.signal, staging
                 return result
-        result.final = _assemble(staging, model_dir, train_cfg, spooled, val_path, model_cfg)
+        result.final = _assemble(staging, model_dir, train_cfg, held_out_pairs(*scanned), model_cfg.arch)
     finally:
         if spooled != pairs_path:
             Path(spooled).unlink(missing_ok=True)
@@ -149,9 +152,10 @@ def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> b
     return True
 
 
-def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path: str, val_path, model_cfg) -> dict:
+def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, held_out: list, arch: str) -> dict:
     """Members 1..N in staging/members/ -> one model directory, published to model_dir;
-    returns the ensemble's decoded validation metrics."""
+    returns the ensemble's decoded validation metrics on `held_out`, the pairs every member
+    validated on."""
     root, final = staging / MEMBERS_STAGING, staging / "final"
     shutil.rmtree(final, ignore_errors=True)
     (root / "1").rename(final)
@@ -162,12 +166,8 @@ def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, pairs_path
     config["ensemble"] = {"members": train_cfg.ensemble, "seeds": member_seeds(train_cfg)}
     artifacts.write_json(final / artifacts.CONFIG, config)
 
-    # The ensemble's own exact match and CER, on the held-out pairs every member validated
-    # on: scanned exactly as each member scanned them (normalization, labels, split).
-    data, val = scan_data(pairs_path, model_cfg, train_cfg, val_path)
-    held_out = held_out_pairs(data, val)
     # The numpy engine does not run edit models yet: theirs is measured with Keras.
-    engine = "keras" if model_cfg.arch == "edit" else "numpy"
+    engine = "keras" if arch == "edit" else "numpy"
     combined = decoded_metrics(evaluate_pairs(Predictor(final, cache=0, engine=engine), held_out))
     metrics = artifacts.read_metrics(final)
     metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined, "n_val": len(held_out)}

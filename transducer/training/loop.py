@@ -23,7 +23,7 @@ from transducer.training import checkpoint, distribute, edit_data, recipe, strea
 from transducer.core.config import ARCHITECTURE, ModelConfig, OutputLength, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
 from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
-from transducer.inference.engine import export_weights
+from transducer.networks.export import export_weights
 from transducer.networks.build import build_model, compile_model
 from transducer.networks.edit import ActionKinds
 from transducer.networks.label import label_arrays
@@ -138,10 +138,13 @@ def held_out_pairs(data: stream.ScannedPairs, val: stream.ScannedPairs | None, l
     return list(stream.iter_pairs(data, "val" if data.n_val else "train", limit))
 
 
-def prepare(pairs_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, val_path: str | None) -> Prepared:
-    """Step 1: scan the pairs, split them and build the vocabularies."""
+def prepare(
+    pairs_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, val_path: str | None, scanned=None,
+) -> Prepared:
+    """Step 1: scan the pairs, split them and build the vocabularies. scanned: scan_data's
+    result for these files, already made (an ensemble scans once for all its members)."""
     source = _init_source(train_cfg.init_from, model_cfg, train_cfg.member) if train_cfg.init_from else None
-    data, val = scan_data(pairs_path, model_cfg, train_cfg, val_path)
+    data, val = scanned if scanned is not None else scan_data(pairs_path, model_cfg, train_cfg, val_path)
     n_val = val.n_rows if val is not None else data.n_val
     if not data.n_train:
         raise TransducerError(
@@ -353,9 +356,11 @@ def train(
     reporter: Reporter | None = None,
     resume: bool = False,
     aligner_from: Path | None = None,
+    scanned: tuple | None = None,
 ) -> TrainResult:
     """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`, in four
-    steps: prepare (scan and vocabularies), build, fit, publish.
+    steps: prepare (scan and vocabularies), build, fit, publish. scanned: scan_data(...)
+    of the same files and options, when the caller has it (ensemble members).
 
     Each epoch is checkpointed into the staging area (see checkpoint.py). With `resume`,
     training continues from the last checkpoint of the same run. SIGINT/SIGTERM stop at
@@ -375,7 +380,7 @@ def train(
             )
         # --resume continues a run that was already writing DIR, so it may replace it.
         artifacts.check_writable(model_dir, force or resume)
-    prep = prepare(pairs_path, model_cfg, train_cfg, val_path)
+    prep = prepare(pairs_path, model_cfg, train_cfg, val_path, scanned)
     run = build(prep, train_cfg, plan, model_dir, resume, force, reporter, aligner_from)
     return publish(run, model_dir, val_path, fit(run, reporter))
 

@@ -1,9 +1,9 @@
 """The training recipe: early stopping, the learning-rate schedule, defaults per
-architecture, and dropout by data size (the label-smoothed loss is model.sequence_loss).
+architecture, and dropout by data size (the label-smoothed loss is build.sequence_loss).
 
 Plain Python (no TensorFlow at import): `Progress` decides, epoch by epoch, whether the
 model improved, whether to keep its weights, to lower the learning rate or to stop, and
-says why it stopped. train.py's Keras callback only feeds it the epoch's metrics and
+says why it stopped. loop.py's Keras callback only feeds it the epoch's metrics and
 carries out its decisions, so the rules are unit-tested without training anything.
 """
 
@@ -74,7 +74,7 @@ def resolve(
     architecture: ModelConfig's ARCHITECTURE fields (normalize None: not given); with
     `init_from`, those not in `given` (the ones set on the command line) follow that
     model's, and an ensemble size not given (None) is that model's member count (member k
-    starts from its member k, see train._init_source). dropout None and training values
+    starts from its member k, see loop._init_source). dropout None and training values
     None: this architecture's defaults (default_dropout, train_defaults)."""
     architecture, training = dict(architecture), dict(training)
     if init_from is not None:

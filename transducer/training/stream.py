@@ -340,7 +340,7 @@ def target_length(cfg: ModelConfig) -> int:
 def assemble_features(cfg: ModelConfig, src_ids, tgt_ids):
     """([int feature tensors], target ids) from encoded inputs and targets.
 
-    Keep in sync with `train.training_arrays` (aligned), `seq2seq.seq2seq_arrays` and
+    Keep in sync with `loop.training_arrays` (aligned), `seq2seq.seq2seq_arrays` and
     `label.label_arrays`:
     aligned: [inputs padded with <pad>] -> targets filled with </s>;
     label: as aligned, but the target is one label id per row, (B,);
@@ -426,7 +426,7 @@ def pairs_dataset(
     """One pass of batches (one-hot features, target ids) over `side` "train", "val" or
     "all"; `seed` picks the split, `shuffle_seed` the order (None: file order).
 
-    Build one dataset per epoch with that epoch's seed (see `train.dataset_for_epoch`) rather than
+    Build one dataset per epoch with that epoch's seed (see `loop.build`'s `dataset_for_epoch`) rather than
     relying on reshuffle_each_iteration: tf.distribute rebuilds the dataset graph and loses
     the state behind reshuffling (the order then changed from run to run), whereas explicit
     per-epoch seeds survive, so a seed gives one order on any strategy.

@@ -6,9 +6,9 @@
          what a log file, `nohup` or a batch scheduler should get; the default otherwise
   jsonl  one JSON object per event ({"event": "start" | "epoch" | "end", ...}), for scripts
 
-Each reporter receives train.Reporter's calls (start, epoch_begin, batch_end, epoch_end)
-and then `end(result)` with the TrainResult. This is the rendering side, so it writes to
-stderr itself; the library (train.py) only calls it.
+Each reporter receives training.loop.Reporter's calls (start, epoch_begin, batch_end,
+epoch_end) and then `end(result)` with the TrainResult. This is the rendering side, so it writes to
+stderr itself; the library (training/loop.py) only calls it.
 """
 
 from __future__ import annotations
