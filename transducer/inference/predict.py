@@ -168,8 +168,6 @@ class Predictor:
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = self.options.beam, self.options.nbest
         self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
-        if self.info.model.arch == "edit" and not all(hasattr(e, "edit_step") for e in getattr(self.engine, "engines", [self.engine])):
-            raise TransducerError(f"the {self.engine.name} engine cannot run --arch edit models yet; use --engine keras")
         self._check_fit()
 
     def with_options(self, **changes) -> "Predictor":
@@ -291,26 +289,30 @@ class Predictor:
             probs[copied] = 0.0
             probs[copied, 4] = 1.0
             found = decode.aligned_kbest(probs, self.nbest)
+        return self._results([
+            [(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab), c.score, c.logp) for c in cands]
+            for b, cands in enumerate(found)
+        ])
+
+    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """An edit model's outputs (inference/edit_decode.py): greedy, or a beam search
+        over action paths whose n-best are distinct strings. COPY writes the input's own
+        character, so characters never seen in training are copied through."""
+        actions, limits = self.info.output_vocab, self.output_limits(ids)
+        if self.beam == 1:
+            found = [[c] for c in edit_decode.greedy(self.engine, ids, strings, actions, limits)]
+        else:
+            found = edit_decode.beam_search(self.engine, ids, strings, actions, limits, self.beam, self.nbest)
+        return self._results([[(c.output, c.score, c.logp) for c in cands] for cands in found])
+
+    def _results(self, found: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, list | None]]:
+        """(output, confidence, n-best list or None) per line from its candidates, best
+        first, each (model-form string, score, log P)."""
         results = []
-        for b, cands in enumerate(found):
-            nbest = [
-                (
-                    self.for_output(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab)),
-                    float(c.score),
-                    float(np.exp(c.logp)),
-                )
-                for c in cands
-            ]
+        for cands in found:
+            nbest = [(self.for_output(out), float(sc), float(np.exp(logp))) for out, sc, logp in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
-
-
-    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, None]]:
-        """An edit model's outputs, greedy (inference/edit_decode.py)."""
-        if self.beam > 1:
-            raise TransducerError("--beam and --nbest above 1 are not available for --arch edit yet")
-        found = edit_decode.greedy(self.engine, ids, strings, self.info.output_vocab, self.output_limits(ids))
-        return [(self.for_output(out), float(np.exp(logp)), None) for out, logp in found]
 
 
 def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
