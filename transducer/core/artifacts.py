@@ -6,11 +6,18 @@
                      (the training files, counts and, for seq2seq, output_length: the
                      longest output decoding may write, see OutputLength);
                      a label model (--arch label) has labels (id -> label) instead of
-                     output_vocab
+                     output_vocab; an edit model (--arch edit) has actions instead: the
+                     output characters whose SUBSTITUTE and INSERT actions, after the fixed
+                     ones, make its action vocabulary (core/edits.EditActions)
       model.keras    the Keras model (architecture + weights), loaded in safe mode
       metrics.json   history (per-epoch lists) and final (best-epoch validation metrics)
       weights.npz    plain float arrays keyed by layer/weight name, for the TensorFlow-free
                      inference engine (see inference/numpy_engine.py)
+      aligner.json   only for an edit model: the stochastic edit distance fitted on its
+                     training pairs (core/edits.StochasticEditDistance.to_dict), which
+                     gives the expert's optimal actions; fitted once per run and reused by
+                     --resume (from DIR.partial/aligner.json), --init-from and every
+                     --ensemble member. Predicting does not read it.
       members/       only in an ensemble (`train --ensemble N`): members/2/ ... members/N/,
         2/           each a complete model directory of the files above (member 2 on its own
         ...          is a usable model); the top level is member 1, and its config.json says
@@ -34,10 +41,12 @@ from pathlib import Path
 
 from transducer._version import __version__
 from transducer.core.config import ModelConfig, OutputLength, TransducerError
+from transducer.core.edits import EditActions
 from transducer.core.vocab import Labels, Vocab
 
 SCHEMA_VERSION = 1
 CONFIG, MODEL, METRICS, WEIGHTS = "config.json", "model.keras", "metrics.json", "weights.npz"
+ALIGNER = "aligner.json"  # an edit model's fitted aligner (see the docstring)
 MEMBERS = "members"  # an ensemble's members 2..N, each a model directory (see the docstring)
 
 
@@ -48,7 +57,8 @@ class ModelInfo:
     path: Path  # the model directory
     model: ModelConfig  # architecture and sizes
     input_vocab: Vocab  # input characters
-    output_vocab: Vocab | Labels  # output characters (a label model's: its labels)
+    output_vocab: Vocab | Labels | EditActions  # output characters (a label model's: its
+    #                                            labels; an edit model's: its actions)
     raw: dict  # the whole config.json, for display
 
 
@@ -84,8 +94,12 @@ def config_dict(cfg: ModelConfig, input_vocab: Vocab, output_vocab: Vocab | Labe
 
 
 def output_key(cfg: ModelConfig) -> str:
-    """config.json's key for the output vocabulary: a label model lists labels."""
-    return "labels" if cfg.arch == "label" else "output_vocab"
+    """config.json's key for the output vocabulary: a label model lists labels, an edit
+    model the output characters of its actions."""
+    return {"label": "labels", "edit": "actions"}.get(cfg.arch, "output_vocab")
+
+
+OUTPUT_TYPES = {"label": Labels, "edit": EditActions}  # arch -> its output vocabulary's type (else Vocab)
 
 
 def write_json(path: Path, obj) -> None:
@@ -167,7 +181,7 @@ def read_info(model_dir: str | Path) -> ModelInfo:
     try:
         model = ModelConfig.from_dict(raw["model"])
         input_vocab = Vocab.from_json(raw["input_vocab"])
-        output_vocab = (Labels if model.arch == "label" else Vocab).from_json(raw[output_key(model)])
+        output_vocab = OUTPUT_TYPES.get(model.arch, Vocab).from_json(raw[output_key(model)])
     except (KeyError, TypeError, ValueError, TransducerError) as e:
         raise TransducerError(f"{cfg_path}: invalid config ({e})") from None
     if model.input_vocab_size != len(input_vocab) or model.output_vocab_size != len(output_vocab):
@@ -185,6 +199,19 @@ def output_length(info: ModelInfo) -> OutputLength | None:
         return OutputLength.from_dict(data["output_length"])
     except ValueError as e:
         raise TransducerError(f"{info.path / CONFIG}: invalid config ({e})") from None
+
+
+def read_aligner(model_dir: Path):
+    """The fitted aligner an edit model was trained with (DIR/aligner.json)."""
+    from transducer.core.edits import StochasticEditDistance
+
+    path = Path(model_dir) / ALIGNER
+    if not path.is_file():
+        raise TransducerError(f"{model_dir}: {ALIGNER} is missing (an edit model's fitted aligner)")
+    try:
+        return StochasticEditDistance.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise TransducerError(f"{path}: unreadable aligner ({e})") from None
 
 
 def member_count(info: ModelInfo) -> int:
@@ -212,7 +239,7 @@ def read_members(info: ModelInfo) -> list[ModelInfo]:
         m = read_info(path)
         for what, a, b in (
             ("input vocabulary", info.input_vocab.symbols, m.input_vocab.symbols),
-            ("output vocabulary", info.output_vocab.symbols, m.output_vocab.symbols),
+            ("output vocabulary", info.output_vocab.to_json(), m.output_vocab.to_json()),
             ("architecture", info.model, m.model),
         ):
             if a != b:

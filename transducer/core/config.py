@@ -56,6 +56,7 @@ class Arch(Choice):
     ALIGNED = "aligned"  # one softmax per input position (the classic model)
     SEQ2SEQ = "seq2seq"  # GRU encoder-decoder with attention
     LABEL = "label"  # one softmax per string
+    EDIT = "edit"  # edit actions (copy, delete, substitute, insert) under a pointer over the input
 
 
 class Head(Choice):
@@ -151,7 +152,8 @@ class TransducerError(Exception):
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "aligned"  # "aligned": one softmax per input position; "seq2seq": encoder-decoder;
-    #                        "label": one softmax per string (label.py)
+    #                        "label": one softmax per string (label.py); "edit": edit actions
+    #                        under a pointer (edit.py; output_vocab_size is the action count)
     max_len: int = 64  # longest input (and output) string, in characters
     hidden: int = 128  # units in each GRU layer
     layers: int = 1  # stacked GRU layers (encoder and decoder each, for seq2seq)
@@ -160,7 +162,8 @@ class ModelConfig:
     #                       path) and, for seq2seq, on the attention weights
     reset_after: bool = True  # Keras 3 default; False reproduces Keras 2 parameter counts
     head: str = "dense"  # per-timestep output layer: "dense" or "time-distributed"
-    attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none"
+    attention: str = "luong"  # seq2seq only: "luong" (dot), "bahdanau" (additive) or "none";
+    #                           an edit model's is always "none" (its pointer is its attention)
     input_vocab_size: int = 0  # one-hot width of the input, reserved symbols included
     output_vocab_size: int = 0  # softmax width of the output, reserved symbols included
     #                             (for arch "label": the number of labels, no reserved symbols)
@@ -178,6 +181,13 @@ class ModelConfig:
                 raise TransducerError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise TransducerError("--dropout must be in [0, 1)")
+        if self.arch == "edit":
+            # The decoder reads the encoder state under its pointer, not an attention
+            # average: attention does not apply, and is recorded as "none" whatever the
+            # default was. Edit models are new, so always masked.
+            object.__setattr__(self, "attention", "none")
+            if not self.masked:
+                raise TransducerError("--arch edit models are always masked (config.json says masked false)")
         if self.arch == "label" and self.head == "time-distributed":
             raise TransducerError(
                 "--head time-distributed does not apply to --arch label: its last GRU returns one"

@@ -26,6 +26,11 @@ ATTENTION_CONCAT = "attention_concat"  # [decoder output; context]
 ATTENTION_COMBINE = "attention_combine"  # Dense(tanh): Luong's attentional state
 DENSE = "dense"  # the output layer (inside time_distributed for that head)
 HEAD_LAYER = {"dense": DENSE, "time-distributed": "time_distributed"}  # --head -> the head layer
+POINTERS = "pointers"  # edit: the pointer position before each action
+PREV_ACTIONS = "prev_actions"  # edit: the previous action at each decoder step
+POINTED = "pointed"  # edit: the encoder output under the pointer
+DECODER_INPUT = "decoder_input"  # edit: [pointed; previous action]
+ACTION_MASK = "action_mask"  # edit: invalid actions' logits pushed to -inf
 DIRECTIONS = ("forward", "backward")  # a Bidirectional layer's two GRUs, in its output order
 
 

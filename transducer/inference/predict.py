@@ -30,7 +30,7 @@ from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
-from transducer.inference import decode
+from transducer.inference import decode, edit_decode
 from transducer.inference.ensemble import load_engine
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
@@ -250,7 +250,7 @@ class Predictor:
         if not strings:
             return []
         encode = self.info.input_vocab.encode_batch
-        if not (self.info.model.arch == "seq2seq" and self.info.model.masked):
+        if not (self.info.model.arch in ("seq2seq", "edit") and self.info.model.masked):
             return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0], strings)
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
@@ -267,6 +267,8 @@ class Predictor:
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         if self.info.model.arch == "label":
             return decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+        if self.info.model.arch == "edit":
+            return self._edit_candidates(ids, strings)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
         if self.info.model.arch == "seq2seq":
             limits = self.output_limits(ids)
@@ -287,16 +289,28 @@ class Predictor:
             probs[copied] = 0.0
             probs[copied, 4] = 1.0
             found = decode.aligned_kbest(probs, self.nbest)
+        return self._results([
+            [(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab), c.score, c.logp) for c in cands]
+            for b, cands in enumerate(found)
+        ])
+
+    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """An edit model's outputs (inference/edit_decode.py): greedy, or a beam search
+        over action paths whose n-best are distinct strings. COPY writes the input's own
+        character, so characters never seen in training are copied through."""
+        actions, limits = self.info.output_vocab, self.output_limits(ids)
+        if self.beam == 1:
+            found = [[c] for c in edit_decode.greedy(self.engine, ids, strings, actions, limits)]
+        else:
+            found = edit_decode.beam_search(self.engine, ids, strings, actions, limits, self.beam, self.nbest)
+        return self._results([[(c.output, c.score, c.logp) for c in cands] for cands in found])
+
+    def _results(self, found: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, list | None]]:
+        """(output, confidence, n-best list or None) per line from its candidates, best
+        first, each (model-form string, score, log P)."""
         results = []
-        for b, cands in enumerate(found):
-            nbest = [
-                (
-                    self.for_output(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab)),
-                    float(c.score),
-                    float(np.exp(c.logp)),
-                )
-                for c in cands
-            ]
+        for cands in found:
+            nbest = [(self.for_output(out), float(sc), float(np.exp(logp))) for out, sc, logp in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
 

@@ -1,8 +1,9 @@
-"""Building blocks shared by the architectures (aligned.py, seq2seq.py, label.py): the
-recurrent stack, the output head, and the padding mask. Layers get their names from
-core/names.py, where the numpy engine finds them too.
+"""Building blocks shared by the architectures (aligned.py, seq2seq.py, label.py,
+edit.py): the recurrent stack, the masked encoder of seq2seq and edit, the output head,
+and the padding mask. Layers get their names from core/names.py, where the numpy engine
+finds them too.
 
-Imports point one way: build.py -> aligned.py / seq2seq.py / label.py -> blocks.py -> tf.py.
+Imports point one way: build.py -> aligned.py / seq2seq.py / label.py / edit.py -> blocks.py -> tf.py.
 
 Padding masks. Inputs are one-hot and right-padded with <pad> (id 0), so a position is a
 real character exactly when its one-hot vector has no weight on <pad>. `padding_mask`
@@ -42,6 +43,37 @@ def gru_layer(cfg: ModelConfig, units: int, name: str, return_sequences: bool = 
         reset_after=cfg.reset_after,
         name=name,
     )
+
+
+def state_gru(cfg: ModelConfig, units: int, name: str):
+    """A GRU returning its sequence and its final state (encoders, decoders)."""
+    return gru_layer(cfg, units, name, return_sequences=True, return_state=True)
+
+
+def encoder_width(cfg: ModelConfig) -> int:
+    """Width W of the encoder outputs: hidden, or 2 * hidden when bidirectional."""
+    return cfg.hidden * (2 if cfg.bidirectional else 1)
+
+
+def encoder(model, chars, cfg: ModelConfig, mask):
+    """Encoder GRU layers over `chars` (seq2seq and edit): (outputs (B, T, W), [final
+    state per direction]). New layers when `model` is None (with dropout), else the
+    trained model's, by name."""
+    x, state = chars, None
+    for i in range(1, cfg.layers + 1):
+        if cfg.bidirectional:
+            name = names.bidirectional(i, names.ENCODER)
+            bi = model.get_layer(name) if model is not None else layers.Bidirectional(state_gru(cfg, cfg.hidden, names.gru(i, names.ENCODER)), name=name)
+            x, fwd, bwd = bi(x, mask=mask)  # (None, T, 2H), (None, H), (None, H)
+            state = [fwd, bwd]
+        else:
+            name = names.gru(i, names.ENCODER)
+            gru = model.get_layer(name) if model is not None else state_gru(cfg, cfg.hidden, name)
+            x, h = gru(x, mask=mask)  # (None, T, H), (None, H)
+            state = [h]
+        if cfg.dropout > 0 and model is None:
+            x = layers.Dropout(cfg.dropout, name=names.dropout(i, names.ENCODER))(x)
+    return x, state
 
 
 def recurrent_stack(x, cfg: ModelConfig, prefix: str = "", last_return_sequences: bool = True, mask=None):

@@ -4,6 +4,7 @@ label-smoothed), the metrics, compile.
     aligned.py   the classic model: one softmax per input position
     seq2seq.py   the GRU encoder-decoder with attention
     label.py     one softmax per string
+    edit.py      edit actions (copy, delete, substitute, insert) under a pointer
 
 `summarize` builds with a time axis of max_len (the classic shapes); `train` builds a
 masked model with a time axis of None, because its batches are as long as their longest
@@ -16,14 +17,18 @@ from __future__ import annotations
 from transducer.core.config import ModelConfig
 from transducer.core.vocab import END_ID
 from transducer.networks.aligned import build_aligned
+from transducer.networks.edit import build_edit, edit_loss, edit_metrics
 from transducer.networks.label import build_label, label_metrics
 from transducer.networks.seq2seq import build_seq2seq
 from transducer.networks.tf import keras, ops
 
 
-def build_model(cfg: ModelConfig, variable_length: bool = False) -> keras.Model:
+def build_model(cfg: ModelConfig, variable_length: bool = False, kinds=None) -> keras.Model:
     """The training model for `cfg.arch`. variable_length: a time axis of None, for
-    training on length-bucketed batches; otherwise max_len, as `summarize` shows it."""
+    training on length-bucketed batches; otherwise max_len, as `summarize` shows it.
+    kinds: an edit model's action kinds (edit.ActionKinds; None: the canonical layout)."""
+    if cfg.arch == "edit":
+        return build_edit(cfg, variable_length, kinds)
     if cfg.arch == "seq2seq":
         return build_seq2seq(cfg, variable_length)
     if cfg.arch == "label":
@@ -95,6 +100,8 @@ def compile_model(
     steps, so the same weights; callbacks see every Nth batch)."""
     if model.name == "label":  # one label id per string (label.py), not a string of ids
         loss, metrics = "sparse_categorical_crossentropy", label_metrics()
+    elif model.name == "edit":  # multi-hot optimal action sets (edit.py)
+        loss, metrics = edit_loss(label_smoothing), edit_metrics()
     else:
         loss, metrics = sequence_loss(masked, label_smoothing), [char_acc, exact_match]
     model.compile(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transducer.core.artifacts import CONFIG, MODEL, ModelInfo
 from transducer.core.config import TransducerError
+from transducer.networks import edit  # noqa: F401  registers the edit model's custom layers for loading
 from transducer.networks.tf import keras
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from transducer.core import names
 from transducer.core.config import ModelConfig
-from transducer.networks.blocks import gru_layer, head_layer, padding_mask, time_steps
+from transducer.networks.blocks import encoder as _encoder, encoder_width, head_layer, padding_mask, state_gru as _gru, time_steps
 from transducer.networks.tf import keras, layers
 from transducer.core.vocab import END_ID, PAD_ID, START_ID, Vocab
 
@@ -52,10 +52,6 @@ ATTENTION_LAYER = {"luong": "Attention", "bahdanau": "AdditiveAttention"}  # --a
 def decoder_len(max_len: int) -> int:
     """Decoder steps: up to max_len output characters, then </s>."""
     return max_len + 1
-
-
-def encoder_width(cfg: ModelConfig) -> int:
-    return cfg.hidden * (2 if cfg.bidirectional else 1)
 
 
 def seq2seq_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
@@ -71,30 +67,6 @@ def seq2seq_arrays(pairs, in_vocab: Vocab, out_vocab: Vocab, max_len: int):
     # Past the end the decoder input is </s> (a shifted fill); those steps are counted
     # neither by the metrics nor by a masked model's loss (build.sequence_loss).
     return [enc, dec_in], [len(in_vocab), len(out_vocab)], tgt
-
-
-def _gru(cfg: ModelConfig, units: int, name: str):
-    return gru_layer(cfg, units, name, return_sequences=True, return_state=True)
-
-
-def _encoder(model, chars, cfg: ModelConfig, mask):
-    """Encoder GRU layers over `chars`: (outputs (B, T, W), [final state per direction]).
-    New layers when `model` is None (with dropout), else the trained model's, by name."""
-    x, state = chars, None
-    for i in range(1, cfg.layers + 1):
-        if cfg.bidirectional:
-            name = names.bidirectional(i, names.ENCODER)
-            bi = model.get_layer(name) if model is not None else layers.Bidirectional(_gru(cfg, cfg.hidden, names.gru(i, names.ENCODER)), name=name)
-            x, fwd, bwd = bi(x, mask=mask)  # (None, T, 2H), (None, H), (None, H)
-            state = [fwd, bwd]
-        else:
-            name = names.gru(i, names.ENCODER)
-            gru = model.get_layer(name) if model is not None else _gru(cfg, cfg.hidden, name)
-            x, h = gru(x, mask=mask)  # (None, T, H), (None, H)
-            state = [h]
-        if cfg.dropout > 0 and model is None:
-            x = layers.Dropout(cfg.dropout, name=names.dropout(i, names.ENCODER))(x)
-    return x, state
 
 
 def _attend(attend, y, enc_out, mask, **kwargs):

@@ -1,6 +1,9 @@
 """Training: pairs file -> scan (vocabularies, split) -> tf.data stream -> model.fit,
 one epoch at a time with checkpoints -> model directory.
 
+An edit model (--arch edit) reads its pairs into memory instead of streaming them: its
+expert's answers are precomputed once per run (edit_data.py).
+
 The library never prints. Progress goes to a `Reporter` the caller passes in (the CLI's
 are in progress.py: rich bars, plain lines or JSON rows on stderr); Keras's own progress
 output is always off.
@@ -16,12 +19,13 @@ from pathlib import Path
 from typing import Protocol
 
 from transducer.core import artifacts
-from transducer.training import checkpoint, distribute, recipe, stream
+from transducer.training import checkpoint, distribute, edit_data, recipe, stream
 from transducer.core.config import ARCHITECTURE, ModelConfig, OutputLength, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
 from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
 from transducer.networks.export import export_weights
 from transducer.networks.build import build_model, compile_model
+from transducer.networks.edit import ActionKinds
 from transducer.networks.label import label_arrays
 from transducer.networks.saved import load_keras_model
 from transducer.networks.seq2seq import seq2seq_arrays
@@ -159,6 +163,8 @@ def prepare(
     # saw in training are <unk>, exactly as they would be at prediction time.
     # --init-from keeps the source model's vocabularies (its weights are indexed by them).
     in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
+    if model_cfg.arch == "edit":  # its output is edit actions, over the output characters
+        out_vocab = edit_data.training_actions(data.out_chars) if source is None else source.output_vocab
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
     unseen_labels = 0
     if model_cfg.arch == "label":
@@ -183,10 +189,13 @@ class Run:
     dataset_for_epoch: object  # epoch -> that epoch's shuffled training dataset
     val_ds: object  # the validation dataset, or None
     pipeline: object  # (scan, side) -> dataset
+    edit: edit_data.EditData | None = None  # an edit model's aligner and expert answers
 
 
-def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume: bool, force: bool, reporter) -> Run:
-    """Step 2: seed, make the datasets, build and compile the model, find the checkpoint."""
+def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume: bool, force: bool, reporter,
+          aligner_from: Path | None = None) -> Run:
+    """Step 2: seed, make the datasets, build and compile the model, find the checkpoint.
+    aligner_from: an edit model's aligner comes from this model directory (see edit_data)."""
     cfg, init_seed = prep.cfg, train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
     keras.utils.set_random_seed(init_seed)
     tf.config.experimental.enable_op_determinism()
@@ -199,11 +208,21 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         "data": prep.data.fingerprint + (prep.val.fingerprint if prep.val is not None else ""),
     }
     ckpt = _checkpoint_to_resume(staging, identity, resume, force)
+    edit, kinds = None, None
+    if cfg.arch == "edit":
+        reuse = prep.source.path if prep.source is not None else aligner_from
+        edit = edit_data.prepare_edit(prep, staging, ckpt is not None, reuse)
+        kinds = ActionKinds.of(edit.actions)
 
     def pipeline(scan, side, shuffle_seed=None):
-        ds = stream.pairs_dataset(
-            scan, cfg, prep.in_vocab, prep.out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
-        )
+        if edit is not None:
+            arrays = edit.train if scan is prep.data and side == "train" else edit.val
+            ds = edit_data.edit_dataset(arrays, (len(prep.in_vocab), len(edit.actions)), plan.global_batch,
+                                        cfg.max_len, shuffle_seed)
+        else:
+            ds = stream.pairs_dataset(
+                scan, cfg, prep.in_vocab, prep.out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
+            )
         return distribute.prepare_dataset(plan, ds)
 
     def dataset_for_epoch(epoch: int):
@@ -211,10 +230,10 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         return pipeline(prep.data, "train", checkpoint.epoch_seed(init_seed, epoch))
 
     val_ds = None
-    if prep.n_val:
+    if prep.n_val and (edit is None or edit.val is not None):
         val_ds = pipeline(prep.val, "all") if prep.val is not None else pipeline(prep.data, "val")
     with plan.strategy.scope():
-        model = build_model(cfg, cfg.variable_length)  # time axis None: length-bucketed batches
+        model = build_model(cfg, cfg.variable_length, kinds)  # time axis None: length-bucketed batches
         if prep.source is not None:
             _copy_weights(load_keras_model(prep.source), model)
         spe = STEPS_PER_EXECUTION if plan.mode == "none" else 1
@@ -223,7 +242,8 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
     steps = math.ceil(prep.n_train / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
-    return Run(prep, train_cfg, plan, model, keeper, written, staging, identity, ckpt, dataset_for_epoch, val_ds, pipeline)
+    return Run(prep, train_cfg, plan, model, keeper, written, staging, identity, ckpt, dataset_for_epoch, val_ds,
+               pipeline, edit)
 
 
 def start_counts(run: Run) -> dict:
@@ -323,7 +343,7 @@ def final_metrics(run: Run) -> dict:
     if run.plan.mode != "none":
         # Decoding builds inference models from the trained layers; do that on a plain copy,
         # outside the strategy whose mirrored variables Keras cannot call step by step.
-        plain = build_model(prep.cfg, prep.cfg.variable_length)
+        plain = build_model(prep.cfg, prep.cfg.variable_length, ActionKinds.of(run.edit.actions) if run.edit else None)
         plain.set_weights(model.get_weights())
     else:
         plain = model
@@ -350,7 +370,7 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
         "n_val": prep.n_val,
         "final_on": "validation" if run.val_ds is not None else "training",
     }
-    if prep.cfg.arch == "seq2seq":  # the only architecture whose output length is searched
+    if prep.cfg.arch in ("seq2seq", "edit"):  # the architectures whose output length is searched
         data["output_length"] = OutputLength.learned(prep.data.output_ratio).to_dict()
     cfg_json = artifacts.config_dict(prep.cfg, prep.in_vocab, prep.out_vocab, train=run.train_cfg.to_dict(), data=data)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
@@ -361,8 +381,9 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
     }
     # Every worker saves (saving reads synchronised variables, a collective op); only the
     # chief's copy is kept.
+    extra = {artifacts.ALIGNER: run.edit.aligner.to_dict()} if run.edit is not None else {}
     with stopper.guard():
-        save_model_dir(run.model, cfg_json, metrics, run.written, keep_checkpoint=interrupted)
+        save_model_dir(run.model, cfg_json, metrics, run.written, keep_checkpoint=interrupted, extra=extra)
         stopper.phase = "done"
     distribute.discard(run.plan, run.written)
     return TrainResult(
@@ -383,6 +404,7 @@ def train(
     force: bool = False,
     reporter: Reporter | None = None,
     resume: bool = False,
+    aligner_from: Path | None = None,
     scanned: tuple | None = None,
 ) -> TrainResult:
     """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`, in four
@@ -394,6 +416,8 @@ def train(
     stops after the epoch in progress: the best model so far is published and the
     checkpoint kept (TrainResult.interrupted). A second one stops now: TransducerError
     (exit_code 130/143) saying what was kept; the reporter's `stopped` is told first.
+    aligner_from: an edit model reuses this model directory's aligner instead of fitting
+    one (ensemble members 2..N: member 1's).
     """
     reporter = reporter or NullReporter()
     model_dir = Path(model_dir)
@@ -408,7 +432,7 @@ def train(
         # --resume continues a run that was already writing DIR, so it may replace it.
         artifacts.check_writable(model_dir, force or resume)
     prep = prepare(pairs_path, model_cfg, train_cfg, val_path, scanned)
-    run = build(prep, train_cfg, plan, model_dir, resume, force, reporter)
+    run = build(prep, train_cfg, plan, model_dir, resume, force, reporter, aligner_from)
     return _fit_and_publish(run, model_dir, val_path, reporter)
 
 
@@ -458,8 +482,10 @@ def _init_source(model_dir: str, model_cfg: ModelConfig, member: int = 0) -> art
 def _source_vocabs(source: artifacts.ModelInfo, data) -> tuple[Vocab, Vocab]:
     """The source model's vocabularies, if they can hold the new data: new input
     characters are read as <unk> (counted in the start report), but an output character
-    the model cannot write is an error."""
-    unseen = sorted(data.out_chars - set(source.output_vocab.symbols))
+    the model cannot write is an error (an edit model: one it has no action for; it may
+    still copy it, but the expert would teach it to)."""
+    written = source.output_vocab.chars if source.model.arch == "edit" else source.output_vocab.symbols
+    unseen = sorted(data.out_chars - set(written))
     if unseen:
         shown = ", ".join(repr(c) for c in unseen[:10]) + (" ..." if len(unseen) > 10 else "")
         raise TransducerError(
@@ -497,10 +523,12 @@ def _checkpoint_to_resume(staging: Path, identity: dict, resume: bool, force: bo
     return None
 
 
-def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_checkpoint: bool = False) -> None:
+def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_checkpoint: bool = False,
+                   extra: dict | None = None) -> None:
     """Stage every file of the model directory in DIR.partial/final/, publish it with one
     rename, then drop the staging area (checkpoints included) unless the run was
-    interrupted and may be resumed."""
+    interrupted and may be resumed. extra: more JSON files, name -> content (an edit
+    model's aligner.json)."""
     staging = artifacts.staging_dir(model_dir)
     final = staging / "final"
     try:
@@ -510,6 +538,8 @@ def save_model_dir(model, cfg_json: dict, metrics: dict, model_dir: Path, keep_c
         artifacts.write_json(final / artifacts.CONFIG, cfg_json)
         artifacts.write_json(final / artifacts.METRICS, metrics)
         export_weights(model, final / artifacts.WEIGHTS)
+        for name, content in (extra or {}).items():
+            artifacts.write_json(final / name, content)
     except OSError as e:
         shutil.rmtree(final, ignore_errors=True)
         raise TransducerError(f"{model_dir}: cannot write the model ({e.strerror or e})") from None

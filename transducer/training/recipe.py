@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig
+from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
 
 # seq2seq defaults (measured on the sample tasks: docs/benchmarks/index.md, "The seq2seq recipe"). The
 # aligned model keeps TrainConfig's classic defaults: absolute min_delta on the loss,
@@ -28,26 +28,32 @@ SEQ2SEQ_TRAIN = {
     "label_smoothing": 0.1,  # +1 point of test exact match on numbers (docs/benchmarks)
 }
 SEQ2SEQ_DROPOUT = 0.1  # 0.3 learned slower on 3,600-7,200 pairs; 0.1 matched it with smoothing
+# The edit model (--arch edit) starts from the seq2seq recipe (SEQ2SEQ_TRAIN, dropout,
+# NFD), not yet tuned on its own; its encoder is bidirectional unless --no-bidirectional
+# (the published edit transducer's is, and seq2seq measured better so on sigmorphon).
+RECIPE_ARCHS = ("seq2seq", "edit")  # the architectures trained with the seq2seq recipe
+EDIT_BIDIRECTIONAL = True
 
 
 def train_defaults(arch: str) -> dict:
     """TrainConfig fields the user did not set, for `arch`."""
     fields = TrainConfig()
     base = {k: getattr(fields, k) for k in SEQ2SEQ_TRAIN}
-    return dict(SEQ2SEQ_TRAIN) if arch == "seq2seq" else base
+    return dict(SEQ2SEQ_TRAIN) if arch in RECIPE_ARCHS else base
 
 
 def default_dropout(arch: str) -> float:
     """--dropout when not given: none for the aligned model (its classic behaviour)."""
-    return SEQ2SEQ_DROPOUT if arch == "seq2seq" else 0.0
+    return SEQ2SEQ_DROPOUT if arch in RECIPE_ARCHS else 0.0
 
 
 def default_normalize(arch: str) -> str:
     """--normalize when not given. seq2seq: NFD, so accented letters and Hangul syllables
     are spelled with a small alphabet of frequent letters (README, "Unicode
     normalization"); the aligned model pairs input and output position by position, which
-    decomposition would shift, so it keeps the text as it is."""
-    return "nfd" if arch == "seq2seq" else "none"
+    decomposition would shift, so it keeps the text as it is. The edit model decomposes
+    too: a letter and its accent are copied, deleted or substituted one by one."""
+    return "nfd" if arch in RECIPE_ARCHS else "none"
 
 
 def scheduled_rate(cfg: TrainConfig, epoch: int) -> float | None:
@@ -78,12 +84,26 @@ def resolve(
         architecture.update({k: getattr(info.model, k) for k in ARCHITECTURE if k not in given})
         if training.get("ensemble") is None:
             training["ensemble"] = member_count(info)
+    if architecture["arch"] == "edit":
+        _edit_architecture(architecture, given, init_from)
     if architecture.get("normalize") is None:
         architecture["normalize"] = default_normalize(architecture["arch"])
     model = ModelConfig(dropout=default_dropout(architecture["arch"]) if dropout is None else dropout, **architecture)
     chosen = {k: v for k, v in training.items() if v is not None}
     init = {"init_from": str(init_from)} if init_from is not None else {}
     return model, TrainConfig(**{**train_defaults(model.arch), **chosen, **init})
+
+
+def _edit_architecture(architecture: dict, given: frozenset, init_from) -> None:
+    """An edit model's encoder is bidirectional unless the options say otherwise; it has
+    no attention (its pointer chooses what the decoder reads), so asking for one is an error."""
+    if "attention" in given and architecture.get("attention") not in (None, "none"):
+        raise TransducerError(
+            f"--attention {architecture['attention']} does not apply to --arch edit: its decoder reads the"
+            " encoder state under its pointer"
+        )
+    if "bidirectional" not in given and init_from is None:
+        architecture["bidirectional"] = EDIT_BIDIRECTIONAL
 
 
 @dataclass

@@ -70,12 +70,23 @@ def config_rows(info) -> list[tuple[str, object]]:
 
 
 def output_row(info) -> tuple[str, str]:
-    """The config table's output vocabulary row; a label model lists its labels."""
+    """The config table's output vocabulary row; a label model lists its labels, an edit
+    model its action kinds."""
     n = len(info.output_vocab)
+    if info.model.arch == "edit":
+        return "actions", action_line(info.output_vocab)
     if info.model.arch != "label":
         return "output vocab", f"{n} symbols"
     shown = ", ".join(info.output_vocab.symbols[:20]) + (f", ... ({n - 20} more)" if n > 20 else "")
     return "labels", f"{n}: {shown}"
+
+
+def action_line(actions) -> str:
+    """e.g. "23 ids: <pad>, <s>, END, COPY, DELETE, SUBSTITUTE x 9, INSERT x 9 (characters:
+    abc...)", an edit model's action vocabulary (core/edits.EditActions)."""
+    k = len(actions.chars)
+    chars = repr("".join(actions.chars[:40]))[1:-1] + (f" ... ({k - 40} more)" if k > 40 else "")
+    return f"{len(actions)} ids: <pad>, <s>, END, COPY, DELETE, SUBSTITUTE x {k}, INSERT x {k} (characters: {chars})"
 
 
 def training(console: Console, summary) -> None:
