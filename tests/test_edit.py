@@ -76,6 +76,15 @@ def test_canonical_kinds():
     # before the end: COPY, DELETE, SUB, INS; at the end: END and INS only
     assert k.valid(np.array(0), np.array(2)).tolist() == [0, 0, 0] + [1] * 8
     assert k.valid(np.array(2), np.array(2)).tolist() == [0, 0, 1] + [0] * 5 + [1] * 3
+    # the same as the action vocabulary's own kinds and mask (core/edits.py), uncapped
+    from transducer.core.edits import EditActions
+    from transducer.networks.edit import ActionKinds
+
+    actions = EditActions(("a", "b", "c"))
+    assert ActionKinds.of(actions) == k
+    i, n = np.meshgrid(np.arange(5), np.arange(5))
+    ok = i <= n
+    np.testing.assert_array_equal(k.valid(i[ok], n[ok]), actions.valid_mask(i[ok], n[ok]))
 
 
 def test_padding_does_not_change_outputs():
@@ -421,3 +430,18 @@ def test_edit_options_in_the_cli(tmp_path):
     text = " ".join(r.stdout.split())
     for row in ("pointed (PointerGather)", "action_mask (ActionMask)", "decoder_gru_1 (GRU)", "(None, 11, 11)"):
         assert row in text, text
+
+
+def test_edit_recipe_defaults():
+    """The seq2seq recipe (not yet tuned for edit), NFD, and a bidirectional encoder
+    unless --no-bidirectional is given; --init-from keeps the source's."""
+    from transducer.training.recipe import SEQ2SEQ_DROPOUT, SEQ2SEQ_TRAIN, resolve
+
+    arch = {"arch": "edit", "max_len": 8, "hidden": 4, "layers": 1, "bidirectional": False, "reset_after": True,
+            "head": "dense", "attention": "luong", "normalize": None}
+    model, train = resolve(arch, None, {})
+    assert model.bidirectional and model.normalize == "nfd" and model.dropout == SEQ2SEQ_DROPOUT
+    assert model.attention == "none"
+    assert {k: getattr(train, k) for k in SEQ2SEQ_TRAIN} == SEQ2SEQ_TRAIN
+    model, _ = resolve(arch, None, {}, given=frozenset({"bidirectional"}))
+    assert not model.bidirectional
