@@ -353,7 +353,7 @@ def test_init_from_reuses_the_source_aligner_and_actions(tmp_path):
 
     source, _, _ = tiny_edit_model(tmp_path)
     more = write_pairs(tmp_path / "more.tsv", [("ab", "ab"), ("ba", "ba"), ("aab", "aab"), ("bba", "bba")])  # no k
-    cfg = ModelConfig(arch="edit", max_len=8, hidden=8, normalize="none")
+    cfg = ModelConfig(arch="edit", max_len=8, hidden=8, bidirectional=True, normalize="none")
     tiny_lr = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-12, init_from=str(source), val_split=0.0)
     train(str(more), tmp_path / "continued", cfg, tiny_lr)
     continued = tmp_path / "continued"
