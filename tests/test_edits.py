@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from transducer.core.edits import (
@@ -25,6 +25,7 @@ inputs = st.text(alphabet=SOURCE, max_size=4)
 outputs = st.text(alphabet=TARGET, max_size=4)
 tiny_pairs = st.tuples(inputs, outputs)
 SLOW_ENOUGH = settings(max_examples=60, deadline=None)
+longer_pairs = st.tuples(st.text(alphabet=SOURCE, max_size=6), st.text(alphabet=TARGET, max_size=6))
 
 
 def random_sed(seed: int, source: str = SOURCE, target: str = TARGET) -> StochasticEditDistance:
@@ -33,7 +34,12 @@ def random_sed(seed: int, source: str = SOURCE, target: str = TARGET) -> Stochas
     p = np.random.default_rng(seed).dirichlet(np.full(S * T + S + T + 1, 0.7))
     logp = np.log(p)
     return StochasticEditDistance(
-        tuple(source), tuple(target), logp[: S * T].reshape(S, T), logp[S * T : S * T + S], logp[S * T + S : -1], float(logp[-1])
+        tuple(source),
+        tuple(target),
+        logp[: S * T].reshape(S, T),
+        logp[S * T : S * T + S],
+        logp[S * T + S : -1],
+        float(logp[-1]),
     )
 
 
@@ -91,7 +97,8 @@ def test_action_ids_layout_names_and_json_round_trip():
     assert (PAD_ACTION, START_ACTION, END_ACTION, COPY_ACTION, DELETE_ACTION) == (0, 1, 2, 3, 4)
     assert [acts.substitute(c) for c in "abc"] == [5, 6, 7]
     assert [acts.insert(c) for c in "abc"] == [8, 9, 10]
-    assert acts.names() == ("<pad>", "<s>", "END", "COPY", "DELETE", "SUB(a)", "SUB(b)", "SUB(c)", "INS(a)", "INS(b)", "INS(c)")
+    assert acts.names()[:5] == ("<pad>", "<s>", "END", "COPY", "DELETE")
+    assert acts.names()[5:] == ("SUB(a)", "SUB(b)", "SUB(c)", "INS(a)", "INS(b)", "INS(c)")
     assert acts.advance.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0]
     assert acts.writes.tolist() == [False, False, False, True, False] + [True] * 6
     assert EditActions.from_json(json.loads(json.dumps(acts.to_json()))) == acts
@@ -103,9 +110,11 @@ def test_action_ids_layout_names_and_json_round_trip():
 
 def test_apply_runs_the_worked_example_and_copies_unseen_characters():
     acts = EditActions.from_strings(["flɒks"])
-    script = [acts.substitute("f"), DELETE_ACTION, COPY_ACTION, acts.substitute("ɒ"), acts.insert("k"), acts.substitute("s"), END_ACTION]
+    sub, ins = acts.substitute, acts.insert
+    script = [sub("f"), DELETE_ACTION, COPY_ACTION, sub("ɒ"), ins("k"), sub("s"), END_ACTION]
     assert acts.apply(script, "phlox") == "flɒks"
-    assert acts.apply([COPY_ACTION, COPY_ACTION, END_ACTION, PAD_ACTION, PAD_ACTION], "7Ω") == "7Ω"  # never-seen characters
+    padded = [COPY_ACTION, COPY_ACTION, END_ACTION, PAD_ACTION, PAD_ACTION]
+    assert acts.apply(padded, "7Ω") == "7Ω"  # characters never seen, and padding after END
     assert acts.apply([END_ACTION], "") == ""
     assert acts.apply([acts.insert("k"), END_ACTION], "") == "k"
 
@@ -195,26 +204,18 @@ def test_forward_probability_is_the_sum_over_all_alignments(pair, seed):
 
 @SLOW_ENOUGH
 @given(tiny_pairs, st.integers(0, 2**32 - 1))
-def test_viterbi_cost_to_go_is_the_min_over_all_completions(pair, seed):
+def test_viterbi_costs_and_optimal_sets_match_the_enumeration_at_every_state(pair, seed):
+    """At every state (i, j): the cost-to-go is the min over all completions, and the
+    optimal set is the set of first actions of the min-cost completions."""
     sed = random_sed(seed)
+    expert = expert_for(sed)
     x, y = pair
     V = sed.cost_to_go(x, y)
     assert V.shape == (len(x) + 1, len(y) + 1)
     for i in range(len(x) + 1):
         for j in range(len(y) + 1):
-            best = min(-sum(edit_logp(sed, e) for e in c) for c in completions(x, y, i, j))
+            best, expected = oracle_optimal(sed, expert.actions, x, y, i, j)
             assert V[i, j] == pytest.approx(best, rel=1e-9, abs=1e-9)
-
-
-@SLOW_ENOUGH
-@given(tiny_pairs, st.integers(0, 2**32 - 1))
-def test_optimal_sets_are_the_first_actions_of_min_cost_completions(pair, seed):
-    sed = random_sed(seed)
-    expert = expert_for(sed)
-    x, y = pair
-    for i in range(len(x) + 1):
-        for j in range(len(y) + 1):
-            _, expected = oracle_optimal(sed, expert.actions, x, y, i, j)
             assert set(expert.optimal_actions(x, y, i, j)) == expected
             assert set(expert.optimal_actions(x, y, i, y[:j])) == expected  # the written text says the same
 
@@ -236,8 +237,12 @@ def test_the_expert_script_is_an_optimal_alignment_that_produces_the_output(pair
         assert set(path.optimal[t][path.optimal[t] >= 0].tolist()) == expected
         assert a == path.optimal[t][0] == expert.optimal_actions(x, y, i, j)[0]  # the preferred one
         kind = acts.kind(a)
-        edit = {"copy": ("sub", x[i : i + 1], y[j : j + 1]), "substitute": ("sub", x[i : i + 1], y[j : j + 1])}.get(kind)
-        edit = edit or {"insert": ("ins", y[j : j + 1]), "delete": ("del", x[i : i + 1])}.get(kind, ("end",))
+        edit = {
+            "copy": ("sub", x[i : i + 1], y[j : j + 1]),
+            "substitute": ("sub", x[i : i + 1], y[j : j + 1]),
+            "insert": ("ins", y[j : j + 1]),
+            "delete": ("del", x[i : i + 1]),
+        }.get(kind, ("end",))
         cost -= edit_logp(sed, edit)
         written, i = acts.step(a, x, i)
         j += len(written)
@@ -271,6 +276,9 @@ def test_copy_is_preferred_over_identity_substitution_and_unseen_characters_are_
     assert path.actions.tolist() == [COPY_ACTION, COPY_ACTION, COPY_ACTION, END_ACTION]
     assert all(acts.substitute(c) not in row for row, c in zip(path.optimal, "azb"))
     assert np.isfinite(sed.log_probs([("qzq", "z"), ("", "")])).all()
+    # an unseen character's copy costs the mean copy of the characters on both sides
+    mean_copy = np.mean([sed.log_sub[sed.source.index(c), sed.target.index(c)] for c in "abc"])
+    assert sed.cost_to_go("z", "z")[0, 0] == pytest.approx(-mean_copy - sed.log_end)
 
 
 @pytest.mark.parametrize("x, y", [("", ""), ("", "ab"), ("ab", ""), ("a", "a")])
@@ -279,13 +287,14 @@ def test_empty_strings(x, y):
     expert = expert_for(sed)
     path = expert.expert_actions(x, y)
     assert expert.actions.apply(path.actions, x) == y
-    assert len(path.actions) == len(x) + len(y) + 1 - sum(expert.actions.kind(a) in ("copy", "substitute") for a in path.actions)
+    diagonal = sum(expert.actions.kind(a) in ("copy", "substitute") for a in path.actions)
+    assert len(path.actions) == len(x) + len(y) + 1 - diagonal
     brute = np.logaddexp.reduce([sum(edit_logp(sed, e) for e in c) for c in completions(x, y, 0, 0)])
     assert sed.log_probs([(x, y)])[0] == pytest.approx(brute)
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.lists(st.tuples(st.text(alphabet=SOURCE, max_size=6), st.text(alphabet=TARGET, max_size=6)), min_size=1, max_size=30))
+@given(st.lists(longer_pairs, min_size=1, max_size=30))
 def test_the_batch_gives_what_each_pair_gives_alone(pairs):
     expert = expert_for(random_sed(len(pairs)))
     for path, (x, y) in zip(expert.expert_batch(pairs), pairs):
@@ -336,6 +345,29 @@ def test_following_the_expert_from_any_reachable_state_produces_the_rest(pair, i
         assert out == y
 
 
+def levenshtein(a: str, b: str) -> int:
+    if not a or not b:
+        return len(a) + len(b)
+    return min(levenshtein(a[1:], b) + 1, levenshtein(a, b[1:]) + 1, levenshtein(a[1:], b[1:]) + (a[0] != b[0]))
+
+
+@SLOW_ENOUGH
+@given(tiny_pairs, st.integers(0, 4), st.text(alphabet="abdz", max_size=4), st.integers(0, 2**32 - 1))
+@example(("", "abd"), 0, "ad", 0)  # "ad" is as close to "abd" (b skipped) as to "a" and "ab": END is optimal
+def test_rollin_from_any_written_text_matches_the_enumeration(pair, i, written, seed):
+    """Off the reference path: the target prefixes closest to the written text (Levenshtein),
+    and over them, the first actions of the cheapest completions."""
+    x, y = pair
+    i = min(i, len(x))
+    sed = random_sed(seed)
+    expert = expert_for(sed)
+    distances = [levenshtein(written, y[:j]) for j in range(len(y) + 1)]
+    scored = [oracle_optimal(sed, expert.actions, x, y, i, j) for j, d in enumerate(distances) if d == min(distances)]
+    best = min(cost for cost, _ in scored)
+    expected = set().union(*(firsts for cost, firsts in scored if cost <= best + TIE_TOLERANCE))
+    assert set(expert.optimal_actions(x, y, i, written)) == expected
+
+
 # --- EM
 
 
@@ -361,6 +393,28 @@ def test_em_never_decreases_its_objective_and_keeps_parameters_normalised(pairs,
     assert all(b >= a - 1e-7 * max(1.0, abs(a)) for a, b in zip(scores, scores[1:])), scores
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.lists(tiny_pairs, min_size=1, max_size=4), st.sampled_from([0.0, 0.25]), st.integers(0, 2**32 - 1))
+def test_em_step_is_the_normalised_expected_counts_of_the_enumeration(pairs, smoothing, seed):
+    """The M-step re-estimates each edit from its expected count over all alignments,
+    weighted by their posterior, plus the smoothing pseudo-count."""
+    sed = random_sed(seed)
+    counts: dict[tuple, float] = {}
+    for x, y in pairs:
+        alignments = completions(x, y, 0, 0)
+        logps = np.array([sum(edit_logp(sed, e) for e in c) for c in alignments])
+        for c, post in zip(alignments, np.exp(logps - np.logaddexp.reduce(logps))):
+            for e in c:
+                counts[e] = counts.get(e, 0.0) + post
+    S, T = len(SOURCE) + 1, len(TARGET) + 1
+    total = sum(counts.values()) + smoothing * (S * T + S + T + 1)
+    new, _ = sed.em_step(pairs, smoothing=smoothing)
+    every_edit = [("end",)] + [("del", a) for a in SOURCE] + [("ins", b) for b in TARGET]
+    for e in every_edit + [("sub", a, b) for a in SOURCE for b in TARGET]:
+        expected = (counts.get(e, 0.0) + smoothing) / total
+        assert np.exp(edit_logp(new, e)) == pytest.approx(expected, rel=1e-7, abs=1e-12), e
+
+
 def test_fit_learns_the_obvious_alignment_and_reports_progress():
     pairs = [("kat", "cat"), ("kot", "cot"), ("ka", "ca"), ("tak", "tac"), ("kit", "cit")] * 3
     seen = []
@@ -368,7 +422,8 @@ def test_fit_learns_the_obvious_alignment_and_reports_progress():
     assert [it for it, _ in seen] == list(range(len(seen))) and 1 <= len(seen) <= 8
     assert all(b >= a for (_, a), (_, b) in zip(seen, seen[1:]))
     expert = Expert(sed, EditActions.from_strings(y for _, y in pairs))
-    assert [expert.actions.name(a) for a in expert.expert_actions("kita", "cita").actions] == ["SUB(c)", "COPY", "COPY", "COPY", "END"]
+    script = [expert.actions.name(a) for a in expert.expert_actions("kita", "cita").actions]
+    assert script == ["SUB(c)", "COPY", "COPY", "COPY", "END"]
 
 
 def test_fit_stops_when_the_gain_is_tiny():

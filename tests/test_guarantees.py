@@ -297,7 +297,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pair
 
 
 CHECKPOINT_COMBINATIONS = [
-    *itertools.product(("aligned", "seq2seq"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)),
+    *itertools.product(("aligned", "seq2seq", "edit"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)),
     *itertools.product(("label",), (False, True), (1, 2), ("dense",), (True, False)),
 ]
 

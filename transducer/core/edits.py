@@ -296,11 +296,15 @@ class StochasticEditDistance:
     log_end: float  # log p(END)
 
     def __post_init__(self):
+        for side in (self.source, self.target):
+            if not all(isinstance(c, str) for c in side) or len(set(side)) != len(side):
+                raise ValueError("aligner alphabets must be distinct strings")
         S, T = len(self.source) + 1, len(self.target) + 1
         shapes = (np.shape(self.log_sub), np.shape(self.log_del), np.shape(self.log_ins))
         if shapes != ((S, T), (S,), (T,)):
             raise ValueError(f"aligner parameters have shapes {shapes}, expected {((S, T), (S,), (T,))}")
-        arrays = [np.maximum(np.asarray(a, dtype=np.float64), LOG_FLOOR) for a in (self.log_sub, self.log_del, self.log_ins)]
+        given = (self.log_sub, self.log_del, self.log_ins)
+        arrays = [np.maximum(np.asarray(a, dtype=np.float64), LOG_FLOOR) for a in given]
         total = np.logaddexp.reduce(np.concatenate([a.ravel() for a in arrays] + [[float(self.log_end)]]))
         if not abs(total) < 1e-6:
             raise ValueError(f"aligner probabilities sum to {np.exp(total):.6f}, not 1")
@@ -336,7 +340,8 @@ class StochasticEditDistance:
             weights = (sub, np.full(S, rest), np.full(T, rest), rest)
         else:
             weights = (sub / events, np.full(S, 1 / events), np.full(T, 1 / events), 1 / events)
-        return cls(source, target, np.log(weights[0]), np.log(weights[1]), np.log(weights[2]), float(np.log(weights[3])))
+        sub, dele, ins, end = weights
+        return cls(source, target, np.log(sub), np.log(dele), np.log(ins), float(np.log(end)))
 
     @classmethod
     def fit(
@@ -383,8 +388,10 @@ class StochasticEditDistance:
             total_ll += ll
             pairs += len(enc.n)
         counts = np.append(counts, pairs) + smoothing  # END is used once per pair
+        if counts.sum() == 0:  # no pairs and no smoothing: nothing to learn from
+            counts = np.ones_like(counts)
         with np.errstate(divide="ignore"):  # an edit with no count and no smoothing: log 0, floored
-            logp = np.log(counts / counts.sum()) if counts.sum() > 0 else np.full(len(counts), -np.log(len(counts)))
+            logp = np.log(counts / counts.sum())
         sub, rest = logp[: S * T].reshape(S, T), logp[S * T :]
         new = StochasticEditDistance(self.source, self.target, sub, rest[:S], rest[S : S + T], float(rest[-1]))
         return new, total_ll
@@ -462,6 +469,12 @@ class StochasticEditDistance:
         lsub = np.where(unseen, self._unseen_copy, lsub)
         return lsub, self.log_del[enc.src], self.log_ins[enc.tgt]
 
+    def _sub_log_prob(self, a: str, b: str) -> float:
+        """log p(substitute a by b) for one pair of characters, as `_weights` gives it."""
+        s, t = self._src.get(a, len(self.source)), self._tgt.get(b, len(self.target))
+        unseen = a == b and (s == len(self.source) or t == len(self.target))
+        return self._unseen_copy if unseen else float(self.log_sub[s, t])
+
     def _encode(self, pairs: Sequence[Pair]) -> _Encoded:
         S, T = len(self.source), len(self.target)
         src, n = _pad([[self._src.get(c, S) for c in x] for x, _ in pairs], S)
@@ -470,8 +483,9 @@ class StochasticEditDistance:
         ys, _ = _pad([[ord(c) for c in y] for _, y in pairs], -2)
         return _Encoded(src, tgt, xs[:, :, None] == ys[:, None, :], n, m)
 
-    def _encode_chunks(self, pairs: Sequence[Pair], reverse: bool = True) -> list[tuple[np.ndarray, _Encoded, _Encoded | None]]:
-        """(indices into pairs, the chunk encoded, the chunk with both strings reversed)."""
+    def _encode_chunks(self, pairs: Sequence[Pair], reverse: bool = True) -> list[tuple]:
+        """(indices into pairs, the chunk encoded, the chunk with both strings reversed or
+        None) for each chunk of similar lengths."""
         out = []
         for idx in _chunks(pairs):
             chunk = [pairs[k] for k in idx]
@@ -658,12 +672,10 @@ class Expert:
             if i < n:
                 offer(DELETE_ACTION, -a.log_del[xi] + V[i + 1, j])
             if j < m and room:
-                yj = a._tgt.get(y[j], len(a.target))
-                offer(self.actions.insert(y[j]), -a.log_ins[yj] + V[i, j + 1])
+                offer(self.actions.insert(y[j]), -a.log_ins[a._tgt.get(y[j], len(a.target))] + V[i, j + 1])
                 if i < n:
-                    copy = x[i] == y[j]
-                    lsub = a._unseen_copy if copy and (xi == len(a.source) or yj == len(a.target)) else a.log_sub[xi, yj]
-                    offer(COPY_ACTION if copy else self.actions.substitute(y[j]), -lsub + V[i + 1, j + 1])
+                    diag = COPY_ACTION if x[i] == y[j] else self.actions.substitute(y[j])
+                    offer(diag, -a._sub_log_prob(x[i], y[j]) + V[i + 1, j + 1])
         return costs
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from transducer.core import names
 from transducer.core.config import ModelConfig
 from transducer.core.vocab import PAD_ID
-from transducer.networks.tf import layers, ops
+from transducer.networks.tf import keras, layers, ops
 
 
 def time_steps(cfg: ModelConfig, variable_length: bool) -> int | None:
@@ -97,5 +97,24 @@ def head_layer(cfg: ModelConfig, units: int, time_axis: bool = True):
     """The user's output layer choice. TimeDistributed needs a time axis to map over."""
     dense = layers.Dense(units, name=names.DENSE)
     if cfg.head == "time-distributed" and time_axis:
-        return layers.TimeDistributed(dense, name=names.HEAD_LAYER["time-distributed"])
+        return TimeDistributed(dense, name=names.HEAD_LAYER["time-distributed"])
     return dense
+
+
+@keras.saving.register_keras_serializable(package="transducer")
+class TimeDistributed(layers.TimeDistributed):
+    """Keras's TimeDistributed, mapping over the time axis when its length is only known
+    at run time (length-bucketed batches, time axis None). Keras 3.15's own maps over
+    `ops.shape(inputs)[0]`, the BATCH size, in that case, so its output has as many steps
+    as the batch has rows and training fails ("Incompatible shapes: [7,58,28] vs.
+    [7,7,28]"). Same weights, same per-step computation; a time axis of fixed length
+    (and a mask) take Keras's own path."""
+
+    def call(self, inputs, training=None, mask=None):
+        if inputs.shape[1] is not None or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        by_time = ops.transpose(inputs, [1, 0, *range(2, len(inputs.shape))])  # (T, B, ...)
+        outputs = ops.vectorized_map(
+            lambda t: self.layer.call(by_time[t]), ops.arange(ops.shape(inputs)[1])
+        )  # (T, B, units)
+        return ops.transpose(outputs, [1, 0, *range(2, len(outputs.shape))])  # (B, T, units)

@@ -347,9 +347,18 @@ def final_metrics(run: Run) -> dict:
         plain.set_weights(model.get_weights())
     else:
         plain = model
-    info = artifacts.ModelInfo(Path(run.written), prep.cfg, prep.in_vocab, prep.out_vocab, {})
+    # Decoded as the published model will decode: with the learned output length bound.
+    info = artifacts.ModelInfo(Path(run.written), prep.cfg, prep.in_vocab, prep.out_vocab, {"data": learned_length(prep)})
     final.update(validation_metrics(plain, info, held_out_pairs(prep.data, prep.val)))
     return final
+
+
+def learned_length(prep: Prepared) -> dict:
+    """config.json's data.output_length for the architectures whose output length is
+    searched (seq2seq, edit), else nothing."""
+    if prep.cfg.arch not in ("seq2seq", "edit"):
+        return {}
+    return {"output_length": OutputLength.learned(prep.data.output_ratio).to_dict()}
 
 
 def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
@@ -370,8 +379,7 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
         "n_val": prep.n_val,
         "final_on": "validation" if run.val_ds is not None else "training",
     }
-    if prep.cfg.arch in ("seq2seq", "edit"):  # the architectures whose output length is searched
-        data["output_length"] = OutputLength.learned(prep.data.output_ratio).to_dict()
+    data.update(learned_length(prep))
     cfg_json = artifacts.config_dict(prep.cfg, prep.in_vocab, prep.out_vocab, train=run.train_cfg.to_dict(), data=data)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
     metrics = {
