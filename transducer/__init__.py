@@ -12,11 +12,11 @@ only when training or the Keras engine needs it.
 from transducer._version import __version__
 
 __all__ = [
-    "load", "train", "Model", "Prediction", "Candidate", "TrainOptions", "PredictOptions", "TransducerError",
+    "load", "train", "assemble", "Model", "Prediction", "Candidate", "TrainOptions", "PredictOptions", "TransducerError",
     "__version__",
 ]
 
-_API = {"load", "train", "Model", "Prediction", "Candidate", "TrainOptions"}
+_API = {"load", "train", "assemble", "Model", "Prediction", "Candidate", "TrainOptions"}
 _CONFIG = {"PredictOptions", "TransducerError"}
 
 

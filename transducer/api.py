@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from transducer.core import artifacts
 from transducer.core.artifacts import ModelInfo, member_count
 from transducer.core.config import ARCHITECTURE, ModelConfig, PredictOptions, TrainConfig, TransducerError
 
@@ -189,10 +190,27 @@ def load(model_dir: str | Path, **options) -> Model:
 
     options: predict's, in snake_case, with its defaults: engine="numpy", beam=1,
     nbest=1, unk="copy", on_long="error", encoding_errors="strict", batch_size=1024,
-    cache=20000. Errors (a missing or damaged directory, a bad option) raise
+    cache=20000, combine="mean" (an ensemble's rule: "mean" | "vote" | "rescore",
+    inference/combine.py). Errors (a missing or damaged directory, a bad option) raise
     TransducerError with the CLI's message.
     """
     return Model(model_dir, PredictOptions(**options))
+
+
+def assemble(model_dirs: Iterable[str | Path], out: str | Path, *, force: bool = False) -> Path:
+    """Copy existing model directories into one ensemble directory `out` and return its
+    path: `transducer assemble DIR... -m OUT`. Members may be of different architectures
+    (e.g. seq2seq and edit; load it with combine="vote" or "rescore"); an ensemble among
+    `model_dirs` brings all of its members. Inputs that cannot be combined (another
+    normalization form or max_len, labels mixed with strings) raise TransducerError
+    before anything is written. No TensorFlow.
+
+    >>> import tempfile, transducer
+    >>> ens = transducer.assemble([model_dir, model_dir], tempfile.mkdtemp() + "/twice")
+    >>> transducer.load(ens, combine="vote").predict(["abc", "XYZ"]) == model.predict(["abc", "XYZ"])
+    True
+    """
+    return artifacts.assemble(list(model_dirs), out, force=force)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import typer
 
 from transducer._version import __version__
 from transducer.core.config import (
-    CACHE_LINES, Arch, Attention, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
+    CACHE_LINES, Arch, Attention, Combine, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
     ModelConfig, Normalize, OnLong, TransducerError, Unk,
 )
 from transducer.ui import render
@@ -68,6 +68,10 @@ EncodingOpt = Annotated[EncodingErrors, typer.Option(help="Invalid UTF-8 input: 
 UnkOpt = Annotated[Unk, typer.Option(help=(
     "Characters never seen in training, aligned models: copy (through unchanged, at their position)"
     " | model (read as <unk>; the model may end the string there). seq2seq models always read <unk>."
+))]
+CombineOpt = Annotated[Combine, typer.Option(help=(
+    "An ensemble's rule: mean (of the members' step distributions; one architecture) | vote (each member"
+    " decodes, the majority wins) | rescore (every member scores every member's n-best; any architectures)."
 ))]
 ArchOpt = Annotated[Arch, typer.Option(help="Architecture (label: the second column is one label per string).")]
 HeadOpt = Annotated[Head, typer.Option(help="Per-timestep output layer (label models: dense only).")]
@@ -222,6 +226,7 @@ def predict(
         " tsv/jsonl (label models: the K most probable labels)."))] = 1,
     unk: UnkOpt = Unk.COPY,
     cache: Annotated[int, typer.Option(help="Distinct lines whose results are kept and reused (about 250 bytes each); 0 computes every line.")] = CACHE_LINES,
+    combine: CombineOpt = Combine.MEAN,
     verbose: Verbose = False,
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -243,7 +248,7 @@ def predict(
     except TransducerError as e:
         _fail(e)
     model = _load(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk, on_long=on_long,
-                  encoding_errors=encoding_errors, batch_size=batch_size, cache=cache)
+                  encoding_errors=encoding_errors, batch_size=batch_size, cache=cache, combine=combine)
     from transducer.inference.predict import PredictStats
 
     stats = PredictStats()
@@ -302,6 +307,7 @@ def evaluate(
     on_long: OnLongOpt = OnLong.ERROR,
     encoding_errors: EncodingOpt = EncodingErrors.STRICT,
     unk: UnkOpt = Unk.COPY,
+    combine: CombineOpt = Combine.MEAN,
     verbose: Verbose = False,
 ):
     """Exact match, word error rate and character error rate on a test file, on stdout
@@ -322,7 +328,7 @@ def evaluate(
     """
     _quiet_tensorflow(verbose)
     model = _load(model_dir, engine=engine, beam=beam, unk=unk, on_long=on_long, encoding_errors=encoding_errors,
-                  batch_size=batch_size)
+                  batch_size=batch_size, combine=combine)
     try:
         report = model.evaluate(test_file, skip_invalid=skip_invalid)
     except TransducerError as e:
@@ -394,6 +400,31 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
         _fail(e)
     for path in paths:
         sys.stdout.write(f"{path}\n")
+
+
+# --- assemble ----------------------------------------------------------------------------
+
+
+@app.command(cls=_Command)
+def assemble(
+    model_dirs: Annotated[list[Path], typer.Argument(help="Model directories, in member order (an ensemble brings all its members).")],
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Directory to write the ensemble to.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
+):
+    """Copy existing model directories into one ensemble (members of any architectures); print its path.
+
+    Example:
+
+        transducer assemble models/s2s models/edit -m models/mixed \
+            && transducer predict models/mixed words.txt --combine vote
+    """
+    from transducer.api import assemble as assemble_dirs
+
+    try:
+        path = assemble_dirs(model_dirs, model_dir, force=force)
+    except TransducerError as e:
+        _fail(e)
+    sys.stdout.write(f"{path}\n")
 
 
 # --- summarize ---------------------------------------------------------------------------

@@ -71,6 +71,12 @@ class EncodingErrors(Choice):  # what predict does with invalid UTF-8
     REPLACE = "replace"
 
 
+class Combine(Choice):  # how an ensemble's members are combined (inference/combine.py)
+    MEAN = "mean"  # geometric mean of the members' per-step distributions (one architecture)
+    VOTE = "vote"  # each member decodes; the most frequent output wins
+    RESCORE = "rescore"  # every member scores every member's n-best; the best sum wins
+
+
 class Unk(Choice):  # what an aligned model does with characters unseen in training
     COPY = "copy"
     MODEL = "model"
@@ -105,7 +111,7 @@ class LogFormat(Choice):  # train's progress on stderr (ui/progress.py)
 ARCHS, HEADS, ATTENTIONS = Arch.values(), Head.values(), Attention.values()
 ENGINES, FORMATS, ON_LONG, ENCODING_ERRORS = Engine.values(), Format.values(), OnLong.values(), EncodingErrors.values()
 UNK_POLICIES, DISTRIBUTE, NORMALIZE = Unk.values(), Distribute.values(), Normalize.values()
-LR_SCHEDULES, LOG_FORMATS = LrSchedule.values(), LogFormat.values()
+LR_SCHEDULES, LOG_FORMATS, COMBINE = LrSchedule.values(), LogFormat.values(), Combine.values()
 CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results are kept
 #                       (each entry holds the line, its output and a float: ~250 bytes)
 
@@ -283,10 +289,11 @@ class PredictOptions:
     encoding_errors: str = "strict"  # invalid UTF-8 input (files and stdin): strict | replace
     batch_size: int = 1024  # lines per model call
     cache: int = CACHE_LINES  # distinct lines whose results are kept and reused; 0: none
+    combine: str = "mean"  # an ensemble's combination rule: mean | vote | rescore (one model: unused)
 
     def __post_init__(self):
-        for name in ("engine", "unk", "on_long", "encoding_errors"):
-            kind = {"engine": Engine, "unk": Unk, "on_long": OnLong, "encoding_errors": EncodingErrors}[name]
+        kinds = {"engine": Engine, "unk": Unk, "on_long": OnLong, "encoding_errors": EncodingErrors, "combine": Combine}
+        for name, kind in kinds.items():
             object.__setattr__(self, name, kind.check(getattr(self, name), "--" + name.replace("_", "-")))
         for name in ("beam", "nbest", "batch_size"):
             value = getattr(self, name)

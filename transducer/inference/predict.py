@@ -30,8 +30,8 @@ from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
-from transducer.inference import decode, edit_decode
-from transducer.inference.ensemble import load_engine
+from transducer.inference import combine, decode, edit_decode, forced
+from transducer.inference.ensemble import EnsembleEngine, load_engine
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 
@@ -170,7 +170,23 @@ class Predictor:
         self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
         if self.info.model.arch == "edit" and not all(hasattr(e, "edit_step") for e in getattr(self.engine, "engines", [self.engine])):
             raise TransducerError(f"the {self.engine.name} engine cannot run --arch edit models yet; use --engine keras")
-        self._check_fit()
+        self.members = self._members()  # --combine vote/rescore: each member's own Predictor
+        if self.members is None:
+            self._check_fit()
+
+    def _members(self) -> list["Predictor"] | None:
+        """An ensemble with --combine vote or rescore: one Predictor per member, searching
+        as the rule needs (combine.py), sharing this one's loaded engines. None when the
+        engine itself runs: one model, or the members' per-step mean."""
+        rule = self.options.combine
+        if not isinstance(self.engine, EnsembleEngine):
+            return None
+        if rule == "mean":
+            self.engine.check_mean()
+            return None
+        k = combine.rescore_k(self.beam, self.nbest) if rule == "rescore" else self.beam
+        opts = dataclasses.replace(self.options, combine="mean", beam=k, nbest=k if rule == "rescore" else 1, cache=0)
+        return [Predictor(e.info.path, opts, engine=e) for e in self.engine.engines]
 
     def with_options(self, **changes) -> "Predictor":
         """A predictor with some options changed, sharing this one's loaded engine."""
@@ -249,26 +265,63 @@ class Predictor:
         own longest string. An aligned model runs to max_len (it may write past the end
         of the input; a unidirectional one stops once every line has ended), as does a
         model written before masks (it was trained on max_len-long rows)."""
+        if self.members is not None:
+            return self._combined(strings)
+        return self._grouped(strings, lambda ids, rows: self.candidates_for_ids(ids, [strings[i] for i in rows]))
+
+    def _grouped(self, strings: list[str], run) -> list:
+        """run(ids, rows) -> one result per row, for (B, T) right-padded input ids of
+        strings[rows]: over all strings at once, or in groups of similar length (see
+        _compute); the results in the order of `strings`."""
         if not strings:
             return []
         encode = self.info.input_vocab.encode_batch
         if not (self.info.model.arch in ("seq2seq", "edit") and self.info.model.masked):
-            return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0], strings)
+            return run(encode(strings, self.max_len, fill=PAD_ID)[0], list(range(len(strings))))
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
         for g in range(0, len(order), GROUP):
             rows = order[g : g + GROUP]
-            group = [strings[i] for i in rows]
-            ids, _ = encode(group, max(1, len(group[-1])), fill=PAD_ID)  # (G, longest)
-            for i, result in zip(rows, self.candidates_for_ids(ids, group)):
+            ids, _ = encode([strings[i] for i in rows], max(1, len(strings[rows[-1]])), fill=PAD_ID)  # (G, longest)
+            for i, result in zip(rows, run(ids, rows)):
                 out[i] = result
         return out
+
+    def search(self, strings: list[str]) -> list[list[tuple[str, float, float]]]:
+        """Per line (model-form strings of at most max_len characters), this model's
+        candidates as (model-form output, score, log P), best first: what combine.py reads."""
+        return self._grouped(strings, lambda ids, rows: self.found_for_ids(ids, [strings[i] for i in rows]))
+
+    def forced(self, strings: list[str], cands: list[list[str]]) -> list[np.ndarray]:
+        """Per line, log P of each of its candidate outputs (model form) under this model:
+        forced decoding (forced.py), for combine.py's rescoring."""
+        return self._grouped(strings, lambda ids, rows: forced.logp(
+            self.engine, ids, [strings[i] for i in rows], [cands[i] for i in rows], self.copy_unk))
+
+    def _combined(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """The members' outputs combined by --combine vote or rescore (combine.py)."""
+        if self.options.combine == "vote":
+            ranked = combine.vote(self.members, strings)
+        else:
+            ranked = combine.rescore(self.members, strings, self.members[0].nbest)
+        results = []
+        for cands in ranked:
+            nbest = [(self.for_output(c.output), c.score, c.probability) for c in cands[: self.nbest]]
+            results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
+        return results
 
     def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
         """Candidates for (B, T) right-padded input ids of `strings` (T = max_len, or
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         if self.info.model.arch == "label":
             return decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+        return self._results(self.found_for_ids(ids, strings))
+
+    def found_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
+        """Per line, the search's candidates as (model-form output, score, log P), best first."""
+        if self.info.model.arch == "label":
+            found = decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+            return [[(c, sc, _log(p)) for c, sc, p in nb or [(out, conf, conf)]] for out, conf, nb in found]
         if self.info.model.arch == "edit":
             return self._edit_candidates(ids, strings)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
@@ -283,7 +336,7 @@ class Predictor:
             outputs = self.info.output_vocab.decode_batch(best)
             for b in np.flatnonzero(copied.any(axis=1)):
                 outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
-            return [(self.for_output(o), c, None) for o, c in zip(outputs, conf.tolist())]
+            return [[(o, _log(c), _log(c))] for o, c in zip(outputs, conf.tolist())]
         else:
             probs = self.engine.aligned_probs(ids)  # (B, T, V)
             # A copied position has one choice, certain, never the end: a placeholder
@@ -291,26 +344,31 @@ class Predictor:
             probs[copied] = 0.0
             probs[copied, 4] = 1.0
             found = decode.aligned_kbest(probs, self.nbest)
+        return [
+            [(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab), float(c.score), float(c.logp)) for c in cands]
+            for b, cands in enumerate(found)
+        ]
+
+    def _results(self, found: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, list | None]]:
+        """(output, confidence, n-best list or None) per line from its candidates, best
+        first, each (model-form string, score, log P)."""
         results = []
-        for b, cands in enumerate(found):
-            nbest = [
-                (
-                    self.for_output(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab)),
-                    float(c.score),
-                    float(np.exp(c.logp)),
-                )
-                for c in cands
-            ]
+        for cands in found:
+            nbest = [(self.for_output(out), float(sc), float(np.exp(logp))) for out, sc, logp in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
 
-
-    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, None]]:
+    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
         """An edit model's outputs, greedy (inference/edit_decode.py)."""
         if self.beam > 1:
             raise TransducerError("--beam and --nbest above 1 are not available for --arch edit yet")
         found = edit_decode.greedy(self.engine, ids, strings, self.info.output_vocab, self.output_limits(ids))
-        return [(self.for_output(out), float(np.exp(logp)), None) for out, logp in found]
+        return [[(out, logp, logp)] for out, logp in found]
+
+
+def _log(p: float) -> float:
+    """A probability's log, finite (an underflowed 0 stays the most negative float's order)."""
+    return float(np.log(max(p, 1e-300)))
 
 
 def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
