@@ -415,7 +415,7 @@ def assemble(
 
     Example:
 
-        transducer assemble models/s2s models/edit -m models/mixed \
+        transducer assemble models/s2s models/edit -m models/mixed \\
             && transducer predict models/mixed words.txt --combine vote
     """
     from transducer.api import assemble as assemble_dirs

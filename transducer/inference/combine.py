@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 RESCORE_K = 4  # candidates each member proposes for rescoring, at least
+LENGTH_PENALTY = 0.0  # rescore ranks by sum_k log P_k / (len + 1) ** LENGTH_PENALTY: 0, the
+#                       plain sum (see the module docstring for what was measured)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,9 @@ def rescore(members: Sequence, strings: list[str], k: int) -> list[list[Ranked]]
 
 
 def rank_sums(candidates: list[str], total: np.ndarray, n_members: int) -> list[Ranked]:
-    """One line's candidates and their summed log P -> best first (ties: first proposed)."""
-    order = np.argsort(-total, kind="stable")
+    """One line's candidates and their summed log P -> best first (ties: first proposed).
+    score: the mean log P over the members (per character + 1 with a LENGTH_PENALTY)."""
     mean = total / n_members
-    return [Ranked(candidates[i], float(mean[i]), float(np.exp(mean[i]))) for i in order]
+    score = mean / (np.array([len(c) for c in candidates]) + 1.0) ** LENGTH_PENALTY
+    order = np.argsort(-score, kind="stable")
+    return [Ranked(candidates[i], float(score[i]), float(np.exp(mean[i]))) for i in order]
