@@ -99,30 +99,36 @@ RANDOM_WORDS = ["abc", "cab", "a", "bbca", "ccccc", "acbacbac", "ba", "cabbage"]
 
 
 def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, out_chars="abdeg", data=None, **cfg_kw):
-    """A seq2seq (or aligned) model with random, sharpened weights, written like `train` does.
+    """A seq2seq (or aligned, label, edit) model with random, sharpened weights, written
+    like `train` does.
 
     Untrained Keras weights give nearly uniform distributions, where near-ties make any
     comparison fragile; scaling them by `gain` gives peaked, distinct probabilities.
-    out_chars: the output characters; data: config.json's "data" (e.g. an output_length).
+    out_chars: the output characters (an edit model's: those of its SUBSTITUTE and INSERT
+    actions); end_bias: the head's bias of </s> (an edit model's: of every INSERT action,
+    so that a random model does not insert up to its cap); data: config.json's "data"
+    (e.g. an output_length).
     """
+    from transducer.core.edits import EditActions
     from transducer.networks.build import build_model
     from transducer.networks.tf import keras
     from transducer.training.loop import save_model_dir
 
+    edit = cfg_kw.get("arch") == "edit"
     in_vocab = Vocab.from_strings(["abcdeg"])
-    out_vocab = Vocab.from_strings([out_chars])
+    out_vocab = EditActions.from_strings([out_chars]) if edit else Vocab.from_strings([out_chars])
     cfg = ModelConfig(
         **{"arch": "seq2seq", "max_len": RANDOM_MAX_LEN, "hidden": 6, **cfg_kw},
         input_vocab_size=len(in_vocab),
         output_vocab_size=len(out_vocab),
     )
     keras.utils.set_random_seed(seed)
-    model = build_model(cfg)
+    model = build_model(cfg, cfg.variable_length) if edit else build_model(cfg)
     model.set_weights([w * gain for w in model.get_weights()])
     if end_bias is not None:
         head = model.get_layer("time_distributed" if cfg.head == "time-distributed" else "dense")
         kernel, bias = head.get_weights()
-        bias[END_ID] = end_bias
+        bias[[5 + len(out_vocab.chars) + k for k in range(len(out_vocab.chars))] if edit else END_ID] = end_bias
         head.set_weights([kernel, bias])
     model_dir = tmp_path / name
     cfg_json = config_dict(cfg, in_vocab, out_vocab, train=TrainConfig().to_dict(), data=data or {})

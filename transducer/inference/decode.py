@@ -119,19 +119,29 @@ def _rows(mask: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
     return None if mask is None else mask[keep]
 
 
-class _Best:
-    """Every line's n best finished strings, best first, each string once."""
+class NBest:
+    """Every line's n best finished strings, best first, each string once. Strings are
+    told apart by `key` (a candidate's symbol ids; an edit model's: its output string).
+    A string found again by another path keeps its best score (seq2seq finds each
+    string once; an edit model may spell one string by several action paths)."""
 
-    def __init__(self, n_lines: int, n: int):
+    def __init__(self, n_lines: int, n: int, key=lambda c: c.ids):
         self.n = n
-        self.items: list[list[Candidate]] = [[] for _ in range(n_lines)]
+        self.key = key
+        self.items: list[list] = [[] for _ in range(n_lines)]
         self.threshold = np.full(n_lines, -np.inf)  # (B,) the score a string must beat to
         #                                              enter: the n-th best's, -inf until n
 
-    def add(self, b: int, cand: Candidate) -> None:
-        items = self.items[b]
-        if cand.score <= self.threshold[b] or any(c.ids == cand.ids for c in items):
+    def add(self, b: int, cand) -> None:
+        if cand.score <= self.threshold[b]:
             return
+        items = self.items[b]
+        key = self.key(cand)
+        same = [i for i, c in enumerate(items) if self.key(c) == key]
+        if same:
+            if items[same[0]].score >= cand.score:
+                return
+            del items[same[0]]
         items.append(cand)
         items.sort(key=lambda c: -c.score)
         del items[self.n :]
@@ -159,7 +169,7 @@ def beam_search(
     B = len(ids)
     limits = output_limits(max_len, B)
     enc, init, mask = engine.seq2seq_encode(ids)  # (B, T, W), (B, W), (B, T) or None
-    best = _Best(B, nbest)
+    best = NBest(B, nbest)
     for b, cand in enumerate(_greedy(engine, enc, init, mask, limits, length_penalty)):
         best.add(b, cand)
     live = _Live(np.arange(B), np.zeros(B), np.zeros((B, 0), np.int32), [init] * engine.decoder_layers)
@@ -199,7 +209,7 @@ class _Live:
         return _Live(self.line[keep], self.logp[keep], self.tokens[keep], [s[keep] for s in self.states])
 
 
-def _finish(best: _Best, live: _Live, lp: np.ndarray, t: int, length_penalty: float) -> None:
+def _finish(best: NBest, live: _Live, lp: np.ndarray, t: int, length_penalty: float) -> None:
     """Offer every row's extension by </s> to its line's n best."""
     end_lp = live.logp + lp[:, END_ID]  # (N,)
     end_score = score(end_lp, t, length_penalty)  # (N,): every row has t characters
@@ -209,8 +219,17 @@ def _finish(best: _Best, live: _Live, lp: np.ndarray, t: int, length_penalty: fl
 
 def _extend(live: _Live, ext: np.ndarray, states: list, beam: int) -> _Live:
     """The `beam` most probable finite extensions (N, V) of each line's rows."""
+    line, src, sym, logp = top_extensions(live.line, ext, beam)
+    tokens = np.concatenate([live.tokens[src], sym[:, None]], axis=1)
+    return _Live(line, logp, tokens, [s[src] for s in states])
+
+
+def top_extensions(line: np.ndarray, ext: np.ndarray, beam: int):
+    """The `beam` most probable finite extensions of each line's rows (at most `beam`
+    rows per line, sorted by line): ext (N, V) log P of each row extended by each symbol
+    -> (line (N',), source row (N',), symbol (N',) int32, log P (N',)), sorted by line."""
     N, V = ext.shape
-    lines, start, count = np.unique(live.line, return_index=True, return_counts=True)
+    lines, start, count = np.unique(line, return_index=True, return_counts=True)
     which = np.repeat(np.arange(len(lines)), count)  # (N,) row -> index into lines
     grid = np.full((len(lines), beam, V), -np.inf)  # (A, K, V): each line's rows side by side
     grid[which, np.arange(N) - start[which]] = ext
@@ -220,10 +239,7 @@ def _extend(live: _Live, ext: np.ndarray, states: list, beam: int) -> _Live:
     top_lp = np.take_along_axis(grid, top, axis=1)
     a, j = np.nonzero(np.isfinite(top_lp))  # row-major: rows stay sorted by line
     flat = top[a, j]
-    src = start[a] + flat // V  # (N',) the extended rows
-    sym = (flat % V).astype(np.int32)
-    tokens = np.concatenate([live.tokens[src], sym[:, None]], axis=1)
-    return _Live(lines[a], top_lp[a, j], tokens, [s[src] for s in states])
+    return lines[a], start[a] + flat // V, (flat % V).astype(np.int32), top_lp[a, j]
 
 
 # --- aligned -------------------------------------------------------------------------------

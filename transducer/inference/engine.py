@@ -60,6 +60,27 @@ class Engine(Protocol):
         the attention weights (N, T) (None for a model without attention)."""
         ...
 
+    def edit_encode(self, ids: np.ndarray) -> np.ndarray:
+        """edit: (B, T) ids, each row's </s> at its length n, <pad> after -> the engine's
+        encoding of each line (B, T, X), read only by edit_step (Keras: the encoder outputs;
+        numpy: those times the first decoder layer's kernel; an ensemble: its members'
+        concatenated)."""
+        ...
+
+    def edit_initial_states(self, n: int) -> list[np.ndarray]:
+        """edit: the decoder's initial (zero) states for n hypotheses, one array per layer."""
+        ...
+
+    def edit_step(
+        self, enc: np.ndarray, rows: np.ndarray, pointer: np.ndarray, prev: np.ndarray,
+        lengths: np.ndarray, states: list[np.ndarray],
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """edit: one decoder step for N hypotheses: enc from edit_encode, each hypothesis's
+        line in it (N,), pointer (N,), previous action id (N,), input length n (N,), states
+        -> action probabilities (N, A) (actions invalid at the pointer exactly 0) and the
+        new states."""
+        ...
+
 
 def load_engine(info: ModelInfo, engine: str = "numpy") -> Engine:
     """The engine `engine` ("numpy" | "keras") for one model (an ensemble's member)."""

@@ -19,9 +19,11 @@ Members of different architectures or vocabularies (an assembled ensemble, artif
 have no common step distribution: the engine still holds them, for combine.py's vote and
 rescore, but refuses to run the mean (EnsembleEngine.conflict says why).
 
-seq2seq states: the ensemble's encoder outputs and decoder states are the members'
-concatenated on the last (feature) axis, so decode.py can select, repeat and drop rows
-(hypotheses) without knowing there are several members; each step splits them again.
+seq2seq and edit states: the ensemble's encoder outputs and decoder states are the members'
+concatenated on the last (feature) axis, so decode.py and edit_decode.py can select,
+repeat and drop rows (hypotheses) without knowing there are several members; each step
+splits them again. An edit model's invalid actions (masked by every member alike) keep
+probability 0.
 """
 
 from __future__ import annotations
@@ -108,25 +110,30 @@ class EnsembleEngine:
         return combine(probs), joined, attention
 
     def edit_encode(self, ids: np.ndarray) -> np.ndarray:
-        """(B, T) ids with </s> at n -> the members' encoder outputs concatenated (B, T, N*W)."""
+        """(B, T) ids with </s> at n -> the members' encodings concatenated (B, T, N*X)."""
         self.check_mean()
-        encoded = [e.edit_encode(ids) for e in self.engines]
-        self._widths = [enc.shape[-1] for enc in encoded]
-        return np.concatenate(encoded, axis=-1)
+        return np.concatenate([e.edit_encode(ids) for e in self.engines], axis=-1)
 
-    def edit_step(self, pointer, prev, enc, lengths, states):
+    def edit_initial_states(self, n: int) -> list[np.ndarray]:
+        """The members' zero decoder states, concatenated per layer: (n, N*H) each."""
+        per_member = [e.edit_initial_states(n) for e in self.engines]
+        return [np.concatenate(layer, axis=-1) for layer in zip(*per_member)]
+
+    def edit_step(self, enc, rows, pointer, prev, lengths, states):
         """One step of every member (an edit model): combined probs (n, A), concatenated
-        states. An action every member masks keeps probability 0 (each member's is 0)."""
-        encs = self._split(enc)  # each (n, T, W)
-        hidden = [w // (2 if self.info.model.bidirectional else 1) for w in self._widths]
-        per_layer = [np.split(s, np.cumsum(hidden)[:-1], axis=-1) for s in states]  # [layer][member]
+        states. The members share the architecture, so their encodings and states are
+        equal slices of the concatenations. An action the members mask keeps probability 0."""
+        k = len(self.engines)
+        encs = np.split(enc, k, axis=-1)  # each (B, T, X)
+        per_layer = [np.split(s, k, axis=-1) for s in states]  # [layer][member] -> (n, H)
         probs, new_states = [], []
-        for k, engine in enumerate(self.engines):
-            p, st = engine.edit_step(pointer, prev, encs[k], lengths, [layer[k] for layer in per_layer])
+        for m, engine in enumerate(self.engines):
+            p, st = engine.edit_step(encs[m], rows, pointer, prev, lengths, [layer[m] for layer in per_layer])
             probs.append(p)
             new_states.append(st)
-        joined = [np.concatenate([s[i] for s in new_states], axis=-1) for i in range(len(states))]
-        return np.where(probs[0] > 0, combine(probs), 0.0).astype(np.float32), joined
+        joined = [np.concatenate(layer, axis=-1) for layer in zip(*new_states)]
+        valid = self.info.output_vocab.valid_mask(pointer, lengths)  # (n, A): what every member allows
+        return np.where(valid, combine(probs), 0.0).astype(np.float32), joined
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> combined (B, T, V) probabilities."""

@@ -90,15 +90,20 @@ class KerasEngine:
         encoder, _ = self._edit_models()
         return np.asarray(encoder.predict_on_batch(one_hot(ids, self.info.model.input_vocab_size)), np.float32)
 
-    def edit_step(self, pointer: np.ndarray, prev: np.ndarray, enc: np.ndarray, lengths: np.ndarray,
-                  states: list[np.ndarray]):
-        """One decoder step for N hypotheses: pointers (N,), previous action ids (N,), their
-        rows' encoder outputs (N, T, W) and input lengths (N,), decoder states [(N, H) per
-        layer] -> action probabilities (N, A) (invalid actions 0), new states."""
+    def edit_initial_states(self, n: int) -> list[np.ndarray]:
+        """The decoder's zero states for n hypotheses: one (n, H) per layer."""
+        return [np.zeros((n, self.info.model.hidden), np.float32) for _ in range(self.info.model.layers)]
+
+    def edit_step(self, enc: np.ndarray, rows: np.ndarray, pointer: np.ndarray, prev: np.ndarray,
+                  lengths: np.ndarray, states: list[np.ndarray]):
+        """One decoder step for N hypotheses: encoder outputs (B, T, W), each hypothesis's
+        line in them (N,), its pointer (N,), previous action id (N,), input length n (N,),
+        decoder states [(N, H) per layer] -> action probabilities (N, A) (invalid actions
+        0), new states."""
         _, step = self._edit_models()
         prev = one_hot(np.asarray(prev)[:, None], self.info.model.output_vocab_size)  # (N, 1, A)
         pointer = np.asarray(pointer, np.int32)[:, None]  # (N, 1)
-        out = step.predict_on_batch([enc, pointer, prev, np.asarray(lengths, np.int32), *states])
+        out = step.predict_on_batch([enc[rows], pointer, prev, np.asarray(lengths, np.int32), *states])
         return np.asarray(out[0], np.float32), [np.asarray(s, np.float32) for s in out[1:]]
 
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:

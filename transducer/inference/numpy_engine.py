@@ -22,6 +22,14 @@ last real character; attention scores of padded positions lose 1e9, as in Keras.
 `label_probs` (`--arch label`) runs the same masked stack over rows padded to the
 batch's longest string and reads its final state the same way (`final_state`).
 
+`edit_encode` / `edit_step` (`--arch edit`, networks/edit.py) run seq2seq's masked
+encoder over the characters and </s>, then one decoder step for any set of hypotheses:
+the encoder output under each pointer and the one-hot previous action into the decoder
+GRU(s), the head, the action mask from (pointer, n) (EditActions.valid_mask, the rule
+networks/edit.ActionKinds holds) and the softmax. The first decoder layer's kernel is
+applied to every encoder position once, at encoding, so a step gathers rows instead of
+multiplying (see edit_encode); the search is inference/edit_decode.py's.
+
 BLAS threads. The engine's matrices are small (a sub-batch of 256 rows times a few hundred
 units): BLAS's own threads cost more than they give, and on a busy machine they thrash
 (3.6-8x slower with two other busy processes on 2 cores). So every public call runs with
@@ -163,6 +171,7 @@ class NumpyEngine:
             )
         self.w = read_weights(path, info.path)
         self.blas_threads = blas_threads()  # None: the user set BLAS's own variables
+        self._edit = None  # an edit model's step tables (_edit_tables), made on first use
 
     def get(self, key: str) -> np.ndarray:
         """The array named `key` (see names.py). Files exported by older versions named a
@@ -365,6 +374,63 @@ class NumpyEngine:
         if mask is not None:
             scores = np.where(mask, scores, scores - 1e9)
         return softmax(scores)
+
+
+    # edit: the equations of edit.build_edit's layers, one decoder step at a time.
+
+    def _edit_tables(self):
+        """What every edit step reads, computed once: the first decoder layer's kernel
+        split into its encoder rows (W, 3H) and its previous-action rows with the input
+        bias folded in (A, 3H: a one-hot input is a row gather), the other layers' weights,
+        the head, and the actions allowed inside the input and past it (2, A)."""
+        if self._edit is None:
+            cfg = self.info.model
+            layers = [self.gru_params(names.decoder_gru(i)) for i in range(1, cfg.layers + 1)]
+            k, _, b = layers[0]
+            W = k.shape[0] - cfg.output_vocab_size  # the encoder width: [pointed; prev action]
+            allowed = self.info.output_vocab.valid_mask(np.array([0, 1]), 1)  # (2, A): inside, past the end
+            self._edit = (k[:W], k[W:] + input_bias(b, cfg.reset_after), layers, self.head_params(), allowed)
+        return self._edit
+
+    @_limited_blas
+    def edit_encode(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) ids, each row's </s> at its length n, <pad> after -> (B, T, 3H): the
+        masked encoder's outputs (seq2seq's encoder, over the characters and </s>) already
+        multiplied by the first decoder layer's kernel rows for them. A step reads only the
+        row under the pointer, so projecting every position once here replaces a (W, 3H)
+        matmul per hypothesis per step by a gather. Padded positions are never read."""
+        lengths = np.count_nonzero(ids != PAD_ID, axis=1)  # (B,): characters and </s>
+        enc = self.recurrent_stack(ids, prefix=names.ENCODER, lengths=lengths)  # (B, T, W)
+        return enc @ self._edit_tables()[0]  # (B, T, 3H)
+
+    def edit_initial_states(self, n: int) -> list[np.ndarray]:
+        """The decoder's zero states for n hypotheses: one (n, H) per layer."""
+        return [np.zeros((n, self.info.model.hidden), np.float32) for _ in range(self.info.model.layers)]
+
+    @_limited_blas
+    def edit_step(self, enc: np.ndarray, rows: np.ndarray, pointer: np.ndarray, prev: np.ndarray,
+                  lengths: np.ndarray, states: list[np.ndarray]):
+        """One decoder step for N hypotheses: enc from edit_encode (B, T, 3H), each
+        hypothesis's line in it (N,), its pointer (N,), previous action id (N,), input
+        length n (N,), decoder states [(N, H) per layer] -> action probabilities (N, A)
+        (actions invalid at the pointer exactly 0, as Keras's ActionMask makes them) and
+        the new states."""
+        cfg = self.info.model
+        _, by_action, layers, (kernel, bias), allowed = self._edit_tables()
+        x, new_states = None, []
+        with np.errstate(over="ignore"):
+            for i, (k, rk, b) in enumerate(layers):
+                if i == 0:
+                    xp = enc[rows, pointer] + by_action[prev]  # (N, 3H): [pointed; one-hot prev] @ kernel + bias
+                else:
+                    xp = x @ k  # (N, 3H)
+                    xp += input_bias(b, cfg.reset_after)
+                x = gru_step_biased(xp, states[i], rk, b, cfg.reset_after)  # (N, H)
+                new_states.append(x)
+        logits = x @ kernel  # (N, A)
+        logits += bias
+        valid = allowed[(np.asarray(pointer) >= np.asarray(lengths)).astype(np.intp)]  # (N, A)
+        return softmax(np.where(valid, logits, -np.inf)), new_states  # (N, A)
 
 
 def _map_parts(fn, ids: np.ndarray) -> list:

@@ -168,8 +168,6 @@ class Predictor:
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = self.options.beam, self.options.nbest
         self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
-        if self.info.model.arch == "edit" and not all(hasattr(e, "edit_step") for e in getattr(self.engine, "engines", [self.engine])):
-            raise TransducerError(f"the {self.engine.name} engine cannot run --arch edit models yet; use --engine keras")
         self.members = self._members()  # --combine vote/rescore: each member's own Predictor
         if self.members is None:
             self._check_fit()
@@ -315,6 +313,8 @@ class Predictor:
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         if self.info.model.arch == "label":
             return decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+        if self.info.model.arch == "aligned" and self.beam == 1 and self.nbest == 1:
+            return [(self.for_output(o), p, None) for o, p in self._aligned_greedy(ids, strings)]
         return self._results(self.found_for_ids(ids, strings))
 
     def found_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
@@ -332,11 +332,7 @@ class Predictor:
             else:
                 found = decode.beam_search(self.engine, ids, limits, self.beam, self.nbest)
         elif self.beam == 1 and self.nbest == 1:
-            best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
-            outputs = self.info.output_vocab.decode_batch(best)
-            for b in np.flatnonzero(copied.any(axis=1)):
-                outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
-            return [[(o, _log(c), _log(c))] for o, c in zip(outputs, conf.tolist())]
+            return [[(o, _log(p), _log(p))] for o, p in self._aligned_greedy(ids, strings)]
         else:
             probs = self.engine.aligned_probs(ids)  # (B, T, V)
             # A copied position has one choice, certain, never the end: a placeholder
@@ -349,6 +345,27 @@ class Predictor:
             for b, cands in enumerate(found)
         ]
 
+    def _aligned_greedy(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float]]:
+        """An aligned model's per-position argmax: (model-form output, its probability) per line."""
+        best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
+        outputs = self.info.output_vocab.decode_batch(best)
+        if self.copy_unk:
+            copied = ids == UNK_ID  # (B, T)
+            for b in np.flatnonzero(copied.any(axis=1)):
+                outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
+        return list(zip(outputs, conf.tolist()))
+
+    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
+        """An edit model's candidates (inference/edit_decode.py): greedy, or a beam search
+        over action paths whose n-best are distinct strings. COPY writes the input's own
+        character, so characters never seen in training are copied through."""
+        actions, limits = self.info.output_vocab, self.output_limits(ids)
+        if self.beam == 1:
+            found = [[c] for c in edit_decode.greedy(self.engine, ids, strings, actions, limits)]
+        else:
+            found = edit_decode.beam_search(self.engine, ids, strings, actions, limits, self.beam, self.nbest)
+        return [[(c.output, c.score, c.logp) for c in cands] for cands in found]
+
     def _results(self, found: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, list | None]]:
         """(output, confidence, n-best list or None) per line from its candidates, best
         first, each (model-form string, score, log P)."""
@@ -357,13 +374,6 @@ class Predictor:
             nbest = [(self.for_output(out), float(sc), float(np.exp(logp))) for out, sc, logp in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
-
-    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
-        """An edit model's outputs, greedy (inference/edit_decode.py)."""
-        if self.beam > 1:
-            raise TransducerError("--beam and --nbest above 1 are not available for --arch edit yet")
-        found = edit_decode.greedy(self.engine, ids, strings, self.info.output_vocab, self.output_limits(ids))
-        return [[(out, logp, logp)] for out, logp in found]
 
 
 def _log(p: float) -> float:
