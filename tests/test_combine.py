@@ -17,8 +17,9 @@ from conftest import assert_clean_error, invoke, random_model_dir, write_pairs
 from transducer.api import assemble, load
 from transducer.core import artifacts
 from transducer.core.config import PredictOptions, TransducerError
-from transducer.core.vocab import END_ID, START_ID, UNK_ID
-from transducer.inference import combine
+from transducer.core.edits import END_ACTION, START_ACTION
+from transducer.core.vocab import END_ID, PAD_ID, START_ID, UNK_ID
+from transducer.inference import combine, edit_decode, forced
 from transducer.inference.ensemble import load_engine
 from transducer.inference.forced import LOG_FLOOR
 from transducer.inference.predict import Predictor
@@ -31,7 +32,9 @@ MEMBERS = {  # name -> random_model_dir options: members that disagree
     "s2s-bahdanau": dict(seed=2, end_bias=0.5, attention="bahdanau"),
     "aligned": dict(seed=3, arch="aligned"),
     "label": dict(seed=4, arch="label"),
+    "edit": dict(seed=5, arch="edit", end_bias=-1.0, bidirectional=True),  # end_bias: INSERT's
 }
+STRING_MEMBERS = ["s2s", "s2s-bi", "s2s-bahdanau", "aligned", "edit"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,8 @@ def loop_logp(engine, word: str, cand: str) -> float:
         i = info.output_vocab.id_of(cand)
         ids, _ = info.input_vocab.encode_batch([word], info.model.max_len)
         return float(np.log(max(engine.label_probs(ids)[0, i], 1e-30))) if i >= 0 else LOG_FLOOR
+    if arch == "edit":
+        return spelled_paths_logp(engine, word, cand)
     syms = [info.output_vocab.id_of(c) for c in cand]
     total = 0.0
     if arch == "aligned":
@@ -74,6 +79,41 @@ def loop_logp(engine, word: str, cand: str) -> float:
     return total
 
 
+def spelled_paths_logp(engine, word: str, cand: str) -> float:
+    """An edit model's forced score by exhaustion: every action path whose output is
+    `cand`, each run step by step; the best one's log P. Characters no action can write
+    (neither an output character nor in the input) cost the floor each, as forced.py says."""
+    actions = engine.info.output_vocab
+    writable = "".join(c for c in cand if c in actions.chars or c in word)
+    penalty = LOG_FLOOR * (len(cand) - len(writable))
+    ids, _ = engine.info.input_vocab.encode_batch([word], max(1, len(word)), fill=PAD_ID)
+    x, n = edit_decode.with_end(ids)
+    enc, n = engine.edit_encode(x), int(n[0])
+    live = [((), "", 0, 0.0)]  # (path, output, pointer, log P)
+    states, best = engine.edit_initial_states(1), -np.inf
+    while live:
+        rows = np.zeros(len(live), int)
+        pointer = np.array([i for _, _, i, _ in live])
+        prev = np.array([p[-1] if p else START_ACTION for p, _, _, _ in live])
+        probs, states = engine.edit_step(enc, rows, pointer, prev, np.full(len(live), n), states)
+        nxt, src = [], []
+        for r, (path, out, i, lp) in enumerate(live):
+            for a in range(len(actions)):
+                if a == END_ACTION:
+                    if i == n and out == writable:
+                        best = max(best, lp + float(np.log(max(probs[r, a], 1e-30))))
+                    continue
+                try:
+                    wrote, i2 = actions.step(a, word, i)
+                except ValueError:  # <pad>, <s>, or not allowed at this pointer
+                    continue
+                if writable.startswith(out + wrote):
+                    nxt.append((path + (a,), out + wrote, i2, lp + float(np.log(max(probs[r, a], 1e-30)))))
+                    src.append(r)
+        live, states = nxt, [s[src] for s in states]
+    return best + penalty if np.isfinite(best) else LOG_FLOOR * (len(cand) + 1)
+
+
 def ballots(member_dirs, words, beam=1):
     """Each member's own output (and its log P) per word: what it votes."""
     return [Predictor(d, beam=beam, cache=0).search(words) for d in member_dirs]
@@ -93,7 +133,23 @@ def test_forced_scores_equal_a_direct_loop_over_the_steps(dirs, name):
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-4, err_msg=w)
 
 
-@pytest.mark.parametrize("name", ["s2s", "s2s-bi", "s2s-bahdanau", "aligned", "label"])
+EDIT_WORDS = ["abc", "a", "", "ba", "xa", "gd"]  # 'x': unseen, only COPY writes it
+EDIT_CANDS = ["", "a", "b", "ab", "ba", "abd", "xa", "zb", "bab", "dg"]  # 'z': no action writes it
+
+
+def test_edit_forced_scores_are_the_best_path_spelling_the_candidate(dirs):
+    p = Predictor(dirs["edit"], cache=0)
+    ids, _ = p.info.input_vocab.encode_batch(EDIT_WORDS, 3, fill=PAD_ID)
+    cands = [EDIT_CANDS] * len(EDIT_WORDS)
+    exact = forced.edit_logp(p.engine, ids, EDIT_WORDS, cands, p.info.output_vocab, beam=10_000)
+    default = p.forced(EDIT_WORDS, cands)  # a beam of FORCED_BEAM paths per candidate
+    for w, e, d in zip(EDIT_WORDS, exact, default):
+        want = [spelled_paths_logp(p.engine, w, c) for c in EDIT_CANDS]
+        np.testing.assert_allclose(e, want, rtol=1e-5, atol=1e-4, err_msg=w)
+        assert np.all(d <= e + 1e-4), w  # a narrower search finds at best the best path
+
+
+@pytest.mark.parametrize("name", STRING_MEMBERS + ["label"])
 @pytest.mark.parametrize("beam", [1, 4])
 def test_forced_score_of_the_searchs_own_output_is_its_log_probability(dirs, name, beam):
     p = Predictor(dirs[name], beam=beam, nbest=beam, cache=0)
@@ -102,14 +158,18 @@ def test_forced_score_of_the_searchs_own_output_is_its_log_probability(dirs, nam
     found = p.search(WORDS)
     got = p.forced(WORDS, [[c for c, _, _ in cands] for cands in found])
     for cands, g in zip(found, got):
-        np.testing.assert_allclose(g, [lp for _, _, lp in cands], rtol=1e-5, atol=1e-4)
+        own = np.array([lp for _, _, lp in cands])
+        if name == "edit":  # the best path spelling the output is at least as probable as the one found
+            assert np.all(g >= own - 1e-4)
+        else:
+            np.testing.assert_allclose(g, own, rtol=1e-5, atol=1e-4)
 
 
 # --- vote ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("members", [["s2s", "s2s-bi", "s2s-bahdanau"], ["s2s", "s2s", "aligned", "s2s-bi"],
-                                     ["s2s-bi", "aligned"]])
+                                     ["s2s-bi", "aligned"], ["edit", "s2s-bi", "aligned"]])
 @pytest.mark.parametrize("beam", [1, 3])
 def test_vote_is_the_majority_ties_to_the_voters_summed_log_probability(dirs, tmp_path, members, beam):
     paths = [dirs[m] for m in members]
@@ -144,20 +204,23 @@ def test_one_model_ignores_the_rule(dirs):
 # --- rescore -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("members", [["s2s", "s2s-bi", "s2s-bahdanau"], ["s2s-bi", "aligned"], ["label", "label"]])
+@pytest.mark.parametrize("members", [["s2s", "s2s-bi", "s2s-bahdanau"], ["s2s-bi", "aligned"], ["label", "label"],
+                                     ["edit", "s2s", "aligned"]])
 @pytest.mark.parametrize("nbest", [1, 3])
-def test_rescore_is_the_best_sum_of_every_members_forced_log_probability(dirs, tmp_path, members, nbest):
+def test_rescore_is_the_best_sum_of_every_members_forced_log_probability(dirs, tmp_path, monkeypatch, members, nbest):
+    monkeypatch.setattr(forced, "FORCED_BEAM", 10_000)  # an edit member's forced search, exact
+    words = [w for w in EDIT_WORDS if w] if "edit" in members else WORDS  # short: the oracle enumerates paths
     paths = [dirs[m] for m in members]
     ens = assemble(paths, tmp_path / "ens")
     k = combine.rescore_k(nbest, nbest)
-    proposals = [Predictor(d, beam=k, nbest=k, cache=0).search(WORDS) for d in paths]
+    proposals = [Predictor(d, beam=k, nbest=k, cache=0).search(words) for d in paths]
     engines = [load_engine(artifacts.read_info(d)) for d in paths]
-    preds = Predictor(ens, combine="rescore", nbest=nbest).predict_candidates(WORDS)
+    preds = Predictor(ens, combine="rescore", nbest=nbest).predict_candidates(words)
     for b, (out, conf, nb) in enumerate(preds):
         union = list(dict.fromkeys(c for f in proposals for c, _, _ in f[b]))
-        total = {c: sum(loop_logp(e, WORDS[b], c) for e in engines) for c in union}
+        total = {c: sum(loop_logp(e, words[b], c) for e in engines) for c in union}
         best = max(union, key=lambda c: total[c])
-        assert total[out] == pytest.approx(total[best], abs=1e-3), (WORDS[b], out, best)
+        assert total[out] == pytest.approx(total[best], abs=1e-3), (words[b], out, best)
         assert conf == pytest.approx(np.exp(total[out] / len(paths)), rel=1e-4)
         if nbest > 1:  # the union's best, best first
             assert len(nb) == min(nbest, len(union)) and len({c for c, _, _ in nb}) == len(nb)
@@ -213,9 +276,10 @@ def predict_tsv(ens, rule: str, engine: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def mixed(dirs, tmp_path_factory):
-    """An ensemble assembled by the CLI from a seq2seq, an aligned and another seq2seq model."""
+    """An ensemble assembled by the CLI from a seq2seq, an aligned, an edit and another
+    seq2seq model."""
     ens = tmp_path_factory.mktemp("mixed") / "mixed"
-    r = invoke("assemble", dirs["s2s-bi"], dirs["aligned"], dirs["s2s"], "-m", ens)
+    r = invoke("assemble", dirs["s2s-bi"], dirs["aligned"], dirs["edit"], dirs["s2s"], "-m", ens)
     assert r.exit_code == 0, r.stderr
     assert r.stdout == f"{ens}\n"
     return ens
