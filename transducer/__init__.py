@@ -13,11 +13,11 @@ only when training or the Keras engine needs it.
 from transducer._version import __version__
 
 __all__ = [
-    "load", "train", "export", "summary", "network_summary", "Model", "Prediction", "Candidate", "TrainOptions",
+    "load", "train", "export", "summary", "network_summary", "assemble", "Model", "Prediction", "Candidate", "TrainOptions",
     "PredictOptions", "TransducerError", "__version__",
 ]
 
-_API = {"load", "train", "export", "summary", "network_summary", "Model", "Prediction", "Candidate", "TrainOptions"}
+_API = {"load", "train", "export", "summary", "network_summary", "assemble", "Model", "Prediction", "Candidate", "TrainOptions"}
 _CONFIG = {"PredictOptions", "TransducerError"}
 
 

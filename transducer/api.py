@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 # Re-exported for the command line, which imports nothing below this module but these.
 from transducer.core.config import (  # noqa: F401
-    ARCHITECTURE, Arch, Attention, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
+    ARCHITECTURE, Arch, Attention, Combine, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
     ModelConfig, Normalize, OnLong, PredictOptions, TrainConfig, TransducerError, Unk, check_choices, help_of, option,
 )
 
@@ -326,7 +326,8 @@ def load(model_dir: str | Path, **options) -> Model:
 
     options: predict's, in snake_case, with its defaults (PredictOptions): engine="numpy",
     beam=1, nbest=1, unk="copy", on_long="error", encoding_errors="strict",
-    batch_size=1024, cache=20000. Errors (a missing or damaged directory, a bad or
+    batch_size=1024, cache=20000, combine="mean" (an ensemble's rule: "mean" | "vote" |
+    "rescore", inference/combine.py). Errors (a missing or damaged directory, a bad or
     unknown option) raise TransducerError.
     """
     return Model(model_dir, predict_options("load", **options))
@@ -337,6 +338,24 @@ def predict_stats():
     from transducer.inference.predict import PredictStats
 
     return PredictStats()
+
+
+def assemble(model_dirs: Iterable[str | Path], out: str | Path, *, force: bool = False) -> Path:
+    """Copy existing model directories into one ensemble directory `out` and return its
+    path: `transducer assemble DIR... -m OUT`. Members may be of different architectures
+    (e.g. seq2seq and edit; load it with combine="vote" or "rescore"); an ensemble among
+    `model_dirs` brings all of its members. Inputs that cannot be combined (another
+    normalization form or max_len, labels mixed with strings) raise TransducerError
+    before anything is written. No TensorFlow.
+
+    >>> import tempfile, transducer
+    >>> ens = transducer.assemble([model_dir, model_dir], tempfile.mkdtemp() + "/twice")
+    >>> transducer.load(ens, combine="vote").predict(["abc", "XYZ"]) == model.predict(["abc", "XYZ"])
+    True
+    """
+    from transducer.core import artifacts
+
+    return artifacts.assemble(list(model_dirs), out, force=force)
 
 
 @contextlib.contextmanager

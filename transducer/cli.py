@@ -85,6 +85,7 @@ BatchSize = Annotated[int, opt(PredictOptions, "batch_size", panel=SPEED)]
 OnLongOpt = Annotated[str, opt(PredictOptions, "on_long", panel=INPUT)]
 EncodingOpt = Annotated[str, opt(PredictOptions, "encoding_errors", panel=INPUT)]
 UnkOpt = Annotated[str, opt(PredictOptions, "unk", panel=INPUT)]
+CombineOpt = Annotated[str, opt(PredictOptions, "combine", panel=SEARCH)]
 
 
 def _quiet_tensorflow(verbose: bool) -> None:
@@ -202,6 +203,7 @@ def predict(
     batch_size: BatchSize = PredictOptions.batch_size,
     engine: EngineOpt = PredictOptions.engine,
     cache: Annotated[int, opt(PredictOptions, "cache", panel=SPEED)] = PredictOptions.cache,
+    combine: CombineOpt = PredictOptions.combine,
     verbose: Verbose = False,
 ):
     """Predict one output line per input line, in order, on stdout.
@@ -224,7 +226,7 @@ def predict(
     except TransducerError as e:
         _fail(e)
     model = _load(model_dir, engine=engine, beam=beam, nbest=nbest, unk=unk, on_long=on_long,
-                  encoding_errors=encoding_errors, batch_size=batch_size, cache=cache)
+                  encoding_errors=encoding_errors, batch_size=batch_size, cache=cache, combine=combine)
     stats = api.predict_stats()
     sys.stdout.flush()
     stdout = sys.stdout.buffer  # UTF-8 bytes whatever the locale, "\n" only as line ends
@@ -281,6 +283,7 @@ def evaluate(
     beam: Beam = PredictOptions.beam,
     engine: EngineOpt = PredictOptions.engine,
     batch_size: BatchSize = PredictOptions.batch_size,
+    combine: CombineOpt = PredictOptions.combine,
     verbose: Verbose = False,
 ):
     """Exact match, word error rate and character error rate on a test file, on stdout
@@ -302,7 +305,7 @@ def evaluate(
     """
     _quiet_tensorflow(verbose)
     model = _load(model_dir, engine=engine, beam=beam, unk=unk, on_long=on_long, encoding_errors=encoding_errors,
-                  batch_size=batch_size)
+                  batch_size=batch_size, combine=combine)
     try:
         report = model.evaluate(test_file, skip_invalid=skip_invalid)
     except TransducerError as e:
@@ -373,6 +376,33 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
         _fail(e)
     for path in paths:
         sys.stdout.write(f"{path}\n")
+
+
+# --- assemble ----------------------------------------------------------------------------
+
+
+@app.command(cls=_Command)
+def assemble(
+    model_dirs: Annotated[list[Path], typer.Argument(help="Model directories, in member order (an ensemble brings all its members).")],
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Directory to write the ensemble to.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
+):
+    """Copy model directories into one ensemble (members of any
+    architectures); print its path.
+
+    Example:
+
+        transducer assemble models/a models/b -m models/ab
+
+        transducer predict models/ab words.txt --combine vote
+    """
+    from transducer.api import assemble as assemble_dirs
+
+    try:
+        path = assemble_dirs(model_dirs, model_dir, force=force)
+    except TransducerError as e:
+        _fail(e)
+    sys.stdout.write(f"{path}\n")
 
 
 # --- summarize ---------------------------------------------------------------------------

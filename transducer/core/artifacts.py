@@ -24,6 +24,16 @@
                      "ensemble": {"members": N, "seeds": [...]}. Directories without the key
                      are one model, as before. All members share the architecture and the
                      vocabularies (read_members checks); ensemble.py combines them.
+                     An ASSEMBLED ensemble (`transducer assemble DIR... -m OUT`, `assemble`
+                     below) has the same layout, copied from existing model directories (an
+                     ensemble among them contributes all of its members), and "ensemble"
+                     also says "assembled": true and "sources" (the directories, in member
+                     order). Its members may differ in architecture, sizes and
+                     vocabularies (e.g. seq2seq and edit members): only the normalization
+                     form and max_len must agree, and string models never mix with label
+                     models. Such members are combined by predict's --combine vote or
+                     rescore (inference/combine.py); --combine mean needs one architecture
+                     and one vocabulary (mean_conflict says why not).
 
 A directory is staged in `DIR.partial/` next to DIR (same filesystem) and published with
 rename(2): a crash leaves DIR as it was (the previous model, or nothing) and at worst a
@@ -229,26 +239,118 @@ def member_dir(model_dir: Path, k: int) -> Path:
 
 
 def read_members(info: ModelInfo) -> list[ModelInfo]:
-    """Every member's ModelInfo, member 1 (`info` itself) first. Members must agree on the
-    vocabularies and the architecture, or their per-step distributions cannot be combined."""
+    """Every member's ModelInfo, member 1 (`info` itself) first. Members of a trained
+    ensemble must agree on the vocabularies and the architecture, or their per-step
+    distributions cannot be combined; an assembled one's only on what combining their
+    outputs needs (check_assembled)."""
     members = [info]
     for k in range(2, member_count(info) + 1):
         path = member_dir(info.path, k)
         if not (path / CONFIG).is_file():
             raise TransducerError(f"{info.path}: ensemble member {k} is missing ({path / CONFIG})")
-        m = read_info(path)
+        members.append(read_info(path))
+    if is_assembled(info):
+        check_assembled(members, lambda k: f"{info.path}: ensemble members 1 and {k}")
+        return members
+    for k, m in enumerate(members[1:], 2):
+        what = _uniform_conflict(info, m)
+        if what:
+            raise TransducerError(
+                f"{info.path}: ensemble members disagree on the {what} (member 1 and member {k},"
+                f" {member_dir(info.path, k)}); members must be trained together with `train --ensemble N`"
+            )
+    return members
+
+
+def is_assembled(info: ModelInfo) -> bool:
+    """Whether the directory was put together by `assemble` (its members may differ)."""
+    ensemble = info.raw.get("ensemble")
+    return isinstance(ensemble, dict) and ensemble.get("assembled") is True
+
+
+def _uniform_conflict(a: ModelInfo, b: ModelInfo) -> str | None:
+    """What two models disagree on that a per-step (mean) combination needs shared, or None."""
+    for what, x, y in (
+        ("input vocabulary", a.input_vocab.symbols, b.input_vocab.symbols),
+        ("output vocabulary", a.output_vocab.to_json(), b.output_vocab.to_json()),
+        ("architecture", a.model, b.model),
+    ):
+        if x != y:
+            return what
+    return None
+
+
+def mean_conflict(members: list[ModelInfo]) -> str | None:
+    """Why these members cannot be combined per step (--combine mean), in a few words, or
+    None when they can: they must share the architecture, sizes and vocabularies."""
+    for k, m in enumerate(members[1:], 2):
+        what = _uniform_conflict(members[0], m)
+        if what == "architecture" and m.model.arch != members[0].model.arch:
+            return f"its members are of different architectures ({members[0].model.arch} and {m.model.arch})"
+        if what:
+            return f"members 1 and {k} differ in their {what}"
+    return None
+
+
+def check_assembled(members: list[ModelInfo], where) -> None:
+    """What every ensemble's members must share to be combined at all: the normalization
+    form and max_len (so a line means the same to each), and strings or labels as output.
+    where(k): how to name member k against member 1 in the error."""
+    first = members[0].model
+    for k, m in enumerate(members[1:], 2):
         for what, a, b in (
-            ("input vocabulary", info.input_vocab.symbols, m.input_vocab.symbols),
-            ("output vocabulary", info.output_vocab.to_json(), m.output_vocab.to_json()),
-            ("architecture", info.model, m.model),
+            ("normalization form (--normalize)", first.normalize, m.model.normalize),
+            ("max_len", first.max_len, m.model.max_len),
+            ("output kind (labels or strings)", first.arch == "label", m.model.arch == "label"),
         ):
             if a != b:
-                raise TransducerError(
-                    f"{info.path}: ensemble members disagree on the {what} (member 1 and member {k},"
-                    f" {path}); members must be trained together with `train --ensemble N`"
-                )
-        members.append(m)
-    return members
+                raise TransducerError(f"{where(k)} differ in their {what}: {_show(a, what)} and {_show(b, what)}")
+
+
+def _show(value, what: str) -> str:
+    if what.startswith("output kind"):
+        return "labels" if value else "strings"
+    return str(value)
+
+
+def assemble(sources: list[str | Path], out: str | Path, force: bool = False) -> Path:
+    """Copy existing model directories into one ensemble directory `out` (see the module
+    docstring): member 1 is the first source's (first) member, then every further member
+    in order; an ensemble among the sources contributes all of its members. Staged and
+    published atomically. Returns `out`."""
+    if len(sources) < 2:
+        raise TransducerError(f"assemble needs at least 2 model directories, got {len(sources)}")
+    out = Path(out)
+    infos = [read_info(s) for s in sources]  # every source checked before anything is written
+    members = [m for info in infos for m in read_members(info)]
+    names = [str(m.path) for m in members]
+    check_assembled(members, lambda k: f"{names[0]} and {names[k - 1]}")
+    check_writable(out, force)
+    staging = staging_dir(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    for k, m in enumerate(members, 1):
+        target = member_dir(staging, k)
+        shutil.copytree(m.path, target, ignore=shutil.ignore_patterns(MEMBERS))
+        config = json.loads((target / CONFIG).read_text(encoding="utf-8"))
+        config.pop("ensemble", None)  # each member on its own is one model
+        if k == 1:
+            seeds = [_seed(x.raw) for x in members]
+            config["ensemble"] = {"members": len(members), "seeds": seeds, "assembled": True,
+                                  "sources": [str(Path(s).resolve()) for s in sources]}
+        write_json(target / CONFIG, config)
+        metrics = read_metrics(target)
+        if metrics.pop("ensemble", None) is not None:  # a source ensemble's combined scores
+            write_json(target / METRICS, metrics)
+    publish(staging, out)
+    return out
+
+
+def _seed(raw: dict):
+    """A member's training seed (seed + member index, as train --ensemble seeds them), or None."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("seed"), int):
+        return None
+    return train["seed"] + (train.get("member") or 0)
 
 
 def read_metrics(model_dir: Path) -> dict:

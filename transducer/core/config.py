@@ -92,6 +92,12 @@ class EncodingErrors(Choice):  # what predict does with invalid UTF-8
     REPLACE = "replace"
 
 
+class Combine(Choice):  # how an ensemble's members are combined (inference/combine.py)
+    MEAN = "mean"  # geometric mean of the members' per-step distributions (one architecture)
+    VOTE = "vote"  # each member decodes; the most frequent output wins
+    RESCORE = "rescore"  # every member scores every member's n-best; the best sum wins
+
+
 class Unk(Choice):  # what an aligned model does with characters unseen in training
     COPY = "copy"
     MODEL = "model"
@@ -126,7 +132,7 @@ class LogFormat(Choice):  # train's progress on stderr (ui/progress.py)
 ARCHS, HEADS, ATTENTIONS = Arch.values(), Head.values(), Attention.values()
 ENGINES, FORMATS, ON_LONG, ENCODING_ERRORS = Engine.values(), Format.values(), OnLong.values(), EncodingErrors.values()
 UNK_POLICIES, DISTRIBUTE, NORMALIZE = Unk.values(), Distribute.values(), Normalize.values()
-LR_SCHEDULES, LOG_FORMATS = LrSchedule.values(), LogFormat.values()
+LR_SCHEDULES, LOG_FORMATS, COMBINE = LrSchedule.values(), LogFormat.values(), Combine.values()
 CACHE_LINES = 20_000  # predict --cache default: distinct lines whose results are kept
 #                       (each entry holds the line, its output and a float: ~250 bytes)
 
@@ -304,6 +310,9 @@ class PredictOptions:
     batch_size: int = option(1024, "Lines per model call.")
     cache: int = option(CACHE_LINES, "Distinct lines whose results are kept and reused (about 250 bytes each);"
                                      " 0 computes every line.")
+    combine: str = option("mean", "An ensemble's rule: mean (of the members' step distributions; one"
+                                  " architecture), vote (each member decodes, the majority wins) or rescore"
+                                  " (every member scores every member's n-best; any architectures).", Combine)
 
     def __post_init__(self):
         check_choices(self)

@@ -15,6 +15,10 @@ probabilities of a proper distribution, as for one model. N copies of one model 
 model's distribution back (up to float rounding). Each log p_k is clamped at log(1e-30),
 as decode.py does, so one member's zero cannot veto a symbol on its own.
 
+Members of different architectures or vocabularies (an assembled ensemble, artifacts.py)
+have no common step distribution: the engine still holds them, for combine.py's vote and
+rescore, but refuses to run the mean (EnsembleEngine.conflict says why).
+
 seq2seq and edit states: the ensemble's encoder outputs and decoder states are the members'
 concatenated on the last (feature) axis, so decode.py and edit_decode.py can select,
 repeat and drop rows (hypotheses) without knowing there are several members; each step
@@ -26,7 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from transducer.core.artifacts import ModelInfo, read_members
+from transducer.core.artifacts import ModelInfo, mean_conflict, read_members
+from transducer.core.config import TransducerError
 from transducer.inference.engine import load_engine as load_one
 from transducer.inference.probs import decode_probs
 
@@ -47,18 +52,27 @@ def load_engine(info: ModelInfo, engine: str = "numpy"):
     members = read_members(info)
     if len(members) == 1:
         return load_one(info, engine)
-    return EnsembleEngine([load_one(m, engine) for m in members])
+    return EnsembleEngine([load_one(m, engine) for m in members], mean_conflict(members))
 
 
 class EnsembleEngine:
     """N engines (members) with one engine's interface; see the module docstring."""
 
-    def __init__(self, engines: list):
+    def __init__(self, engines: list, conflict: str | None = None):
         self.engines = engines
+        self.conflict = conflict  # why the members have no common step distribution, or None
         self.info = engines[0].info  # member 1: the vocabularies and sizes all members share
         self.name = engines[0].name
         self.decoder_layers = engines[0].decoder_layers
         self._widths: list[int] = []  # each member's encoder width, set by seq2seq_encode
+
+    def check_mean(self) -> None:
+        """Refuse the per-step mean, in one line, when the members cannot share it."""
+        if self.conflict:
+            raise TransducerError(
+                f"{self.info.path}: {self.conflict}, so their step distributions cannot be averaged"
+                " (--combine mean); predict and evaluate combine them with --combine vote or --combine rescore"
+            )
 
     def _split(self, x: np.ndarray) -> list[np.ndarray]:
         """(..., sum of widths) -> each member's (..., width)."""
@@ -67,6 +81,7 @@ class EnsembleEngine:
     def seq2seq_encode(self, ids: np.ndarray):
         """(B, T) ids -> concatenated encoder outputs (B, T, N*W), initial states (B, N*W)
         and the encoder mask (B, T) (the members share the architecture, so the mask too)."""
+        self.check_mean()
         encoded = [e.seq2seq_encode(ids) for e in self.engines]
         self._widths = [enc.shape[-1] for enc, _, _ in encoded]
         enc = np.concatenate([enc for enc, _, _ in encoded], axis=-1)  # (B, T, N*W)
@@ -96,6 +111,7 @@ class EnsembleEngine:
 
     def edit_encode(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids with </s> at n -> the members' encodings concatenated (B, T, N*X)."""
+        self.check_mean()
         return np.concatenate([e.edit_encode(ids) for e in self.engines], axis=-1)
 
     def edit_initial_states(self, n: int) -> list[np.ndarray]:
@@ -121,10 +137,12 @@ class EnsembleEngine:
 
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> combined (B, T, V) probabilities."""
+        self.check_mean()
         return combine([e.aligned_probs(ids) for e in self.engines])
 
     def label_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> combined (B, n_labels) probabilities (--arch label)."""
+        self.check_mean()
         return combine([e.label_probs(ids) for e in self.engines])
 
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:

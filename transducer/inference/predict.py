@@ -30,8 +30,8 @@ from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
-from transducer.inference import decode, edit_decode
-from transducer.inference.ensemble import load_engine
+from transducer.inference import combine, decode, edit_decode, forced
+from transducer.inference.ensemble import EnsembleEngine, load_engine
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 
@@ -168,7 +168,23 @@ class Predictor:
         self.normalize = self.info.model.normalize  # the Unicode form the model works in
         self.beam, self.nbest = self.options.beam, self.options.nbest
         self.copy_unk = self.options.unk == "copy" and self.info.model.arch == "aligned"
-        self._check_fit()
+        self.members = self._members()  # --combine vote/rescore: each member's own Predictor
+        if self.members is None:
+            self._check_fit()
+
+    def _members(self) -> list["Predictor"] | None:
+        """An ensemble with --combine vote or rescore: one Predictor per member, searching
+        as the rule needs (combine.py), sharing this one's loaded engines. None when the
+        engine itself runs: one model, or the members' per-step mean."""
+        rule = self.options.combine
+        if not isinstance(self.engine, EnsembleEngine):
+            return None
+        if rule == "mean":
+            self.engine.check_mean()
+            return None
+        k = combine.rescore_k(self.beam, self.nbest) if rule == "rescore" else self.beam
+        opts = dataclasses.replace(self.options, combine="mean", beam=k, nbest=k if rule == "rescore" else 1, cache=0)
+        return [Predictor(e.info.path, opts, engine=e) for e in self.engine.engines]
 
     def with_options(self, **changes) -> "Predictor":
         """A predictor with some options changed, sharing this one's loaded engine."""
@@ -247,26 +263,65 @@ class Predictor:
         own longest string. An aligned model runs to max_len (it may write past the end
         of the input; a unidirectional one stops once every line has ended), as does a
         model written before masks (it was trained on max_len-long rows)."""
+        if self.members is not None:
+            return self._combined(strings)
+        return self._grouped(strings, lambda ids, rows: self.candidates_for_ids(ids, [strings[i] for i in rows]))
+
+    def _grouped(self, strings: list[str], run) -> list:
+        """run(ids, rows) -> one result per row, for (B, T) right-padded input ids of
+        strings[rows]: over all strings at once, or in groups of similar length (see
+        _compute); the results in the order of `strings`."""
         if not strings:
             return []
         encode = self.info.input_vocab.encode_batch
         if not (self.info.model.arch in ("seq2seq", "edit") and self.info.model.masked):
-            return self.candidates_for_ids(encode(strings, self.max_len, fill=PAD_ID)[0], strings)
+            return run(encode(strings, self.max_len, fill=PAD_ID)[0], list(range(len(strings))))
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
         for g in range(0, len(order), GROUP):
             rows = order[g : g + GROUP]
-            group = [strings[i] for i in rows]
-            ids, _ = encode(group, max(1, len(group[-1])), fill=PAD_ID)  # (G, longest)
-            for i, result in zip(rows, self.candidates_for_ids(ids, group)):
+            ids, _ = encode([strings[i] for i in rows], max(1, len(strings[rows[-1]])), fill=PAD_ID)  # (G, longest)
+            for i, result in zip(rows, run(ids, rows)):
                 out[i] = result
         return out
+
+    def search(self, strings: list[str]) -> list[list[tuple[str, float, float]]]:
+        """Per line (model-form strings of at most max_len characters), this model's
+        candidates as (model-form output, score, log P), best first: what combine.py reads."""
+        return self._grouped(strings, lambda ids, rows: self.found_for_ids(ids, [strings[i] for i in rows]))
+
+    def forced(self, strings: list[str], cands: list[list[str]]) -> list[np.ndarray]:
+        """Per line, log P of each of its candidate outputs (model form) under this model:
+        forced decoding (forced.py), for combine.py's rescoring."""
+        return self._grouped(strings, lambda ids, rows: forced.logp(
+            self.engine, ids, [strings[i] for i in rows], [cands[i] for i in rows], self.copy_unk))
+
+    def _combined(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
+        """The members' outputs combined by --combine vote or rescore (combine.py)."""
+        if self.options.combine == "vote":
+            ranked = combine.vote(self.members, strings)
+        else:
+            ranked = combine.rescore(self.members, strings, self.members[0].nbest)
+        results = []
+        for cands in ranked:
+            nbest = [(self.for_output(c.output), c.score, c.probability) for c in cands[: self.nbest]]
+            results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
+        return results
 
     def candidates_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
         """Candidates for (B, T) right-padded input ids of `strings` (T = max_len, or
         shorter for a masked seq2seq model); --unk copy copies from `strings`."""
         if self.info.model.arch == "label":
             return decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+        if self.info.model.arch == "aligned" and self.beam == 1 and self.nbest == 1:
+            return [(self.for_output(o), p, None) for o, p in self._aligned_greedy(ids, strings)]
+        return self._results(self.found_for_ids(ids, strings))
+
+    def found_for_ids(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
+        """Per line, the search's candidates as (model-form output, score, log P), best first."""
+        if self.info.model.arch == "label":
+            found = decode.label_candidates(self.engine.label_probs(ids), self.info.output_vocab, self.nbest)
+            return [[(c, sc, _log(p)) for c, sc, p in nb or [(out, conf, conf)]] for out, conf, nb in found]
         if self.info.model.arch == "edit":
             return self._edit_candidates(ids, strings)
         copied = ids == UNK_ID if self.copy_unk else np.zeros(ids.shape, bool)  # (B, T)
@@ -277,11 +332,7 @@ class Predictor:
             else:
                 found = decode.beam_search(self.engine, ids, limits, self.beam, self.nbest)
         elif self.beam == 1 and self.nbest == 1:
-            best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
-            outputs = self.info.output_vocab.decode_batch(best)
-            for b in np.flatnonzero(copied.any(axis=1)):
-                outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
-            return [(self.for_output(o), c, None) for o, c in zip(outputs, conf.tolist())]
+            return [[(o, _log(p), _log(p))] for o, p in self._aligned_greedy(ids, strings)]
         else:
             probs = self.engine.aligned_probs(ids)  # (B, T, V)
             # A copied position has one choice, certain, never the end: a placeholder
@@ -289,13 +340,23 @@ class Predictor:
             probs[copied] = 0.0
             probs[copied, 4] = 1.0
             found = decode.aligned_kbest(probs, self.nbest)
-        return self._results([
-            [(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab), c.score, c.logp) for c in cands]
+        return [
+            [(copy_through(c.ids, strings[b], copied[b], self.info.output_vocab), float(c.score), float(c.logp)) for c in cands]
             for b, cands in enumerate(found)
-        ])
+        ]
 
-    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float, list | None]]:
-        """An edit model's outputs (inference/edit_decode.py): greedy, or a beam search
+    def _aligned_greedy(self, ids: np.ndarray, strings: list[str]) -> list[tuple[str, float]]:
+        """An aligned model's per-position argmax: (model-form output, its probability) per line."""
+        best, conf = self.engine.aligned_decode(ids, copy_unk=self.copy_unk)  # (B, T), (B,)
+        outputs = self.info.output_vocab.decode_batch(best)
+        if self.copy_unk:
+            copied = ids == UNK_ID  # (B, T)
+            for b in np.flatnonzero(copied.any(axis=1)):
+                outputs[b] = copy_through(best[b], strings[b], copied[b], self.info.output_vocab)
+        return list(zip(outputs, conf.tolist()))
+
+    def _edit_candidates(self, ids: np.ndarray, strings: list[str]) -> list[list[tuple[str, float, float]]]:
+        """An edit model's candidates (inference/edit_decode.py): greedy, or a beam search
         over action paths whose n-best are distinct strings. COPY writes the input's own
         character, so characters never seen in training are copied through."""
         actions, limits = self.info.output_vocab, self.output_limits(ids)
@@ -303,7 +364,7 @@ class Predictor:
             found = [[c] for c in edit_decode.greedy(self.engine, ids, strings, actions, limits)]
         else:
             found = edit_decode.beam_search(self.engine, ids, strings, actions, limits, self.beam, self.nbest)
-        return self._results([[(c.output, c.score, c.logp) for c in cands] for cands in found])
+        return [[(c.output, c.score, c.logp) for c in cands] for cands in found]
 
     def _results(self, found: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, list | None]]:
         """(output, confidence, n-best list or None) per line from its candidates, best
@@ -313,6 +374,11 @@ class Predictor:
             nbest = [(self.for_output(out), float(sc), float(np.exp(logp))) for out, sc, logp in cands]
             results.append((nbest[0][0], nbest[0][2], nbest if self.nbest > 1 else None))
         return results
+
+
+def _log(p: float) -> float:
+    """A probability's log, finite (an underflowed 0 stays the most negative float's order)."""
+    return float(np.log(max(p, 1e-300)))
 
 
 def copy_through(out_ids, string: str, copied: np.ndarray, vocab) -> str:
