@@ -252,7 +252,9 @@ class TrainOptions:
     force: bool = False  # replace an existing model directory
     resume: bool = False  # continue an interrupted run from its last checkpoint
     ensemble: int | None = None  # members (default 1, or init_from's member count)
-    teacher: str | None = None  # distil: learn this model's beam outputs for the training inputs
+    teacher: str | None = None  # distil: learn this model's (an ensemble's) distributions or outputs
+    teacher_mode: str = "token"  # token: fit its per-step distributions; sequence: its beam outputs
+    teacher_weight: float | None = None  # token: share of the loss that fits the teacher (default 0.5)
     extra_inputs: str | None = None  # with teacher: file of unlabeled strings (one a line) it labels too
 
 
@@ -290,7 +292,8 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
         warnings.filterwarnings("ignore", module="tensorflow")
         if options.teacher is not None or options.extra_inputs is not None:
             return train_student(path, model_dir, mcfg, tcfg, options.teacher, options.extra_inputs,
-                                 on_member=on_member, **common)
+                                 on_member=on_member, mode=options.teacher_mode, weight=options.teacher_weight,
+                                 **common)
         return train_members(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
 
 

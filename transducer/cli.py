@@ -23,7 +23,7 @@ import typer
 from transducer._version import __version__
 from transducer.core.config import (
     CACHE_LINES, Arch, Attention, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
-    ModelConfig, Normalize, OnLong, TransducerError, Unk,
+    ModelConfig, Normalize, OnLong, TeacherMode, TransducerError, Unk,
 )
 from transducer.ui import render
 from transducer.ui.help import Command as _Command, Group as _Group
@@ -156,8 +156,17 @@ def train(
         "Train N members (seeds --seed, --seed+1, ...) into one model directory; predict and evaluate average"
         " them. Default 1, or with --init-from as many as that model has."))] = None,
     teacher: Annotated[Optional[str], typer.Option(help=(
-        "Distil: train on this model's beam outputs (e.g. an ensemble's) for the training inputs"
-        " instead of their references; validation stays on references."))] = None,
+        "Distil this model (e.g. an ensemble) into one: at every step of each training target the student"
+        " fits the teacher's distribution as well as the reference, and takes its vocabularies. Token level"
+        " needs a teacher of the same --arch (seq2seq or aligned; size may differ) and --normalize; any"
+        " other (label models included) is a one-line error: use --teacher-mode sequence for those."
+        " Validation stays on references."))] = None,
+    teacher_mode: Annotated[TeacherMode, typer.Option(help=(
+        "token: fit the teacher's per-step distributions; sequence: train on its beam outputs instead of the"
+        " references (any teacher; measured no better than a single model)."))] = TeacherMode.TOKEN,
+    teacher_weight: Annotated[Optional[float], typer.Option(help=(
+        "Token level: the loss's share that fits the teacher's distribution, the rest fits the reference"
+        " (default 0.5)."))] = None,
     extra_inputs: Annotated[Optional[str], typer.Option(help="With --teacher: a file of unlabeled strings, one a line, that the teacher labels for training too.")] = None,
     log_format: Annotated[Optional[LogFormat], typer.Option(help="Progress on stderr (default: rich on a terminal, plain otherwise).")] = None,
     verbose: Verbose = False,
