@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 # Re-exported for the command line, which imports nothing below this module but these.
 from transducer.core.config import (  # noqa: F401
-    ARCHITECTURE, Arch, Attention, Combine, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
+    ARCHITECTURE, Arch, Attention, Combine, TeacherMode, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
     ModelConfig, Normalize, OnLong, PredictOptions, TrainConfig, TransducerError, Unk, check_choices, help_of, option,
 )
 
@@ -433,8 +433,17 @@ class TrainOptions:
     ensemble: int | None = option(None, "Train N members (seeds --seed, --seed+1, ...) into one model directory;"
                                   " predict and evaluate average them. Default 1, or with --init-from as many as"
                                   " that model has.")
-    teacher: str | None = option(None, "Distil: train on this model's beam outputs (e.g. an ensemble's) for the"
-                                 " training inputs instead of their references; validation stays on references.")
+    teacher: str | None = option(None, "Distil this model (e.g. an ensemble) into one: at every step of each"
+                                 " training target the student fits the teacher's distribution as well as the"
+                                 " reference, and takes its vocabularies. Token level needs a teacher of the same"
+                                 " --arch (seq2seq or aligned; size may differ) and --normalize; any other (label"
+                                 " models included) is a one-line error: use --teacher-mode sequence for those."
+                                 " Validation stays on references.")
+    teacher_mode: str = option("token", "token: fit the teacher's per-step distributions; sequence: train on its"
+                               " beam outputs instead of the references (any teacher; measured no better than a"
+                               " single model).", TeacherMode)
+    teacher_weight: float | None = option(None, "Token level: the loss's share that fits the teacher's distribution,"
+                                          " the rest fits the reference (default 0.5).")
     extra_inputs: str | None = option(None, "With --teacher: a file of unlabeled strings, one a line, that the"
                                       " teacher labels for training too.")
 
@@ -482,7 +491,8 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
         warnings.filterwarnings("ignore", module="tensorflow")
         if options.teacher is not None or options.extra_inputs is not None:
             return train_student(path, model_dir, mcfg, tcfg, options.teacher, options.extra_inputs,
-                                 on_member=on_member, **common)
+                                 on_member=on_member, mode=options.teacher_mode, weight=options.teacher_weight,
+                                 **common)
         return train_members(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
 
 

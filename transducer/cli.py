@@ -148,6 +148,8 @@ def train(
     skip_invalid: Annotated[bool, opt(TrainOptions, "skip_invalid", panel=TRAINING)] = TrainOptions.skip_invalid,
     ensemble: Annotated[Optional[int], opt(TrainOptions, "ensemble", metavar="N", panel=ENSEMBLES)] = TrainOptions.ensemble,
     teacher: Annotated[Optional[str], opt(TrainOptions, "teacher", metavar="DIR", panel=ENSEMBLES)] = TrainOptions.teacher,
+    teacher_mode: Annotated[str, opt(TrainOptions, "teacher_mode", panel=ENSEMBLES)] = TrainOptions.teacher_mode,
+    teacher_weight: Annotated[Optional[float], opt(TrainOptions, "teacher_weight", metavar="FLOAT", panel=ENSEMBLES)] = TrainOptions.teacher_weight,
     extra_inputs: Annotated[Optional[str], opt(TrainOptions, "extra_inputs", metavar="FILE", panel=ENSEMBLES)] = TrainOptions.extra_inputs,
     distribute: Annotated[str, opt(TrainOptions, "distribute")] = TrainOptions.distribute,
     log_format: Annotated[Optional[str], typer.Option(

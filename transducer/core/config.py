@@ -123,6 +123,11 @@ class LrSchedule(Choice):  # learning-rate schedules (training/recipe.py)
     COSINE = "cosine"
 
 
+class TeacherMode(Choice):  # train --teacher-mode (training/distill.py)
+    TOKEN = "token"
+    SEQUENCE = "sequence"
+
+
 class LogFormat(Choice):  # train's progress on stderr (ui/progress.py)
     PLAIN = "plain"
     RICH = "rich"

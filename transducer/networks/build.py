@@ -82,13 +82,20 @@ def sequence_loss(masked: bool = True, label_smoothing: float = 0.0):
             ce = (1.0 - e) * nll - e * ops.mean(logp, axis=-1)  # (B, T)
         else:
             ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)  # (B, T)
-        if not masked:
-            return ops.mean(ce, axis=1)  # (B,)
-        counted = ops.cast(_counted(y_true), ce.dtype)  # (B, T)
-        return ops.sum(ce * counted, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)  # (B,)
+        return sequence_mean(ce, y_true, masked)  # (B,)
 
     loss.__name__ = "sequence_loss"
     return loss
+
+
+def sequence_mean(values, y_true, masked: bool = True):
+    """Per-position values (B, T) -> their mean per sequence (B,): over the counted
+    positions (the characters and the first </s>) when masked, else over every position.
+    The one place a loss decides which positions count (training/distill.py too)."""
+    if not masked:
+        return ops.mean(values, axis=1)  # (B,)
+    counted = ops.cast(_counted(ops.cast(y_true, "int32")), values.dtype)  # (B, T)
+    return ops.sum(values * counted, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)  # (B,)
 
 
 def compile_model(

@@ -1,18 +1,51 @@
-"""`train --teacher DIR [--extra-inputs FILE]`: sequence-level distillation.
+"""`train --teacher DIR [--extra-inputs FILE]`: one model trained to match another (usually
+an ensemble, `train --ensemble N`), so that it predicts at one model's cost.
 
-The student is an ordinary training run on pairs the teacher wrote: every training input
-with the teacher's beam output in place of its reference (sequence-level knowledge
-distillation, Kim & Rush 2016), plus every line of --extra-inputs (unlabeled strings, one
-a line) with the teacher's output. A teacher is usually an ensemble (`train --ensemble N`):
-the student is one model, so it predicts at one model's cost.
+Token level (`--teacher-mode token`, the default; Sun et al. 2019, "Token-level ensemble
+distillation for grapheme-to-phoneme conversion"): at every output step of a training
+target, teacher-forced on the reference, the student fits the teacher ensemble's
+distribution as well as the reference:
 
-Validation stays on references, never on the teacher's outputs: the --val-file as given,
-or, without one, the pairs --val-split holds out of PAIRS (same split as a run without
---teacher, and as the teacher's own run with the same seed); those are passed to the
-student as its validation file, and their inputs are not relabelled.
+    loss = α · CE(teacher distribution, student) + (1 − α) · NLL(reference)    α = --teacher-weight
 
-config.json gets a "distill" record (which teacher, how many pairs relabelled, how many
-extra inputs) and "data" names the user's files, not the temporary ones.
+per counted position (the characters and the first </s>, as for any loss here), the
+reference term label-smoothed as in a run without a teacher, so α = 0 is exactly that
+run's loss. The teacher's distribution is its members' renormalised geometric mean, as
+inference/ensemble.py combines them for prediction. Lines of --extra-inputs (unlabeled
+strings) get the teacher's beam output as their target, and its distributions along it.
+
+Where the distributions come from: the teacher runs inside the training graph. Its member
+networks, rebuilt from their model directories and frozen, take the student's own batch
+(the same one-hot inputs: the student uses the teacher's vocabularies, as --init-from
+does), and the loss combines their outputs there (`Distiller`). Nothing is stored, so
+memory is one batch's distributions whatever the data size (a CMUdict run holds 113k
+words x 33 steps x V floats nowhere), the data pipeline (shuffling, length buckets) is the
+ordinary one, and the teacher's distributions are exact. The cost is the teacher's forward
+pass in every step: an N-member teacher adds about N/3 of a student step each (a forward
+pass is about a third of forward plus backward). The alternative, the top k entries per
+step precomputed into a memory-mapped file, pays the teacher once, but needs k·(id,
+probability) per step on disk (113k x 33 x 8 x 8 bytes ≈ 240 MB), row ids carried through
+the shuffled, length-bucketed tf.data pipeline, and truncated, renormalised targets; a
+frozen forward pass is simpler and was cheap enough (docs/guides/small-data.md).
+
+Only the student is a tracked part of the training model (`Distiller`): the teacher's
+networks sit in a plain closure, so the training model's variables are the student's,
+and the checkpoints, the best weights early stopping keeps, --resume and the published
+model directory are exactly those of a run without a teacher. Validation stays on the
+references and its loss is the student's ordinary loss (the teacher does not run there),
+so early stopping judges the student as it judges any model.
+
+Sequence level (`--teacher-mode sequence`; Kim & Rush 2016): the student is an ordinary
+run on every training input with the teacher's beam output in place of its reference.
+It measured no better than a single model (an ensemble reproduces its own training
+pairs), and is kept for teachers token level cannot use: a label model, another
+architecture, other vocabularies or Unicode normalization.
+
+Validation, both modes: the --val-file as given, or, without one, the pairs --val-split
+holds out of PAIRS (the same split as a run without --teacher, and as the teacher's own
+run with the same seed); their inputs are never relabelled. config.json gets a "distill"
+record (mode, weight, which teacher, the extra inputs) and "data" names the user's files,
+not the temporary ones.
 """
 
 from __future__ import annotations
@@ -21,29 +54,37 @@ import contextlib
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from transducer.core import artifacts, normalization
-from transducer.core.config import ModelConfig, PredictOptions, TrainConfig, TransducerError
+from transducer.core.config import ModelConfig, PredictOptions, TeacherMode, TrainConfig, TransducerError
 from transducer.core.data import decode_line, display_name, iter_raw_lines, open_binary
+from transducer.inference.ensemble import LOG_FLOOR
 from transducer.inference.predict import Predictor
+from transducer.networks.build import build_model, sequence_loss, sequence_mean
+from transducer.networks.saved import load_keras_model
+from transducer.networks.tf import keras, ops
 from transducer.training import stream
 from transducer.training.ensemble import train_members
-from transducer.training.loop import scan_data
+from transducer.training.loop import copy_weights, scan_data
 
-# The teacher's beam width: its beam outputs, not greedy ones, are what the student learns
+# The teacher's beam width: its beam outputs, not greedy ones, are the targets it writes
 # (aligned teachers search exactly with any width above 1; label teachers ignore it).
 TEACHER_BEAM = 5
 TEACHER_BATCH = 512  # inputs per teacher call
+# --teacher-weight's default, α: the share of the loss that fits the teacher's distribution
+# (docs/guides/small-data.md has the measurements it was chosen by).
+DEFAULT_WEIGHT = 0.5
+TOKEN_ARCHS = ("seq2seq", "aligned")  # architectures with a distribution per output step
 
 
 @dataclass(frozen=True)
 class Distilled:
     """The student's training data, written by `distilled_data`."""
 
-    train_path: str  # teacher-labelled pairs: training inputs, then extra inputs
+    train_path: str  # training pairs (references, or the teacher's outputs), then labelled extra inputs
     val_path: str | None  # references to validate on (the --val-file, or PAIRS' held-out pairs)
     record: dict  # config.json's "distill" entry
 
@@ -115,15 +156,121 @@ def teacher_record(info: artifacts.ModelInfo) -> dict:
     }
 
 
+# --- token level: the loss and the training model ----------------------------------------
+
+
+def ensemble_probs(members, inputs):
+    """The frozen members' per-step distributions on `inputs`, combined as
+    inference/ensemble.combine does: exp(mean_k log p_k), renormalised. (B, T, V)"""
+    logp = [ops.log(ops.clip(m(inputs, training=False), LOG_FLOOR, 1.0)) for m in members]  # each (B, T, V)
+    return ops.stop_gradient(ops.softmax(ops.mean(ops.stack(logp), axis=0), axis=-1))  # (B, T, V)
+
+
+def token_loss(weight: float, masked: bool = True, label_smoothing: float = 0.0):
+    """loss(y_true (B, T) ids, student (B, T, V), teacher (B, T, V)) -> (B,): per sequence,
+    weight · CE(teacher, student) + (1 − weight) · the student's ordinary loss on y_true
+    (networks/build.sequence_loss), over the same counted positions."""
+    reference = sequence_loss(masked, label_smoothing)
+
+    def loss(y_true, student, teacher):
+        logp = ops.log(ops.clip(student, keras.config.epsilon(), 1.0))  # (B, T, V)
+        ce = -ops.sum(teacher * logp, axis=-1)  # (B, T)
+        return weight * sequence_mean(ce, y_true, masked) + (1.0 - weight) * reference(y_true, student)  # (B,)
+
+    return loss
+
+
+class Distiller(keras.Model):
+    """The model a token-level student trains as: calling it is calling the student, and
+    its training loss adds the teacher's distributions on the same batch (`token_loss`).
+    Validation's loss is the student's compiled one, on the references alone.
+
+    The teacher is held in a closure, untracked: this model's variables, and so its
+    checkpoints and weights, are the student's."""
+
+    def __init__(self, student, teacher, loss):
+        super().__init__(name="distiller")
+        self.student = student
+        self._teacher = teacher  # inputs -> (B, T, V) teacher distribution; a function, not tracked
+        self._loss = loss  # token_loss(...)
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not training:
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        return ops.mean(self._loss(y, y_pred, self._teacher(x)))  # the batch's mean, as Keras's own
+
+
+def frozen_members(info: artifacts.ModelInfo) -> list:
+    """The teacher's member networks, frozen, rebuilt with the training time axes (None
+    where batches are length-bucketed) and their weights loaded by layer name."""
+    members = []
+    for member in artifacts.read_members(info):
+        net = build_model(member.model, member.model.variable_length)
+        copy_weights(load_keras_model(member), net)
+        net.trainable = False
+        members.append(net)
+    return members
+
+
+@dataclass(frozen=True)
+class TokenTeacher:
+    """A token-level --teacher, as training/loop.train takes it (loop.Teaching)."""
+
+    info: artifacts.ModelInfo  # the teacher's model directory: its vocabularies are the student's
+    weight: float  # α, --teacher-weight
+    masked: bool  # the student's loss counts its targets' positions only (ModelConfig.masked)
+    label_smoothing: float  # the reference term's, as the student's run has it
+    identity: dict = field(default_factory=dict)  # what --resume must match: teacher and weight
+
+    def trainer(self, student) -> Distiller:
+        members = frozen_members(self.info)
+        loss = token_loss(self.weight, self.masked, self.label_smoothing)
+        return Distiller(student, lambda inputs: ensemble_probs(members, inputs), loss)
+
+
+def check_token_teacher(info: artifacts.ModelInfo, cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """A one-line error unless this teacher's distributions can be fitted step by step:
+    same architecture kind and Unicode form, masks, one device; the student takes the
+    teacher's vocabularies (an --init-from model must have the same)."""
+    t, where = info.model, f"--teacher {info.path}"
+    fallback = "; pass --teacher-mode sequence to learn its outputs instead"
+    if t.arch not in TOKEN_ARCHS:
+        raise TransducerError(f"{where}: a {t.arch} model has no per-step distributions to fit{fallback}")
+    if cfg.arch != t.arch:
+        raise TransducerError(f"{where}: its --arch is {t.arch}, the student's {cfg.arch}{fallback}")
+    if t.normalize != cfg.normalize:
+        raise TransducerError(f"{where}: it reads {t.normalize} text, the student --normalize {cfg.normalize}{fallback}")
+    if not (t.masked and cfg.masked):
+        raise TransducerError(f"{where}: a model written before masks can neither teach nor learn token by token{fallback}")
+    if not (t.variable_length and cfg.variable_length) and (t.max_len, t.bidirectional) != (cfg.max_len, cfg.bidirectional):
+        raise TransducerError(
+            f"{where}: an aligned bidirectional teacher and its student must agree on --max-len ({t.max_len})"
+            f" and --bidirectional ({t.bidirectional})"
+        )
+    if train_cfg.distribute != "none":
+        raise TransducerError("--teacher (token level) trains on one device; drop --distribute")
+    if train_cfg.init_from:
+        source = artifacts.read_info(train_cfg.init_from)
+        if (source.input_vocab.symbols, source.output_vocab.symbols) != (info.input_vocab.symbols, info.output_vocab.symbols):
+            raise TransducerError(f"--init-from {train_cfg.init_from}: its vocabularies differ from --teacher {info.path}'s")
+
+
+# --- the student's data and the run ------------------------------------------------------
+
+
 @contextlib.contextmanager
 def distilled_data(
     pairs_path: str, teacher: str | Path, extra_inputs: str | None, model_cfg: ModelConfig, train_cfg: TrainConfig,
-    val_path: str | None,
+    val_path: str | None, mode: str = "token",
 ) -> Iterator[Distilled]:
-    """The teacher-labelled training file and the reference validation file, in a
-    temporary directory that lives as long as the context."""
+    """The student's training file and the reference validation file, in a temporary
+    directory that lives as long as the context. Training pairs keep their references
+    (token) or get the teacher's outputs (sequence); extra inputs get the teacher's outputs."""
     info = teacher_info(teacher)
-    if info.model.arch == "label" and model_cfg.arch != "label" or model_cfg.arch == "label" and info.model.arch != "label":
+    if (info.model.arch == "label") != (model_cfg.arch == "label"):
         raise TransducerError(f"--teacher {teacher}: a {info.model.arch} model cannot teach a {model_cfg.arch} model")
     predictor = Predictor(info.path, PredictOptions(beam=TEACHER_BEAM, cache=0))
     limits = [(model_cfg.normalize, model_cfg.max_len, "--max-len"),
@@ -135,22 +282,19 @@ def distilled_data(
         gold = list(stream.iter_pairs(data, "train"))
         held_out = list(stream.iter_pairs(data, "val")) if val is None else []
         with tempfile.TemporaryDirectory(prefix="transducer-distill-") as tmp:
-            inputs = [src for src, _ in gold] + extra
-            labels = teacher_outputs(predictor, inputs)
-            rows, dropped = _fitting(inputs, labels, model_cfg)
+            relabel = [src for src, _ in gold] if mode == "sequence" else []
+            labels = teacher_outputs(predictor, relabel + extra)
+            rows = list(zip(relabel + extra, labels))
+            if mode == "token":
+                rows = gold + rows  # references stay; only the extra inputs are the teacher's
+            rows, dropped = _fitting(rows, model_cfg)
             train_path = _write_pairs(Path(tmp) / "distilled.tsv", rows)
-            student_val = val_path
-            if held_out:
-                student_val = _write_pairs(Path(tmp) / "held-out.tsv", held_out)
-            form = model_cfg.normalize
-            relabelled = sum(
-                normalization.normalize(form, out) != normalization.normalize(form, tgt)
-                for (_, tgt), out in zip(gold, labels)
-            )
+            student_val = _write_pairs(Path(tmp) / "held-out.tsv", held_out) if held_out else val_path
             record = {
+                "mode": mode,
                 "teacher": {**teacher_record(info), "beam": TEACHER_BEAM},
                 "pairs": len(gold),
-                "relabelled": relabelled,
+                "relabelled": _relabelled(gold, labels, model_cfg.normalize) if mode == "sequence" else None,
                 "extra_inputs": {"file": display_name(extra_inputs), "n": len(extra), "skipped": extra_skipped}
                 if extra_inputs else None,
                 "dropped": dropped,
@@ -162,19 +306,20 @@ def distilled_data(
             Path(spooled).unlink(missing_ok=True)
 
 
-def _fitting(inputs: list[str], labels: list[str], cfg: ModelConfig) -> tuple[list[tuple[str, str]], int]:
-    """(input, teacher output) rows the student can learn, and how many were dropped: an
-    output longer than the student's max_len (the teacher's may be longer) is left out."""
-    rows, dropped = [], 0
-    for src, out in zip(inputs, labels):
-        n = len(normalization.normalize(cfg.normalize, out))
-        if cfg.arch != "label" and n > cfg.max_len:
-            dropped += 1
-            continue
-        rows.append((src, out))
-    if not rows:
+def _relabelled(gold: list[tuple[str, str]], labels: list[str], form: str) -> int:
+    """How many training pairs the teacher's output changes (sequence level)."""
+    return sum(normalization.normalize(form, out) != normalization.normalize(form, tgt)
+               for (_, tgt), out in zip(gold, labels))
+
+
+def _fitting(rows: list[tuple[str, str]], cfg: ModelConfig) -> tuple[list[tuple[str, str]], int]:
+    """The rows the student can learn, and how many were dropped: a teacher's output
+    longer than the student's max_len (the teacher's may be longer) is left out."""
+    kept = [(src, out) for src, out in rows
+            if cfg.arch == "label" or len(normalization.normalize(cfg.normalize, out)) <= cfg.max_len]
+    if not kept:
         raise TransducerError("--teacher: none of the teacher's outputs fit the student (--max-len, --arch)")
-    return rows, dropped
+    return kept, len(rows) - len(kept)
 
 
 def _write_pairs(path: Path, rows) -> str:
@@ -194,21 +339,39 @@ def record_in_model(model_dir: str | Path, record: dict, pairs_path: str, val_pa
     artifacts.write_json(path, config)
 
 
+def token_teacher(teacher: str | Path, weight: float, model_cfg: ModelConfig, train_cfg: TrainConfig) -> TokenTeacher:
+    """The checked token-level teacher of this run."""
+    info = teacher_info(teacher)
+    check_token_teacher(info, model_cfg, train_cfg)
+    identity = {**teacher_record(info), "weight": weight}
+    return TokenTeacher(info, weight, model_cfg.masked, train_cfg.label_smoothing, identity)
+
+
 def train_student(
     pairs_path: str, model_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig, teacher: str | Path | None,
     extra_inputs: str | None = None, val_path: str | None = None, force: bool = False, reporter=None,
-    resume: bool = False, on_member=None,
+    resume: bool = False, on_member=None, mode: str = "token", weight: float | None = None,
 ):
-    """Train (one model, or an ensemble with train_cfg.ensemble > 1) on the teacher's
-    outputs and publish it with its "distill" record; returns train's or train_ensemble's
-    result. --resume works as for any run: the teacher labels the same inputs the same way,
-    so the data matches the checkpoint's."""
+    """Train (one model, or an ensemble with train_cfg.ensemble > 1) as the teacher's
+    student and publish it with its "distill" record; returns train's or
+    train_ensemble's result. mode: "token" or "sequence" (--teacher-mode); weight: α (token only;
+    None: DEFAULT_WEIGHT). --resume works as for any run: the teacher labels the same
+    inputs the same way, so the data matches the checkpoint's."""
     if teacher is None:
         raise TransducerError("--extra-inputs needs --teacher (the model that labels them)")
+    mode = TeacherMode.check(mode, "--teacher-mode")
+    if weight is not None and mode != "token":
+        raise TransducerError("--teacher-weight applies to --teacher-mode token only")
+    weight = DEFAULT_WEIGHT if weight is None else weight
+    if not 0.0 <= weight <= 1.0:
+        raise TransducerError(f"--teacher-weight must be in [0, 1], got {weight}")
+    teaching = token_teacher(teacher, weight, model_cfg, train_cfg) if mode == "token" else None
     artifacts.check_writable(Path(model_dir), force or resume)  # before the teacher's work
-    with distilled_data(pairs_path, teacher, extra_inputs, model_cfg, train_cfg, val_path) as data:
+    with distilled_data(pairs_path, teacher, extra_inputs, model_cfg, train_cfg, val_path, mode) as data:
         result = train_members(data.train_path, model_dir, model_cfg, train_cfg, on_member=on_member,
-                               val_path=data.val_path, force=force, reporter=reporter, resume=resume)
+                               val_path=data.val_path, force=force, reporter=reporter, resume=resume,
+                               teaching=teaching)
     if not (result.interrupted and train_cfg.ensemble > 1):  # an interrupted ensemble publishes nothing
-        record_in_model(model_dir, data.record, pairs_path, val_path)
+        record = {**data.record, "weight": weight if mode == "token" else None}
+        record_in_model(model_dir, record, pairs_path, val_path)
     return result

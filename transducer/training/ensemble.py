@@ -82,12 +82,13 @@ def train_ensemble(
     reporter=None,
     resume: bool = False,
     on_member=None,
+    teaching=None,
 ) -> EnsembleResult:
     """Train train_cfg.ensemble members and publish them as one model directory.
 
     on_member(k, n, seed, event, result): called with event "start" before member k trains
     (result None), "skip" for a member finished by an earlier run, "end" after it (result: its
-    TrainResult)."""
+    TrainResult). teaching: every member's, as for one model (loop.train)."""
     model_dir = Path(model_dir)
     staging = _prepare_staging(model_dir, train_cfg, force, resume)
     members_root = staging / MEMBERS_STAGING
@@ -109,7 +110,7 @@ def train_ensemble(
             on_member(k, n, seed, "start", None)
             member = train(
                 spooled, where, model_cfg, member_cfg, val_path=val_path, force=True, reporter=reporter,
-                resume=checkpoint.exists(artifacts.staging_dir(where)), scanned=scanned,
+                resume=checkpoint.exists(artifacts.staging_dir(where)), scanned=scanned, teaching=teaching,
                 aligner_from=members_root / "1" if k > 1 and model_cfg.arch == "edit" else None,  # fitted once
             )
             result.members.append(member)

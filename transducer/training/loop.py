@@ -56,6 +56,15 @@ class Reporter(Protocol):
     def epoch_end(self, epoch: int, logs: dict) -> None: ...  # logs incl. val_* metrics
 
 
+class Teaching(Protocol):
+    """What a token-level --teacher run adds to an ordinary one (training/distill.py)."""
+
+    info: artifacts.ModelInfo  # the teacher: the student takes its vocabularies
+    identity: dict  # what a checkpoint of this run must match to be resumed (teacher, weight)
+
+    def trainer(self, student) -> object: ...  # the keras.Model fit trains; only `student` is published
+
+
 class NullReporter:
     def start(self, info):
         pass
@@ -148,9 +157,11 @@ def held_out_pairs(data: stream.ScannedPairs, val: stream.ScannedPairs | None, l
 
 def prepare(
     pairs_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, val_path: str | None, scanned=None,
+    teaching: Teaching | None = None,
 ) -> Prepared:
     """Step 1: scan the pairs, split them and build the vocabularies. scanned: scan_data's
-    result for these files, already made (an ensemble scans once for all its members)."""
+    result for these files, already made (an ensemble scans once for all its members).
+    teaching: the student's vocabularies are the teacher's."""
     source = _init_source(train_cfg.init_from, model_cfg, train_cfg.member) if train_cfg.init_from else None
     data, val = scanned if scanned is not None else scan_data(pairs_path, model_cfg, train_cfg, val_path)
     n_val = val.n_rows if val is not None else data.n_val
@@ -162,7 +173,10 @@ def prepare(
     # Vocabularies come from training pairs only: validation characters the model never
     # saw in training are <unk>, exactly as they would be at prediction time.
     # --init-from keeps the source model's vocabularies (its weights are indexed by them).
-    in_vocab, out_vocab = data.vocabs() if source is None else _source_vocabs(source, data)
+    # So does a --teacher's student (its loss compares the two models' distributions).
+    vocab_source = teaching.info if teaching is not None else source
+    option = "--teacher" if teaching is not None else "--init-from"
+    in_vocab, out_vocab = data.vocabs() if vocab_source is None else _source_vocabs(vocab_source, data, option)
     if model_cfg.arch == "edit":  # its output is edit actions, over the output characters
         out_vocab = edit_data.training_actions(data.out_chars) if source is None else source.output_vocab
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
@@ -180,7 +194,8 @@ class Run:
     prep: Prepared
     train_cfg: TrainConfig
     plan: distribute.Plan  # the tf.distribute strategy and batch sizes
-    model: object  # the compiled keras.Model
+    model: object  # the compiled keras.Model (the one published)
+    trainer: object  # the compiled keras.Model fit trains: `model`, or a --teacher run's wrapper of it
     keeper: "_BestKeeper"  # best weights, early stopping, history
     written: Path  # where this worker publishes (the chief: model_dir)
     staging: Path  # checkpoints of this run
@@ -193,7 +208,7 @@ class Run:
 
 
 def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume: bool, force: bool, reporter,
-          aligner_from: Path | None = None) -> Run:
+          aligner_from: Path | None = None, teaching: Teaching | None = None) -> Run:
     """Step 2: seed, make the datasets, build and compile the model, find the checkpoint.
     aligner_from: an edit model's aligner comes from this model directory (see edit_data)."""
     cfg, init_seed = prep.cfg, train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
@@ -207,6 +222,8 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         "train": {k: v for k, v in train_cfg.to_dict().items() if k != "epochs"},
         "data": prep.data.fingerprint + (prep.val.fingerprint if prep.val is not None else ""),
     }
+    if teaching is not None:
+        identity["train"]["teacher"] = teaching.identity
     ckpt = _checkpoint_to_resume(staging, identity, resume, force)
     edit, kinds = None, None
     if cfg.arch == "edit":
@@ -235,15 +252,19 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
     with plan.strategy.scope():
         model = build_model(cfg, cfg.variable_length, kinds)  # time axis None: length-bucketed batches
         if prep.source is not None:
-            _copy_weights(load_keras_model(prep.source), model)
+            copy_weights(load_keras_model(prep.source), model)
         spe = STEPS_PER_EXECUTION if plan.mode == "none" else 1
         compile_model(model, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
-    distribute.patch_for_strategy(plan, model, dataset_for_epoch(0).element_spec)
+        trainer = model
+        if teaching is not None:
+            trainer = teaching.trainer(model)
+            compile_model(trainer, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
+    distribute.patch_for_strategy(plan, trainer, dataset_for_epoch(0).element_spec)
     steps = math.ceil(prep.n_train / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
-    return Run(prep, train_cfg, plan, model, keeper, written, staging, identity, ckpt, dataset_for_epoch, val_ds,
-               pipeline, edit)
+    return Run(prep, train_cfg, plan, model, trainer, keeper, written, staging, identity, ckpt, dataset_for_epoch,
+               val_ds, pipeline, edit)
 
 
 def start_counts(run: Run) -> dict:
@@ -280,10 +301,11 @@ class Fitted:
 
 
 def fit(run: Run, reporter: Reporter, stopper: checkpoint.StopOnSignals) -> Fitted:
-    """Step 3: the epochs, checkpointed; stops early, or after the epoch in progress on
+    """Step 3: the epochs, checkpointed (the trainer's variables are the model's: a teacher is
+    frozen and not tracked, so checkpoints hold the published model's weights only); stops early, or after the epoch in progress on
     SIGINT/SIGTERM. Each checkpoint records the training time so far, so a resumed run's
     time counts the earlier runs' too."""
-    start = checkpoint.restore(run.ckpt, run.model, run.keeper) if run.ckpt else 0
+    start = checkpoint.restore(run.ckpt, run.trainer, run.keeper) if run.ckpt else 0
     earlier = run.ckpt.seconds if run.ckpt else 0.0
     counts = {**start_counts(run), "resumed_from": start}
     reporter.start(counts)
@@ -291,7 +313,7 @@ def fit(run: Run, reporter: Reporter, stopper: checkpoint.StopOnSignals) -> Fitt
     clock = lambda: earlier + time.monotonic() - started  # noqa: E731
     callbacks = [run.keeper, checkpoint.saver(run.staging, run.identity, run.keeper, stopper, clock)]
     interrupted = checkpoint.fit_epochs(
-        run.model, run.dataset_for_epoch, run.val_ds, callbacks, start, run.train_cfg.epochs, stopper,
+        run.trainer, run.dataset_for_epoch, run.val_ds, callbacks, start, run.train_cfg.epochs, stopper,
         finished=lambda: run.keeper.stopped_early,
     )
     seconds = clock()  # the epochs (with validation and checkpoints) only
@@ -414,10 +436,12 @@ def train(
     resume: bool = False,
     aligner_from: Path | None = None,
     scanned: tuple | None = None,
+    teaching: Teaching | None = None,
 ) -> TrainResult:
     """Train a model on `pairs_path` (`-` for stdin) and publish it to `model_dir`, in four
     steps: prepare (scan and vocabularies), build, fit, publish. scanned: scan_data(...)
-    of the same files and options, when the caller has it (ensemble members).
+    of the same files and options, when the caller has it (ensemble members). teaching: a
+    token-level --teacher (training/distill.py), whose wrapper of the model is what trains.
 
     Each epoch is checkpointed into the staging area (see checkpoint.py). With `resume`,
     training continues from the last checkpoint of the same run. A first SIGINT/SIGTERM
@@ -439,8 +463,8 @@ def train(
             )
         # --resume continues a run that was already writing DIR, so it may replace it.
         artifacts.check_writable(model_dir, force or resume)
-    prep = prepare(pairs_path, model_cfg, train_cfg, val_path, scanned)
-    run = build(prep, train_cfg, plan, model_dir, resume, force, reporter, aligner_from)
+    prep = prepare(pairs_path, model_cfg, train_cfg, val_path, scanned, teaching)
+    run = build(prep, train_cfg, plan, model_dir, resume, force, reporter, aligner_from, teaching)
     return _fit_and_publish(run, model_dir, val_path, reporter)
 
 
@@ -487,23 +511,24 @@ def _init_source(model_dir: str, model_cfg: ModelConfig, member: int = 0) -> art
     return source
 
 
-def _source_vocabs(source: artifacts.ModelInfo, data) -> tuple[Vocab, Vocab]:
+def _source_vocabs(source: artifacts.ModelInfo, data, option: str = "--init-from") -> tuple[Vocab, Vocab]:
     """The source model's vocabularies, if they can hold the new data: new input
     characters are read as <unk> (counted in the start report), but an output character
-    the model cannot write is an error (an edit model: one it has no action for; it may
-    still copy it, but the expert would teach it to)."""
+    the model cannot write is an error (naming `option`, where the model came from; an edit
+    model: one it has no action for; it may still copy it, but the expert would teach it to)."""
     written = source.output_vocab.chars if source.model.arch == "edit" else source.output_vocab.symbols
     unseen = sorted(data.out_chars - set(written))
     if unseen:
         shown = ", ".join(repr(c) for c in unseen[:10]) + (" ..." if len(unseen) > 10 else "")
         raise TransducerError(
-            f"--init-from {source.path}: {data.name} has {len(unseen)} output character(s) the"
-            f" model cannot write ({shown}); train a new model instead"
+            f"{option} {source.path}: {data.name} has {len(unseen)} output character(s) the"
+            f" model cannot write ({shown}); "
+            + ("train a new model instead" if option == "--init-from" else "a student writes only its teacher's characters")
         )
     return source.input_vocab, source.output_vocab
 
 
-def _copy_weights(trained, model) -> None:
+def copy_weights(trained, model) -> None:
     """Every weighted layer's weights from the trained source model, by layer name."""
     for layer in trained.layers:
         if layer.weights:
