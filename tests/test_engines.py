@@ -307,9 +307,32 @@ def test_export_then_predict_matches_the_model_before_export(tmp_path, arch, bid
     assert r.exit_code == 0, r.stderr
     assert r.stdout == f"{model_dir / artifacts.WEIGHTS}\n"  # the result, on stdout
     assert set(np.load(model_dir / artifacts.WEIGHTS, allow_pickle=False).files) == written_by_train
-    after = Predictor(model_dir, engine="numpy").predict_batch(words)
+    engine, read = NumpyEngine(info), set()
+    get = engine.get
+    engine.get = lambda key: read.add(key) or get(key)
+    after = Predictor(model_dir, engine=engine).predict_batch(words)
     assert [o for o, _ in after] == [o for o, _ in before]
     np.testing.assert_allclose([c for _, c in after], [c for _, c in before], atol=1e-5)
+    assert read == written_by_train  # core/names.py's names: every weight the network has is read
+
+
+def test_every_engine_has_the_engine_interface():
+    """NumpyEngine, KerasEngine and EnsembleEngine offer every member of engine.Engine,
+    the methods with the protocol's parameters."""
+    import inspect
+
+    from transducer.inference.engine import Engine
+    from transducer.inference.ensemble import EnsembleEngine
+
+    members = [m for m in vars(Engine) if not m.startswith("_")] + list(Engine.__annotations__)
+    assert {"name", "info", "decoder_layers", "aligned_probs", "aligned_decode", "label_probs",
+            "seq2seq_encode", "seq2seq_step"} <= set(members)
+    for cls in (NumpyEngine, KerasEngine, EnsembleEngine):
+        for m in members:
+            want = getattr(Engine, m, None)
+            if inspect.isfunction(want):
+                got = getattr(cls, m)
+                assert list(inspect.signature(got).parameters) == list(inspect.signature(want).parameters), (cls, m)
 
 
 @pytest.mark.parametrize("arch", ["aligned", "seq2seq"])
