@@ -320,3 +320,20 @@ def test_a_resumed_runs_time_says_how_much_was_this_run():
     fresh = TrainResult(model_dir=Path("/x/m"), history={}, final={}, best_epoch=3, epochs_run=4, interrupted=False,
                         stopped_early=False, train_seconds=40.0)
     assert how_it_ended(fresh).endswith("training took 40.0s")
+
+
+@pytest.mark.parametrize("log_format", ["plain", "jsonl", "rich"])
+def test_a_python_callers_reporter_says_what_was_kept_and_returns(log_format, capsys):
+    """transducer.train(progress=True) uses the command line's reporters: there a second
+    signal is told and the library's TransducerError follows; only the command line's
+    (exit_on_stop) end the process."""
+    from transducer.ui.progress import make_reporter
+    from transducer.ui.render import Output
+
+    reporter = make_reporter(log_format, Output(stderr=True))
+    reporter.stopping({"signal": "SIGINT", "phase": "training"})
+    reporter.stopped({**_stopped(), "message": "SIGINT: stopped during epoch 4; ..."})  # returns
+    err = " ".join(capsys.readouterr().err.split())
+    assert "stopping" in err
+    assert "kept the checkpoint of epoch 3" in err or '"kept_epoch": 3' in err  # jsonl: the fields
+

@@ -180,7 +180,8 @@ def train(
     given = frozenset(k for k in api.TRAIN_NAMES if ctx.get_parameter_source(k).name != "DEFAULT")
     try:
         options = TrainOptions(**{k: v for k, v in ctx.params.items() if k in api.TRAIN_NAMES})
-        result = api.train_reported(pairs, model_dir, options, given, progress.make_reporter(log_format, err))
+        reporter = progress.make_reporter(log_format, err, exit_on_stop=True)  # a second Ctrl-C ends it at once
+        result = api.train_reported(pairs, model_dir, options, given, reporter)
     except TransducerError as e:
         _fail(e)
     if result.interrupted:

@@ -12,9 +12,10 @@ stderr itself; the library (training/loop.py) only calls it.
 
 Signals: the library calls `stopping(info)` the moment a first SIGINT/SIGTERM arrives
 (training finishes the epoch in progress) and `stopped(info)` on a second one, from its
-signal thread, while no file is being written. `stopped` says what was kept and ends the
-process at once (os._exit, exit code 130 or 143): the command line owns the process, and
-Python's own exit after TensorFlow takes seconds, which "stop now" must not.
+signal thread, while no file is being written. `stopped` says what was kept and, for the
+command line (exit_on_stop), ends the process at once (os._exit, exit code 130 or 143):
+the command line owns the process, and Python's own exit after TensorFlow takes seconds,
+which "stop now" must not.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ from transducer.core.history import readable
 from transducer.ui.render import duration, fmt_value, json_line, ordered, print_lines, show, warn
 
 
-def make_reporter(log_format: str | None, console: Console):
-    """The reporter for `--log-format` (None: rich on a terminal, plain otherwise)."""
+def make_reporter(log_format: str | None, console: Console, exit_on_stop: bool = False):
+    """The reporter for `--log-format` (None: rich on a terminal, plain otherwise).
+    exit_on_stop: a second signal ends the process (the command line's, which owns it;
+    never a Python caller's, who gets the library's TransducerError instead)."""
     if log_format is None:
         log_format = "rich" if console.is_terminal else "plain"
     reporters = {"rich": RichReporter, "plain": PlainReporter, "jsonl": JsonlReporter}
     assert set(reporters) == set(LOG_FORMATS)
-    return reporters[log_format](console)
+    return reporters[log_format](console, exit_on_stop)
 
 
 def start_messages(info: dict) -> list[tuple[str, bool]]:
@@ -145,8 +148,9 @@ def exit_now(code: int) -> None:
 class _Clock:
     """Times each epoch (training, validation and checkpoint: what a user waits for)."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, exit_on_stop: bool = False):
         self.console = console
+        self.exit_on_stop = exit_on_stop  # a second signal ends the process (see make_reporter)
         self.epochs = 0
         self.epoch_started = time.monotonic()
         self.member: tuple[int, int] | None = None  # (k, n) while ensemble member k of n trains
@@ -169,10 +173,14 @@ class _Clock:
         warn(self.console, *stopping_message(info))
 
     def stopped(self, info):
-        """A second signal: say what was kept, then end the process now."""
+        """A second signal: say what was kept, then (exit_on_stop) end the process now."""
         self.close()
         warn(self.console, *stopped_message(info, self.member))
-        exit_now(info["exit_code"])
+        self.exit_if_asked(info)
+
+    def exit_if_asked(self, info):
+        if self.exit_on_stop:
+            exit_now(info["exit_code"])
 
 
 class PlainReporter(_Clock):
@@ -196,7 +204,7 @@ class PlainReporter(_Clock):
 
     def stopped(self, info):
         self.write(" ".join(stopped_message(info, self.member)))
-        exit_now(info["exit_code"])
+        self.exit_if_asked(info)
 
     def end(self, result):
         on = "validation" if result.counts.get("n_val") else "training"
@@ -224,7 +232,7 @@ class JsonlReporter(PlainReporter):
     def stopped(self, info):
         fields = {k: v for k, v in info.items() if k != "message"}  # the library's sentence: stopped_message's here
         self.event("stopped", **fields, **({"member": self.member[0]} if self.member else {}))
-        exit_now(info["exit_code"])
+        self.exit_if_asked(info)
 
     def end(self, result):
         self.event(
@@ -283,8 +291,8 @@ class RichReporter(_Clock):
     """A progress line per epoch on stderr (see _EpochLine), then a table of the final
     metrics."""
 
-    def __init__(self, console: Console):
-        super().__init__(console)
+    def __init__(self, console: Console, exit_on_stop: bool = False):
+        super().__init__(console, exit_on_stop)
         self.progress = Progress(_EpochLine(console), console=console, transient=False)
         self.task = None
         self.started = False
