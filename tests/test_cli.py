@@ -375,7 +375,7 @@ def test_version_completion_and_plain_help():
     # What the installed completion script asks (through these variables) is answered;
     # --show-completion itself detects the running shell, which a test cannot rely on.
     for words, cword, want in (("transducer pre", "1", "predict"), ("transducer predict m --on", "3", "--on-long"),
-                               ("transducer train p --arch ", "4", "aligned\nseq2seq\nlabel")):  # an Enum's values
+                               ("transducer train p --arch ", "4", "aligned\nseq2seq\nlabel\nedit")):  # an Enum's values
         env = {"_TRANSDUCER_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
         r = runner.invoke(app, [], prog_name="transducer", env=env)
         assert r.exit_code == 0 and r.stdout == f"{want}\n", (r.stdout, r.stderr)
