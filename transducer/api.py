@@ -279,7 +279,7 @@ class Model:
     @property
     def copies_unseen(self) -> bool:
         """Whether characters never seen in training are copied through (aligned models
-        with unk="copy") rather than read as <unk>."""
+        with unk="copy") rather than read as `<unk>`."""
         return self._predictor.copy_unk
 
     def predict_one(self, text: str, **options) -> str:
@@ -297,7 +297,7 @@ class Model:
     @speaks_python
     def evaluate(self, pairs: str | Path | Iterable[tuple[str, str]], *, errors: int = 0, skip_invalid: bool = False,
                  **options):
-        """Score on held-out pairs (a file of input<TAB>reference lines, or an iterable of
+        """Score on held-out pairs (a file of `input<TAB>reference` lines, or an iterable of
         (input, reference)): the report `transducer evaluate` prints (EvalReport, or a
         LabelReport for a label model). `errors`: how many of the worst mistakes to keep."""
         from transducer.inference.evaluate import evaluate
