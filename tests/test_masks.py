@@ -160,8 +160,19 @@ def test_cache_on_and_off_give_identical_lines(model_dir):
     outs = [invoke("predict", model_dir, "-f", "jsonl", "--batch-size", 4, *opt, input=text) for opt in ([], ["--cache", 0], ["--cache", 1])]
     for r in outs:
         assert r.exit_code == 0, r.stderr
-    assert outs[0].stdout == outs[1].stdout == outs[2].stdout
-    assert len(outs[0].stdout.splitlines()) == 27
+    rows = [[json.loads(line) for line in r.stdout.splitlines()] for r in outs]
+    assert len(rows[0]) == 27
+    # Inputs and outputs are identical; confidences agree to float32 precision. Which lines
+    # share a batch (it depends on the cache) changes the padding and BLAS's summation order,
+    # which moves a confidence in its 7th digit: with numpy 2.4's OpenBLAS that flips the
+    # 6th significant digit jsonl shows for one line (also at this session's base, 8abd480).
+    for other in rows[1:]:
+        assert [(r["input"], r["output"]) for r in other] == [(r["input"], r["output"]) for r in rows[0]]
+        for a, b in zip(rows[0], other):
+            if a["confidence"] is None:  # an empty line: no model output
+                assert b["confidence"] is None
+            else:
+                assert a["confidence"] == pytest.approx(b["confidence"], rel=1e-5)
 
 
 def test_repeats_are_computed_once_and_the_cache_is_bounded(tmp_path):
