@@ -317,7 +317,7 @@ def test_the_mean_of_a_mixed_ensemble_is_a_one_line_error_naming_vote_and_rescor
         r = invoke(*args)
         assert_clean_error(r, "different architectures (seq2seq and aligned)", "--combine vote", "--combine rescore", code=2)
         assert len(r.stderr.strip().splitlines()) == 1
-    with pytest.raises(TransducerError, match="--combine vote"):
+    with pytest.raises(TransducerError, match="combine='vote'"):
         load(ens)
     assert len(load(ens, combine="vote").predict(WORDS)) == len(WORDS)
 

@@ -266,7 +266,7 @@ def test_train_save_load_round_trip(tmp_path, bidirectional, layers, head, reset
 
     from transducer.core import artifacts
     from transducer.core.data import read_pairs
-    from transducer.inference.engine import weight_arrays
+    from transducer.networks.export import weight_arrays
     from transducer.inference.evaluate import decoded_metrics, evaluate_pairs
     from transducer.inference.predict import Predictor
     from transducer.networks.saved import load_keras_model
