@@ -413,7 +413,7 @@ def test_long_lines_are_measured_in_characters_however_long(tiny_model):
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["train", "x.tsv", "-m", "m", "--arch", "foo"], "--arch must be one of aligned, seq2seq, label, got 'foo'"),
+        (["train", "x.tsv", "-m", "m", "--arch", "foo"], "--arch must be one of aligned, seq2seq, label, edit, got 'foo'"),
         (["train", "x.tsv", "-m", "m", "--distribute", "ring"], "--distribute"),
         (["predict"], "Missing argument 'MODEL_DIR'"),
         (["explain", "m", "x", "--top", "0"], "--top"),

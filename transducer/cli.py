@@ -391,13 +391,12 @@ def assemble(
     force: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
 ):
     """Copy model directories into one ensemble (members of any
-    architectures); print its path.
+    architectures); print its path. Members of different
+    architectures are combined by vote or rescore (see predict).
 
     Example:
 
         transducer assemble models/a models/b -m models/ab
-
-        transducer predict models/ab words.txt --combine vote
     """
     from transducer.api import assemble as assemble_dirs
 

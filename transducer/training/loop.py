@@ -376,7 +376,7 @@ def final_metrics(run: Run) -> dict:
 
 
 def learned_length(prep: Prepared) -> dict:
-    """config.json's data.output_length for the architectures whose output length is
+    """config.json's learned output length (its "data" entry's `output_length`) for the architectures whose output length is
     searched (seq2seq, edit), else nothing."""
     if prep.cfg.arch not in ("seq2seq", "edit"):
         return {}
