@@ -33,7 +33,6 @@ from transducer.core.edits import EditActions, Expert, StochasticEditDistance
 from transducer.networks.edit import EditArrays, edit_arrays
 from transducer.networks.tf import tf
 from transducer.training import stream
-from transducer.training.stream import BUCKET_WINDOW
 
 
 @dataclass
@@ -88,11 +87,11 @@ def prepare_edit(prep, staging: Path, resume: bool, reuse: Path | None) -> EditD
 
 def batch_order(arrays: EditArrays, batch_size: int, max_len: int, shuffle_seed: int | None) -> list[np.ndarray]:
     """Row indices of each batch: shuffled (unless shuffle_seed is None), length-sorted
-    within windows of BUCKET_WINDOW batches, batches shuffled (stream.pairs_dataset's order)."""
+    within windows of stream.BUCKET_WINDOW batches, batches shuffled (stream.pairs_dataset's order)."""
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     rows = np.arange(len(arrays)) if rng is None else rng.permutation(len(arrays))
     key = arrays.steps * (max_len + 2) + arrays.in_lengths  # (N,)
-    window = batch_size * BUCKET_WINDOW
+    window = batch_size * stream.BUCKET_WINDOW
     batches = []
     for w in range(0, len(rows), window):
         part = rows[w : w + window]
