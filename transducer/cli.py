@@ -407,7 +407,7 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
 
 @app.command(cls=_Command)
 def assemble(
-    model_dirs: Annotated[list[Path], typer.Argument(help="Model directories, in member order (an ensemble brings all its members).")],
+    model_dirs: Annotated[list[Path], typer.Argument(metavar="DIR...", help="Model directories, in member order (an ensemble brings all its members).")],
     model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Directory to write the ensemble to.")],
     force: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
 ):
