@@ -125,20 +125,24 @@ def test_unseen_characters_are_read_as_unk_and_named(models, name):
     assert ex.output == Predictor(model_dir).predict_batch(["aжbжz"])[0][0]
 
 
-def test_cli_draws_the_heat_map_and_prints_the_same_numbers_as_json(models):
-    model_dir, _ = models["luong"]
-    r = runner.invoke(app, ["explain", str(model_dir), "abжe"])
+def explained_on_the_cli(model_dir, text: str):
+    """(`explain` of the library, the CLI's stdout, its table header, the rows under it)."""
+    r = runner.invoke(app, ["explain", str(model_dir), text])
     assert r.exit_code == 0, r.stderr
-    ex = explain(model_dir, "abжe")
     lines = r.stdout.splitlines()
     header = next(l for l in lines if "most probable" in l)
+    return explain(model_dir, text), r.stdout, header, lines[lines.index(header) + 1 :]
+
+
+def test_cli_draws_the_heat_map_and_prints_the_same_numbers_as_json(models):
+    model_dir, _ = models["luong"]
+    ex, stdout, header, rows = explained_on_the_cli(model_dir, "abжe")
     assert "a b ж e │pad│" in header
-    rows = lines[lines.index(header) + 1 :]
     assert len(rows) == len(ex.steps)  # one row per output step, </s> included
     for row, s in zip(rows, ex.steps):
         assert row.split()[:2] == [s.symbol, f"{s.probability:.4f}"]
         assert all(f"{c.symbol} {c.probability:.3f}" in row for c in s.top)
-    assert "'ж' not in the training data" in r.stdout
+    assert "'ж' not in the training data" in stdout
 
     j = runner.invoke(app, ["explain", str(model_dir), "abжe", "--json"])
     assert j.exit_code == 0, j.stderr
@@ -196,19 +200,14 @@ def test_edit_model_shows_its_script_under_the_input(models):
 
 def test_cli_edit_script_and_json(models):
     model_dir, _ = models["edit"]
-    r = runner.invoke(app, ["explain", str(model_dir), "abжe"])
-    assert r.exit_code == 0, r.stderr
-    ex = explain(model_dir, "abжe")
-    lines = r.stdout.splitlines()
-    header = next(l for l in lines if "most probable" in l)
-    rows = lines[lines.index(header) + 1 :]
+    ex, stdout, _, rows = explained_on_the_cli(model_dir, "abжe")
     assert len(rows) == len(ex.steps)
     for t, (row, s) in enumerate(zip(rows, ex.steps), 1):
         pos = "end" if s.pointer == 4 else str(s.pointer + 1)
         assert row.split()[:2] == [str(t), pos]
         assert f"  {s.symbol}  " in row and f"  {s.probability:.4f}  {s.written!r}  " in row
         assert all(f"{c.symbol} {c.probability:.3f}" in row for c in s.top)
-    assert "COPY writes it as it is" in r.stdout
+    assert "COPY writes it as it is" in stdout
     j = runner.invoke(app, ["explain", str(model_dir), "abжe", "--json"])
     assert j.exit_code == 0, j.stderr
     got = json.loads(j.stdout)

@@ -26,6 +26,10 @@ Searches:
 
                     score = log P(path) / (len(output) + 1) ** length_penalty
 
+                length_penalty 1, as seq2seq's: 0 and 0.5 were measured against it
+                with beam 5 (docs/concepts/decoding.md: better on one dev set,
+                worse on another), not better.
+
 Strings, not paths. Several action paths can spell one output string (COPY or
 SUBSTITUTE by the same character; DELETE then INSERT or SUBSTITUTE). The n-best lists
 distinct STRINGS: a string found by several paths keeps its best path, whose probability

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import unicodedata
+
 import numpy as np
 
 from transducer.core import normalization
@@ -53,7 +55,8 @@ class Step:
     #                                      positions past the input are padding
     pointer: int | None = None  # edit: the input position under the pointer before the
     #                             action (0-based; len(text): past the input); else None
-    written: str | None = None  # edit: the output written so far, this action included
+    written: str | None = None  # edit: the output written so far, this action included,
+    #                             in the form `output` is shown in (composed, for an NFD model)
 
 
 EDIT_ONLY = ("pointer", "written")  # Step fields only an edit model's explanation has
@@ -192,27 +195,33 @@ def _edit_steps(eng, info: ModelInfo, ids: np.ndarray, k: int, text: str) -> tup
 
     limits = learned_limits(output_length(info), ids, info.model.max_len)  # (1,): as predict has it
     [candidate] = edit_decode.greedy(eng, ids, [text], actions, limits, on_step=record)
-    steps, pointer, written = [], 0, ""
+    steps, pointer, written = [], 0, ""  # written: in the model's form
     for probs, valid, a in seen:
         under = text[pointer] if pointer < len(text) else None
         written += edit_decode.render([a], text[pointer:], actions)
         order = [b for b in np.argsort(-probs, kind="stable") if valid[b]][:k]
         top = tuple(Choice(action_label(actions, b, under), float(probs[b])) for b in order)
-        steps.append(Step(action_label(actions, a, under), float(probs[a]), top, None, pointer, written))
+        shown = normalization.for_output(info.model.normalize, written)  # as the output is shown
+        steps.append(Step(action_label(actions, a, under), float(probs[a]), top, None, pointer, shown))
         pointer += int(actions.advance[a])
     return steps, None, float(np.exp(candidate.logp))
 
 
 def action_label(actions, a: int, under: str | None) -> str:
     """How explain names action `a` with `under` (None: past the input) under the
-    pointer: COPY 'a', SUB 'a'→'b', DEL 'a', INS 'b', END."""
+    pointer: COPY 'a', SUB 'a'→'b', DEL 'a', INS 'b', END. A combining mark (an NFD
+    model writes accents apart) is shown on a dotted circle, '◌̂', as Unicode's charts do."""
     kind = actions.kind(a)
     if kind == "copy":
-        return f"COPY {under!r}"
+        return f"COPY {_shown(under)}"
     if kind == "delete":
-        return f"DEL {under!r}"
+        return f"DEL {_shown(under)}"
     if kind == "substitute":
-        return f"SUB {under!r}→{actions.char(a)!r}"
+        return f"SUB {_shown(under)}→{_shown(actions.char(a))}"
     if kind == "insert":
-        return f"INS {actions.char(a)!r}"
+        return f"INS {_shown(actions.char(a))}"
     return actions.name(a)
+
+
+def _shown(ch: str) -> str:
+    return repr(f"\u25cc{ch}" if unicodedata.combining(ch) else ch)

@@ -327,8 +327,8 @@ def edit_lines(ex) -> list[str]:
     """An edit model's script under its input: a row per action with the input position
     under the pointer (1-based; "end": past the input) and its character, the action,
     its probability, the output so far, and the most probable actions there."""
-    action_w = max([6, *(len(s.symbol) for s in ex.steps)])
-    out_w = max([len("output so far"), *(len(repr(s.written)) for s in ex.steps)])
+    action_w = max([6, *(width(s.symbol) for s in ex.steps)])
+    out_w = max([len("output so far"), *(width(repr(s.written)) for s in ex.steps)])
     lines = [
         "edit script: a row per action; pos = the input character under the pointer before it",
         f"{'step':>4}  {'pos':>3}  in  {'action':<{action_w}}  {'p':<6}  {'output so far':<{out_w}}  most probable",
@@ -337,8 +337,18 @@ def edit_lines(ex) -> list[str]:
         past = s.pointer >= len(ex.text)
         pos, under = ("end", "  ") if past else (str(s.pointer + 1), cell(ex.text[s.pointer]) + " ")
         alts = "  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top)
-        lines.append(f"{t:>4}  {pos:>3}  {under}  {s.symbol:<{action_w}}  {s.probability:.4f}  {s.written!r:<{out_w}}  {alts}")
+        lines.append(f"{t:>4}  {pos:>3}  {under}  {pad(s.symbol, action_w)}  {s.probability:.4f}  {pad(repr(s.written), out_w)}  {alts}")
     return lines
+
+
+def width(text: str) -> int:
+    """Terminal cells of `text`: combining marks take none, wide characters two."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, cells: int) -> str:
+    """`text` and spaces up to `cells` terminal cells."""
+    return text + " " * max(0, cells - width(text))
 
 
 BAR_WIDTH = 30  # characters of a probability 1 bar in the label distribution
