@@ -287,7 +287,7 @@ def _check_input_file(file: str, model_dir: Path) -> None:
 
 
 def _warn_stats(stats, model) -> None:
-    for said in render.predict_warnings(stats, model.options.on_long, model.copies_unseen):
+    for said in render.predict_warnings(stats, model.options.on_long, model.copies_unseen, model.info.model.arch):
         render.warn(err, "warning:", said)
 
 
@@ -355,7 +355,8 @@ def explain(
 ):
     """Show why the model gives its output for TEXT: each step's probabilities and, for
     seq2seq, the attention heat-map (rows: output characters, columns: input characters);
-    for a label model, the most probable labels.
+    for a label model, the most probable labels; for an edit model, the edit script under
+    the input (each action, its probability, the output so far).
 
     Examples:
 
