@@ -219,14 +219,24 @@ def test_rescore_is_the_best_sum_of_every_members_forced_log_probability(dirs, t
     for b, (out, conf, nb) in enumerate(preds):
         union = list(dict.fromkeys(c for f in proposals for c, _, _ in f[b]))
         total = {c: sum(loop_logp(e, words[b], c) for e in engines) for c in union}
-        best = max(union, key=lambda c: total[c])
-        assert total[out] == pytest.approx(total[best], abs=1e-3), (words[b], out, best)
+        per_symbol = {c: total[c] / (len(c) + 1) for c in union}  # the rule: summed log P per symbol
+        best = max(union, key=lambda c: per_symbol[c])
+        assert per_symbol[out] == pytest.approx(per_symbol[best], abs=1e-3), (words[b], out, best)
         assert conf == pytest.approx(np.exp(total[out] / len(paths)), rel=1e-4)
         if nbest > 1:  # the union's best, best first
             assert len(nb) == min(nbest, len(union)) and len({c for c, _, _ in nb}) == len(nb)
-            assert [s for _, s, _ in nb] == pytest.approx([total[c] / len(paths) for c, _, _ in nb], abs=1e-4)
+            assert [s for _, s, _ in nb] == pytest.approx([per_symbol[c] / len(paths) for c, _, _ in nb], abs=1e-4)
             assert all(x[1] >= y[1] for x, y in zip(nb, nb[1:]))
-            assert nb[-1][1] >= sorted(total.values())[-len(nb)] / len(paths) - 1e-4
+            assert nb[-1][1] >= sorted(per_symbol.values())[-len(nb)] / len(paths) - 1e-4
+
+
+def test_rescoring_copies_of_one_model_gives_its_beam_search_back(dirs, tmp_path):
+    ens = assemble([dirs["s2s-bi"]] * 3, tmp_path / "three")
+    k = combine.rescore_k(1, 1)
+    got = Predictor(ens, combine="rescore").predict_batch(WORDS)
+    want = Predictor(dirs["s2s-bi"], beam=k).predict_batch(WORDS)
+    assert [o for o, _ in got] == [o for o, _ in want]
+    assert [c for _, c in got] == pytest.approx([c for _, c in want], rel=1e-4)
 
 
 # --- assembled and mixed ensembles ---------------------------------------------------------
@@ -329,7 +339,7 @@ def test_assemble_refuses_inconsistent_inputs_with_one_line(dirs, tmp_path):
         ([dirs["s2s"], nfd], "normalization form (--normalize): none and nfd"),
         ([dirs["s2s"], dirs["label"]], "output kind (labels or strings): strings and labels"),
         ([dirs["s2s"], short], "max_len: 8 and 6"),
-        ([dirs["s2s"]], "at least 2 model directories"),
+        ([dirs["s2s"]], "at least 2 models (members), got 1"),
         ([dirs["s2s"], tmp_path / "nope"], "no such model directory"),
     ]
     for sources, fragment in cases:

@@ -308,3 +308,32 @@ def test_predict_gives_the_same_nbest_with_both_engines(variants, variant):
         assert out_n == out_k and [c for c, _, _ in nb_n] == [c for c, _, _ in nb_k]
         np.testing.assert_allclose([p for _, _, p in nb_n], [p for _, _, p in nb_k], rtol=1e-4, atol=1e-7)
         assert conf_n == pytest.approx(nb_n[0][2]) and out_n == nb_n[0][0]
+
+
+def test_the_api_the_cli_and_evaluate_run_an_edit_model(variants):
+    """transducer.load(...).predict, `predict -f jsonl/tsv` and `evaluate` give predict's
+    own outputs for an edit model, n-best included; evaluate scores them, both engines."""
+    import transducer
+
+    from conftest import invoke
+
+    model_dir = variants["bidirectional"]
+    words = ["abc", "gade", "a#", "cab"]
+    want = Predictor(model_dir, beam=3, nbest=2).predict_candidates(words)
+    model = transducer.load(model_dir, beam=3, nbest=2)
+    got = model.predictions(words)
+    assert [p.output for p in got] == [w[0] for w in want]
+    assert [[c.output for c in p.candidates] for p in got] == [[c for c, _, _ in w[2]] for w in want]
+    text = "".join(w + "\n" for w in words)
+    r = invoke("predict", model_dir, "--beam", 3, "--nbest", 2, "-f", "jsonl", input=text)
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["output"] for row in rows] == [w[0] for w in want]
+    assert [[c["output"] for c in row["nbest"]] for row in rows] == [[c for c, _, _ in w[2]] for w in want]
+    greedy = [out for out, _ in Predictor(model_dir).predict_batch(words)]
+    r = invoke("predict", model_dir, "-f", "tsv", input=text)
+    assert r.stdout.splitlines() == [f"{w}\t{o}" for w, o in zip(words, greedy)]
+    refs = [(w, o if i % 2 else o + "x") for i, (w, o) in enumerate(zip(words, greedy))]  # every other one right
+    for engine in ("numpy", "keras"):
+        report = model.evaluate(refs, engine=engine, beam=1, nbest=1)
+        assert (report.n, report.exact_match) == (4, 0.5)

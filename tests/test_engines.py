@@ -197,8 +197,10 @@ def _blocked_tensorflow(tmp_path: Path) -> dict:
     return env
 
 
-def test_predict_works_where_tensorflow_cannot_be_imported(models, tmp_path):
-    model_dir = models["two-layers"]
+@pytest.mark.parametrize("arch", ["aligned", "edit"])
+def test_predict_works_where_tensorflow_cannot_be_imported(models, tmp_path, arch):
+    model_dir = models["two-layers"] if arch == "aligned" else random_model_dir(
+        tmp_path, arch="edit", layers=2, bidirectional=True, max_len=MAX_LEN, end_bias=-1.0)[0]
     strings = random_inputs(30, seed=6) + [""]
     env = _blocked_tensorflow(tmp_path)
     cmd = [sys.executable, "-m", "transducer", "predict", str(model_dir), "--format", "jsonl"]
@@ -286,7 +288,7 @@ def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
 
 from conftest import random_model_dir
 
-COMBINATIONS = list(itertools.product(("aligned", "seq2seq"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)))
+COMBINATIONS = list(itertools.product(("aligned", "seq2seq", "edit"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)))
 
 
 @pytest.mark.parametrize("arch,bidirectional,layers,head,reset_after", COMBINATIONS)
@@ -335,7 +337,7 @@ def test_every_engine_has_the_engine_interface():
                 assert list(inspect.signature(got).parameters) == list(inspect.signature(want).parameters), (cls, m)
 
 
-@pytest.mark.parametrize("arch", ["aligned", "seq2seq"])
+@pytest.mark.parametrize("arch", ["aligned", "seq2seq", "edit"])
 def test_weights_exported_by_older_versions_still_load(tmp_path, arch):
     """Older `export`s named arrays by Keras's variable paths after loading, e.g.
     `forward_gru_1/gru_cell/kernel` and `dense/kernel` for a bidirectional model with a

@@ -66,7 +66,9 @@ def test_combine_contract(n_members, V, seed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["numpy", "keras"])
-@pytest.mark.parametrize("arch,bidirectional", [("seq2seq", False), ("seq2seq", True), ("aligned", False), ("aligned", True)])
+@pytest.mark.parametrize("arch,bidirectional", [
+    ("seq2seq", False), ("seq2seq", True), ("aligned", False), ("aligned", True), ("edit", False), ("edit", True),
+])
 def test_copies_of_one_model_give_that_models_outputs(tmp_path, engine, arch, bidirectional):
     single, _ = random_model_dir(tmp_path, "single", arch=arch, bidirectional=bidirectional)
     ens = make_ensemble([single] * 3, tmp_path / "ensemble")
@@ -98,6 +100,35 @@ def test_ensemble_steps_are_the_combined_member_steps(tmp_path):
     np.testing.assert_allclose(probs, combine([pa, pb]), rtol=1e-6)
     np.testing.assert_allclose(states[0], np.concatenate([sa[0], sb[0]], axis=-1))
     assert not np.allclose(pa, pb)  # the members really differ
+
+
+@pytest.mark.parametrize("bidirectional,layers", [(True, 1), (False, 2)])
+def test_edit_ensemble_steps_are_the_combined_member_steps(tmp_path, bidirectional, layers):
+    """An edit ensemble (numpy engine): each step is combine() of the members' own steps
+    over the actions valid there, 0 elsewhere; states are the members' side by side."""
+    from transducer.inference.edit_decode import with_end
+
+    kw = dict(arch="edit", bidirectional=bidirectional, layers=layers, end_bias=-1.0)
+    a, _ = random_model_dir(tmp_path, "a", seed=1, **kw)
+    b, _ = random_model_dir(tmp_path, "b", seed=2, **kw)
+    ens = load_engine(artifacts.read_info(make_ensemble([a, b], tmp_path / "ab")))
+    ea, eb = (load_engine(artifacts.read_info(d)) for d in (a, b))
+    ids, _ = ens.info.input_vocab.encode_batch(RANDOM_WORDS, ens.info.model.max_len)
+    x, n = with_end(ids)
+    rows = np.array([0, 3, 3, 5, 7])
+    pointer = np.minimum([0, 1, 4, 2, 8], n[rows])
+    prev = np.array([1, 3, 4, 2 + 3, 6])  # start, COPY, DELETE, and two others
+    states = ens.edit_initial_states(len(rows))
+    probs, new = ens.edit_step(ens.edit_encode(x), rows, pointer, prev, n[rows], states)
+    (pa, sa), (pb, sb) = (e.edit_step(e.edit_encode(x), rows, pointer, prev, n[rows], e.edit_initial_states(len(rows)))
+                          for e in (ea, eb))
+    valid = ens.info.output_vocab.valid_mask(pointer, n[rows])
+    np.testing.assert_allclose(probs, np.where(valid, combine([pa, pb]), 0.0), rtol=1e-6, atol=1e-12)
+    for i in range(layers):
+        np.testing.assert_allclose(new[i], np.concatenate([sa[i], sb[i]], axis=-1))
+    assert not np.allclose(pa, pb)  # the members really differ
+    got = Predictor(tmp_path / "ab", beam=3, nbest=2).predict_candidates(RANDOM_WORDS)
+    assert all(len(nb) == 2 and nb[0][0] == out for out, _, nb in got)
 
 
 @pytest.mark.parametrize("which", ["output_vocab", "input_vocab"])

@@ -29,6 +29,7 @@ def models(tmp_path_factory):
         "none": {"attention": "none", "end_bias": 1.0},
         "deep": {"attention": "luong", "bidirectional": True, "layers": 2, "end_bias": 1.0},
         "aligned": {"arch": "aligned"},
+        "edit": {"arch": "edit", "end_bias": -3.0},  # end_bias: INSERT's, see random_model_dir
     }
     return {name: random_model_dir(tmp, name=name, **kw) for name, kw in variants.items()}
 
@@ -67,7 +68,7 @@ def _teacher_forced(ex, model_dir):
     return one_hot(ids[None], len(info.input_vocab)), one_hot(prev[None], len(info.output_vocab))
 
 
-@pytest.mark.parametrize("name", ["luong", "bahdanau", "none", "deep", "aligned"])
+@pytest.mark.parametrize("name", ["luong", "bahdanau", "none", "deep", "aligned", "edit"])
 def test_both_engines_give_the_same_numbers_and_predicts_output(models, name):
     model_dir, _ = models[name]
     predicted = Predictor(model_dir).predict_batch(TEXTS)
@@ -115,7 +116,7 @@ def test_aligned_model_lists_each_positions_top_symbols(models):
         assert s.top[0].symbol == s.symbol and s.attention is None
 
 
-@pytest.mark.parametrize("name", ["luong", "aligned"])
+@pytest.mark.parametrize("name", ["luong", "aligned", "edit"])
 def test_unseen_characters_are_read_as_unk_and_named(models, name):
     model_dir, _ = models[name]
     ex = explain(model_dir, "aжbжz")
@@ -124,20 +125,24 @@ def test_unseen_characters_are_read_as_unk_and_named(models, name):
     assert ex.output == Predictor(model_dir).predict_batch(["aжbжz"])[0][0]
 
 
-def test_cli_draws_the_heat_map_and_prints_the_same_numbers_as_json(models):
-    model_dir, _ = models["luong"]
-    r = runner.invoke(app, ["explain", str(model_dir), "abжe"])
+def explained_on_the_cli(model_dir, text: str):
+    """(`explain` of the library, the CLI's stdout, its table header, the rows under it)."""
+    r = runner.invoke(app, ["explain", str(model_dir), text])
     assert r.exit_code == 0, r.stderr
-    ex = explain(model_dir, "abжe")
     lines = r.stdout.splitlines()
     header = next(l for l in lines if "most probable" in l)
+    return explain(model_dir, text), r.stdout, header, lines[lines.index(header) + 1 :]
+
+
+def test_cli_draws_the_heat_map_and_prints_the_same_numbers_as_json(models):
+    model_dir, _ = models["luong"]
+    ex, stdout, header, rows = explained_on_the_cli(model_dir, "abжe")
     assert "a b ж e │pad│" in header
-    rows = lines[lines.index(header) + 1 :]
     assert len(rows) == len(ex.steps)  # one row per output step, </s> included
     for row, s in zip(rows, ex.steps):
         assert row.split()[:2] == [s.symbol, f"{s.probability:.4f}"]
         assert all(f"{c.symbol} {c.probability:.3f}" in row for c in s.top)
-    assert "'ж' not in the training data" in r.stdout
+    assert "'ж' not in the training data" in stdout
 
     j = runner.invoke(app, ["explain", str(model_dir), "abжe", "--json"])
     assert j.exit_code == 0, j.stderr
@@ -156,3 +161,57 @@ def test_cli_aligned_table_and_errors(models):
     assert "Traceback" not in long.stderr + long.stdout
     bad = runner.invoke(app, ["explain", str(model_dir), "abc", "--engine", "onnx"])
     assert bad.exit_code == 2 and "--engine" in bad.stderr
+
+
+def test_edit_model_shows_its_script_under_the_input(models):
+    """One step per action, END last: the pointer walks the input (COPY, SUB and DEL
+    advance it, INS does not), each step's output so far is the previous one plus what
+    its action writes (COPY: the input's own character, unseen ones included), and the
+    steps' probabilities multiply to the output's."""
+    model_dir, _ = models["edit"]
+    text = "abжe"
+    ex = explain(model_dir, text, top=4)
+    assert ex.arch == "edit" and not ex.has_attention and ex.steps[-1].symbol == "END"
+    pointer, written = 0, ""
+    for s in ex.steps:
+        capped = len(written) == RANDOM_MAX_LEN  # before this action: only DEL or END remain
+        assert s.pointer == pointer
+        under = repr(text[pointer]) if pointer < len(text) else None
+        kind, _, rest = s.symbol.partition(" ")
+        if kind == "COPY":
+            assert rest == under
+            written += text[pointer]
+        elif kind == "SUB":
+            assert rest.startswith(f"{under}→")
+            written += rest[-2]
+        elif kind == "DEL":
+            assert rest == under
+        elif kind == "INS":
+            written += rest[1]
+        assert s.written == written
+        pointer += kind in ("COPY", "SUB", "DEL")
+        probs = [c.probability for c in s.top]
+        assert len(s.top) == (1 if capped else 4) and probs == sorted(probs, reverse=True) and 0 not in probs
+        assert s.top[0].symbol == s.symbol and s.top[0].probability == s.probability
+    assert pointer == len(text) and ex.output == written
+    assert {s.symbol.split()[0] for s in ex.steps} >= {"COPY", "SUB", "END"}
+    assert ex.probability == pytest.approx(np.prod([s.probability for s in ex.steps]), rel=1e-6)
+
+
+def test_cli_edit_script_and_json(models):
+    model_dir, _ = models["edit"]
+    ex, stdout, _, rows = explained_on_the_cli(model_dir, "abжe")
+    assert len(rows) == len(ex.steps)
+    for t, (row, s) in enumerate(zip(rows, ex.steps), 1):
+        pos = "end" if s.pointer == 4 else str(s.pointer + 1)
+        assert row.split()[:2] == [str(t), pos]
+        assert f"  {s.symbol}  " in row and f"  {s.probability:.4f}  {s.written!r}  " in row
+        assert all(f"{c.symbol} {c.probability:.3f}" in row for c in s.top)
+    assert "COPY writes it as it is" in stdout
+    j = runner.invoke(app, ["explain", str(model_dir), "abжe", "--json"])
+    assert j.exit_code == 0, j.stderr
+    got = json.loads(j.stdout)
+    assert got == json.loads(json.dumps(rounded(ex.to_dict())))
+    assert [s["pointer"] for s in got["steps"]] == [s.pointer for s in ex.steps]
+    seq2seq = explain(models["luong"][0], "abc").to_dict()  # the other architectures' keys are unchanged
+    assert set(seq2seq["steps"][0]) == {"symbol", "probability", "top", "attention"}

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY_MAX_LEN, make_pairs, write_pairs, ROOT, subprocess_env, documents, expected_raw_lines, CLI_SMALL, weights_of, SignalAfterEpoch, wait_for_checkpoint
-from conftest import default_sigint, invoke, runner
+from conftest import default_sigint, invoke, random_model_dir, runner
 from transducer.cli import app
 from transducer.ui.render import RENDERERS, write_batch
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
@@ -57,9 +57,14 @@ def text_of(x) -> str:
     return x if isinstance(x, str) else "".join(x.pieces())
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_model) -> Predictor:
-    return Predictor(tiny_model, engine="numpy")
+@pytest.fixture(scope="module", params=["aligned", "edit"])
+def predictor(request, tiny_model, tmp_path_factory) -> Predictor:
+    """The trained tiny aligned model, or a random edit model (its own decoding: pointers,
+    actions, COPY writing the input's characters) of the same max_len."""
+    if request.param == "aligned":
+        return Predictor(tiny_model, engine="numpy")
+    model_dir, _ = random_model_dir(tmp_path_factory.mktemp("edit"), arch="edit", max_len=TINY_MAX_LEN, end_bias=-1.0)
+    return Predictor(model_dir, engine="numpy")
 
 
 def run_library(predictor, data: bytes, on_long: str, errors="strict", batch_size=3):
@@ -299,6 +304,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, small_pair
 CHECKPOINT_COMBINATIONS = [
     *itertools.product(("aligned", "seq2seq", "edit"), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)),
     *itertools.product(("label",), (False, True), (1, 2), ("dense",), (True, False)),
+    *itertools.product(("edit",), (False, True), (1, 2), ("dense", "time-distributed"), (True, False)),
 ]
 
 

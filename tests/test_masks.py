@@ -31,6 +31,7 @@ MODELS = [
         ("aligned", True, {}, ""),
         ("seq2seq", False, {"attention": "bahdanau"}, "-bahdanau"),
         ("seq2seq", True, {"attention": "luong", "layers": 2}, "-luong-2-layers"),
+        ("edit", True, {"end_bias": -1.0}, ""),  # end_bias: INSERT's (see random_model_dir)
     ]
 ]
 

@@ -266,7 +266,7 @@ def _check_input_file(file: str, model_dir: Path) -> None:
 
 
 def _warn_stats(stats, model) -> None:
-    for said in render.predict_warnings(stats, model.options.on_long, model.copies_unseen):
+    for said in render.predict_warnings(stats, model.options.on_long, model.copies_unseen, model.info.model.arch):
         render.warn(err, "warning:", said)
 
 
@@ -335,7 +335,8 @@ def explain(
 ):
     """Show why the model gives its output for TEXT: each step's probabilities and, for
     seq2seq, the attention heat-map (rows: output characters, columns: input characters);
-    for a label model, the most probable labels.
+    for a label model, the most probable labels; for an edit model, the edit script under
+    the input (each action, its probability, the output so far).
 
     Examples:
 
@@ -386,7 +387,7 @@ def export(model_dir: ModelDir, verbose: Verbose = False):
 
 @app.command(cls=_Command)
 def assemble(
-    model_dirs: Annotated[list[Path], typer.Argument(help="Model directories, in member order (an ensemble brings all its members).")],
+    model_dirs: Annotated[list[Path], typer.Argument(metavar="DIR...", help="Model directories, in member order (an ensemble brings all its members).")],
     model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Directory to write the ensemble to.")],
     force: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
 ):

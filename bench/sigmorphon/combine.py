@@ -12,7 +12,8 @@ work/combine/LANG/NAME/), and the dev and test words are predicted with each --r
 (`predict --combine RULE`, through the Python API of this checkout). One row per (rule,
 language) is appended to results.jsonl with the tag combine-RULE-NAME, scored as run.py
 scores (its phone maps and WER), plus: the members' directories, each member's own greedy
-test WER and the oracle (test WER if any member's greedy output counted as right). The
+test WER and the oracle (test WER if any member's greedy output counted as right); an
+ensemble among the directories brings all its members (each scored alone). The
 mean rule is skipped, with a note, for a mixed ensemble.
 """
 
@@ -32,7 +33,9 @@ sys.path.insert(0, str(HERE))
 import run  # noqa: E402  (bench/sigmorphon/run.py: prepare, phone maps, baselines, results)
 
 import transducer  # noqa: E402
-from transducer.core.artifacts import read_info  # noqa: E402
+from transducer.core.artifacts import read_info, read_members  # noqa: E402
+from transducer.inference.engine import load_engine  # noqa: E402
+from transducer.inference.predict import Predictor  # noqa: E402
 
 RULES = ("mean", "vote", "rescore")
 
@@ -56,11 +59,13 @@ def wer(wrong: list[bool]) -> float:
     return round(100.0 * sum(wrong) / len(wrong), 2)
 
 
-def score_members(members: list[Path], splits: dict, mapping: dict) -> dict:
+def score_members(ens: Path, splits: dict, mapping: dict) -> dict:
     """Each member's greedy test WER and the oracle (a word counts as right if any member
-    got it right)."""
+    got it right). A member runs alone (its own engine), not as the directory it sits in."""
     words = [w for w, _ in splits["test"]]
-    wrong = [errors(transducer.load(m).predict(words), splits["test"], mapping) for m in members]
+    members = read_members(read_info(ens))
+    outputs = [[o for o, _ in Predictor(m.path, engine=load_engine(m)).predict_batch(words)] for m in members]
+    wrong = [errors(out, splits["test"], mapping) for out in outputs]
     return {"member_test_wer": [wer(w) for w in wrong], "oracle_test_wer": wer([all(ws) for ws in zip(*wrong)])}
 
 
@@ -83,14 +88,14 @@ def variant(rule: str, args) -> str:
 
 def run_language(lang: str, args) -> list[dict]:
     members = members_of(Path(args.source), args.members, lang)
-    if len(members) < 2:
-        print(f"{lang}: {len(members)} member(s) match {args.members}; skipped", file=sys.stderr)
+    if sum(len(read_members(read_info(m))) for m in members) < 2:
+        print(f"{lang}: fewer than 2 members in {args.members}; skipped", file=sys.stderr)
         return []
     work = run.WORK / "combine" / lang
     splits, mapping = run.prepare(lang, work)
     ens = transducer.assemble(members, work / args.name, force=True)
-    archs = sorted({read_info(m).model.arch for m in members})
-    extra = score_members(members, splits, mapping) if args.members_wer else {}
+    archs = sorted({m.model.arch for m in read_members(read_info(ens))})
+    extra = score_members(ens, splits, mapping) if args.members_wer else {}
     rows = []
     for rule in args.rules:
         if rule == "mean" and len(archs) > 1:

@@ -318,11 +318,11 @@ def assemble(sources: list[str | Path], out: str | Path, force: bool = False) ->
     docstring): member 1 is the first source's (first) member, then every further member
     in order; an ensemble among the sources contributes all of its members. Staged and
     published atomically. Returns `out`."""
-    if len(sources) < 2:
-        raise TransducerError(f"assemble needs at least 2 model directories, got {len(sources)}")
     out = Path(out)
     infos = [read_info(s) for s in sources]  # every source checked before anything is written
     members = [m for info in infos for m in read_members(info)]
+    if len(members) < 2:
+        raise TransducerError(f"assemble needs at least 2 models (members), got {len(members)}")
     names = [str(m.path) for m in members]
     check_assembled(members, lambda k: f"{names[0]} and {names[k - 1]}")
     check_writable(out, force)

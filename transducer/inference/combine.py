@@ -11,17 +11,24 @@ distributions inside the search instead: ensemble.py.)
              members that voted for the winner (1.0: unanimous).
     rescore  every member proposes its k best outputs (k = max(--beam, --nbest, 4)); the
              union of the proposals is scored by EVERY member by forced decoding (forced.py:
-             log P_k(candidate | input)), and the candidate with the highest sum over the
-             members wins, ties to the first proposed. confidence = exp(mean_k log P_k), the
-             geometric mean of the members' probabilities of the winner (for one member:
-             its own confidence).
+             log P_k(candidate | input)), and the candidate with the highest
+
+                 sum_k log P_k(candidate) / (len(candidate) + 1)
+
+             wins (ties to the first proposed): the summed log-probability per symbol, </s>
+             included, as decode.score ranks one seq2seq model's beam, so an ensemble of
+             copies of one model rescores its n-best back into its own order. Measured
+             against the plain sum (LENGTH_PENALTY 0) on SIGMORPHON 2021 dev, five
+             ensembles (seq2seq, and seq2seq with an edit member): equal or 0.1 better on
+             every one. confidence = exp(mean_k log P_k), the geometric mean of the
+             members' probabilities of the winner (for one member: its own confidence).
 
 vote and rescore work across architectures (an assembled ensemble of seq2seq, aligned and
 edit members, artifacts.assemble) since members only meet as strings; a member's output is
 compared in the model's normalization form, which all members share. With --nbest K the
 n-best list holds the K best combined outputs: for vote, the distinct outputs that got a
 vote, by votes (score = probability = their share of the votes); for rescore, the union's
-best candidates (score = mean_k log P_k, probability = its exp).
+best candidates (score = mean_k log P_k / (len + 1), probability = exp(mean_k log P_k)).
 
 A member here is anything with the two methods predict.Predictor gives one model:
   search(strings)        -> per line, [(output, score, log P)], its own best first
@@ -36,14 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 
 RESCORE_K = 4  # candidates each member proposes for rescoring, at least
-LENGTH_PENALTY = 0.0  # rescore ranks by sum_k log P_k / (len + 1) ** LENGTH_PENALTY: 0, the
-#                       plain sum (see the module docstring for what was measured)
+LENGTH_PENALTY = 1.0  # rescore ranks by sum_k log P_k / (len + 1) ** LENGTH_PENALTY (0: the
+#                       plain sum; see the module docstring for what was measured)
 
 
 @dataclass(frozen=True)
 class Ranked:
     output: str  # a combined output (the model's normalization form)
-    score: float  # what the rule ranks by (vote: share of the votes; rescore: mean log P)
+    score: float  # what the rule ranks by (vote: share of the votes; rescore: mean log P per symbol)
     probability: float  # its confidence (vote: share of the votes; rescore: exp(mean log P))
 
 
@@ -84,7 +91,7 @@ def rescore(members: Sequence, strings: list[str], k: int) -> list[list[Ranked]]
 
 def rank_sums(candidates: list[str], total: np.ndarray, n_members: int) -> list[Ranked]:
     """One line's candidates and their summed log P -> best first (ties: first proposed).
-    score: the mean log P over the members (per character + 1 with a LENGTH_PENALTY)."""
+    score: the mean log P over the members, per symbol (see LENGTH_PENALTY)."""
     mean = total / n_members
     score = mean / (np.array([len(c) for c in candidates]) + 1.0) ** LENGTH_PENALTY
     order = np.argsort(-score, kind="stable")

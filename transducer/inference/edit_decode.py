@@ -26,6 +26,10 @@ Searches:
 
                     score = log P(path) / (len(output) + 1) ** length_penalty
 
+                length_penalty 1, as seq2seq's: 0 and 0.5 were measured against it
+                with beam 5 (docs/concepts/decoding.md: better on one dev set,
+                worse on another), not better.
+
 Strings, not paths. Several action paths can spell one output string (COPY or
 SUBSTITUTE by the same character; DELETE then INSERT or SUBSTITUTE). The n-best lists
 distinct STRINGS: a string found by several paths keeps its best path, whose probability
@@ -47,6 +51,7 @@ path, the search returns exactly the n best strings of an exhaustive enumeration
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,32 +81,43 @@ def with_end(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
+@functools.lru_cache(maxsize=8)
+def _tables(actions: EditActions):
+    """Per action id, as Python values and small arrays, computed once per vocabulary:
+    (the character it writes, "" for none and None for COPY; its pointer move; the
+    actions valid in each state (4, A) bool, indexed by 2 * (output full) + (pointer
+    past the input), from EditActions.valid_mask, the rule's one owner)."""
+    writes = tuple(None if a == COPY_ACTION else (actions.char(a) or "") for a in range(len(actions)))
+    moves = tuple(int(m) for m in actions.advance)
+    states = actions.valid_mask(np.array([0, 1, 0, 1]), 1, np.array([0, 0, 1, 1]), 1)  # (4, A)
+    return writes, moves, states
+
+
 def render(path, string: str, actions: EditActions) -> str:
     """What an action path writes on `string`, up to its END: COPY the input's own
     character under the pointer, SUBSTITUTE and INSERT their character."""
+    writes, moves, _ = _tables(actions)
     out, i = [], 0
     for a in path:
-        a = int(a)
         if a == END_ACTION:
             break
-        if a == COPY_ACTION:
-            out.append(string[i])
-        elif actions.writes[a]:
-            out.append(actions.chars[(a - 5) % len(actions.chars)])
-        i += int(actions.advance[a])
+        w = writes[a]
+        out.append(string[i] if w is None else w)
+        i += moves[a]
     return "".join(out)
 
 
 def log_probs(probs: np.ndarray, actions: EditActions, pointer, n, written, limits) -> np.ndarray:
     """(N, A) clamped log-probabilities with every action invalid in its hypothesis's
     state (pointer, input length n, characters written, output cap) at -inf."""
-    valid = actions.valid_mask(pointer, n, written, limits)  # (N, A)
+    state = 2 * (written >= limits) + (pointer >= n)  # (N,)
+    valid = _tables(actions)[2][state]  # (N, A)
     return np.where(valid, np.log(np.maximum(probs, LOG_FLOOR)), -np.inf)
 
 
 def _candidate(path, string: str, logp: float, actions: EditActions, length_penalty: float) -> EditCandidate:
     """A finished path (up to its first END; what follows is padding) as a candidate."""
-    path = [int(a) for a in path]
+    path = path.tolist() if isinstance(path, np.ndarray) else list(path)
     path = path[: path.index(END_ACTION) + 1]
     out = render(path, string, actions)
     return EditCandidate(tuple(path), out, float(logp), float(score(logp, len(out), length_penalty)))

@@ -8,6 +8,11 @@ character never seen in training is copied through at its position, as `predict`
 default `--unk copy` does (the step shows it, probability 1, with the model's own top
 symbols beside it).
 label: one step, the chosen label with the most probable labels and their probabilities.
+edit: the edit script under the input, the greedy decode `predict` outputs: one step per
+action with the input position under the pointer before it, the action (COPY 'a',
+SUB 'a'→'b', DEL 'a', INS 'b', END), its probability, the output written so far, and
+the most probable actions allowed there. COPY writes the input's own character, so an
+unseen character read as <unk> is still written as itself.
 
 Both engines give the same numbers (numpy's attention weights are computed in its own
 decoder step; Keras's come from the Attention layer with return_attention_scores=True).
@@ -18,11 +23,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import unicodedata
+
 import numpy as np
 
 from transducer.core import normalization
 from transducer.core.artifacts import ModelInfo, output_length, read_info
 from transducer.core.config import TransducerError
+from transducer.inference import edit_decode
 from transducer.inference.decode import NOT_EMITTED, greedy, learned_limits
 from transducer.inference.probs import decode_probs
 from transducer.inference.ensemble import load_engine  # an ensemble is explained as it predicts: combined
@@ -45,24 +53,37 @@ class Step:
     top: tuple[Choice, ...]  # the most probable symbols at this step, best first
     attention: tuple[float, ...] | None  # seq2seq: weight of each encoder position (sums to 1);
     #                                      positions past the input are padding
+    pointer: int | None = None  # edit: the input position under the pointer before the
+    #                             action (0-based; len(text): past the input); else None
+    written: str | None = None  # edit: the output written so far, this action included,
+    #                             in the form `output` is shown in (composed, for an NFD model)
+
+
+EDIT_ONLY = ("pointer", "written")  # Step fields only an edit model's explanation has
 
 
 @dataclass(frozen=True)
 class Explanation:
-    arch: str  # "aligned", "seq2seq" or "label"
+    arch: str  # "aligned", "seq2seq", "label" or "edit"
     engine: str  # "numpy" or "keras"
     text: str  # the input
     input_symbols: tuple[str, ...]  # what the model reads at each input position: the character or <unk>
     unknown: tuple[str, ...]  # characters of `text` not seen in training (read as <unk>), first-seen order
     output: str  # the output string (as `predict` gives it, greedy)
     probability: float  # P(output) under the model
-    steps: tuple[Step, ...]  # seq2seq: one per decoder step, </s> included;
+    steps: tuple[Step, ...]  # seq2seq: one per decoder step, </s> included; edit: one per
+    #                          action, END included;
     #                          aligned: one per output position, up to its first </s>;
     #                          label: one, whose `top` are the most probable labels
     has_attention: bool  # seq2seq with --attention luong or bahdanau
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.arch != "edit":  # the other architectures' JSON keeps its keys
+            for step in d["steps"]:
+                for key in EDIT_ONLY:
+                    del step[key]
+        return d
 
 
 def explain(model_dir: str | Path, text: str, engine="numpy", top: int = TOP) -> Explanation:
@@ -81,6 +102,8 @@ def explain(model_dir: str | Path, text: str, engine="numpy", top: int = TOP) ->
     copied = None  # aligned: the positions whose unseen character is copied through
     if info.model.arch == "label":
         steps, chosen, probability = _label_step(eng, info, ids[None], top)
+    elif info.model.arch == "edit":
+        steps, chosen, probability = _edit_steps(eng, info, ids[None], top, text)
     elif info.model.arch == "seq2seq":
         steps, chosen, probability = _seq2seq_steps(eng, info, ids[None], top)
         copied = np.zeros(len(chosen), bool)
@@ -93,13 +116,20 @@ def explain(model_dir: str | Path, text: str, engine="numpy", top: int = TOP) ->
         text=text,
         input_symbols=tuple(ch if ok else UNK for ch, ok in zip(text, known)),
         unknown=tuple(dict.fromkeys(ch for ch, ok in zip(text, known) if not ok)),
-        output=steps[0].symbol if info.model.arch == "label" else normalization.for_output(
-            info.model.normalize, copy_through(chosen, text, copied, info.output_vocab)
-        ),
+        output=_output(info, steps, chosen, text, copied),
         probability=probability,
         steps=tuple(steps),
         has_attention=info.model.arch == "seq2seq" and info.model.attention != "none",
     )
+
+
+def _output(info: ModelInfo, steps: list[Step], chosen, text: str, copied) -> str:
+    """The explained output as predict writes it: the label, or the string (edit: the
+    last step's output so far) in the user's form."""
+    if info.model.arch == "label":
+        return steps[0].symbol
+    out = steps[-1].written if info.model.arch == "edit" else copy_through(chosen, text, copied, info.output_vocab)
+    return normalization.for_output(info.model.normalize, out)
 
 
 def _top(probs: np.ndarray, info: ModelInfo, k: int) -> tuple[Choice, ...]:
@@ -151,3 +181,47 @@ def _aligned_steps(eng, info: ModelInfo, ids: np.ndarray, k: int, text: str) -> 
         else:
             steps.append(Step(info.output_vocab.symbols[c], float(probs[0, t, c]), top, None))
     return steps, chosen.tolist(), float(confidence[0])
+
+
+def _edit_steps(eng, info: ModelInfo, ids: np.ndarray, k: int, text: str) -> tuple[list[Step], None, float]:
+    """edit_decode.greedy on one line (what predict outputs), keeping every action's
+    numbers: the pointer before it, its probability, the output so far, and the k most
+    probable actions valid there (the output cap included)."""
+    actions = info.output_vocab
+    seen = []  # (probs (A,), valid (A,) bool, chosen action) per step
+
+    def record(active, probs, logp, choice):  # (1,), (1, A), (1, A), (1,)
+        seen.append((probs[0].astype(np.float64), np.isfinite(logp[0]), int(choice[0])))
+
+    limits = learned_limits(output_length(info), ids, info.model.max_len)  # (1,): as predict has it
+    [candidate] = edit_decode.greedy(eng, ids, [text], actions, limits, on_step=record)
+    steps, pointer, written = [], 0, ""  # written: in the model's form
+    for probs, valid, a in seen:
+        under = text[pointer] if pointer < len(text) else None
+        written += edit_decode.render([a], text[pointer:], actions)
+        order = [b for b in np.argsort(-probs, kind="stable") if valid[b]][:k]
+        top = tuple(Choice(action_label(actions, b, under), float(probs[b])) for b in order)
+        shown = normalization.for_output(info.model.normalize, written)  # as the output is shown
+        steps.append(Step(action_label(actions, a, under), float(probs[a]), top, None, pointer, shown))
+        pointer += int(actions.advance[a])
+    return steps, None, float(np.exp(candidate.logp))
+
+
+def action_label(actions, a: int, under: str | None) -> str:
+    """How explain names action `a` with `under` (None: past the input) under the
+    pointer: COPY 'a', SUB 'a'→'b', DEL 'a', INS 'b', END. A combining mark (an NFD
+    model writes accents apart) is shown on a dotted circle, '◌̂', as Unicode's charts do."""
+    kind = actions.kind(a)
+    if kind == "copy":
+        return f"COPY {_shown(under)}"
+    if kind == "delete":
+        return f"DEL {_shown(under)}"
+    if kind == "substitute":
+        return f"SUB {_shown(under)}→{_shown(actions.char(a))}"
+    if kind == "insert":
+        return f"INS {_shown(actions.char(a))}"
+    return actions.name(a)
+
+
+def _shown(ch: str) -> str:
+    return repr(f"\u25cc{ch}" if unicodedata.combining(ch) else ch)

@@ -41,6 +41,8 @@ candidate longer than a member would have written is scored all the same.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from transducer.core.edits import COPY_ACTION, DELETE_ACTION, END_ACTION, START_ACTION
@@ -164,7 +166,7 @@ def edit_logp(engine, ids: np.ndarray, strings: list[str], cands: list[list[str]
     targets, penalty = zip(*(_writable(y, strings[b], actions) for b, y in zip(line, flat)))
     x, n = with_end(ids)
     enc = engine.edit_encode(x)  # (B, T + 1, X)
-    tables = _Tables(targets, line, strings, actions)
+    tables = _tables(targets, line, strings, actions)
     R = len(flat)
     live = _Paths(np.arange(R), np.zeros(R), np.zeros(R, np.int64), np.zeros(R, np.int64),
                   np.full(R, START_ACTION, np.int64), engine.edit_initial_states(R))
@@ -195,40 +197,44 @@ def _writable(y: str, x: str, actions) -> tuple[str, float]:
     return kept, LOG_FLOOR * (len(y) - len(kept))
 
 
+@dataclass(frozen=True)
 class _Tables:
-    """Per candidate (R rows, one column per target character and one past the end): the
-    character's code point (-1 past the end), its SUBSTITUTE and INSERT ids (-1: none),
-    and per line the input's code points (-2 past the end)."""
+    """What each candidate asks for, as arrays (R candidates; one column per character
+    to write and one past the end), and each line's input, for _spelling_mask."""
 
-    def __init__(self, targets, line, strings, actions):
-        R, L = len(targets), max(map(len, targets))
-        self.line = line  # (R,) each candidate's line
-        self.lengths = np.array([len(y) for y in targets], dtype=np.int64)  # (R,)
-        self.code = np.full((R, L + 1), -1, np.int64)
-        self.sub = np.full((R, L + 1), -1, np.int64)
-        self.ins = np.full((R, L + 1), -1, np.int64)
-        alphabet = set(actions.chars)
-        for r, y in enumerate(targets):
-            for j, c in enumerate(y):
-                self.code[r, j] = ord(c)
-                if c in alphabet:
-                    self.sub[r, j], self.ins[r, j] = actions.substitute(c), actions.insert(c)
-        T = max(map(len, strings))
-        self.input = np.full((len(strings), T + 1), -2, np.int64)  # (B, T + 1)
-        for b, s in enumerate(strings):
-            self.input[b, : len(s)] = [ord(c) for c in s]
+    line: np.ndarray  # (R,) each candidate's line
+    lengths: np.ndarray  # (R,) characters to write
+    code: np.ndarray  # (R, L + 1) each character's code point (-1 past the end)
+    sub: np.ndarray  # (R, L + 1) the id of SUBSTITUTE(that character) (-1: none)
+    ins: np.ndarray  # (R, L + 1) the id of INSERT(that character) (-1: none)
+    input: np.ndarray  # (B, T + 1) each line's input code points (-2 past the end)
 
 
+def _tables(targets, line: np.ndarray, strings: list[str], actions) -> _Tables:
+    R, L = len(targets), max(map(len, targets))
+    code, sub, ins = (np.full((R, L + 1), -1, np.int64) for _ in range(3))
+    alphabet = set(actions.chars)
+    for r, y in enumerate(targets):
+        for j, c in enumerate(y):
+            code[r, j] = ord(c)
+            if c in alphabet:
+                sub[r, j], ins[r, j] = actions.substitute(c), actions.insert(c)
+    inputs = np.full((len(strings), max(map(len, strings)) + 1), -2, np.int64)  # (B, T + 1)
+    for b, s in enumerate(strings):
+        inputs[b, : len(s)] = [ord(c) for c in s]
+    return _Tables(line, np.array([len(y) for y in targets], dtype=np.int64), code, sub, ins, inputs)
+
+
+@dataclass(frozen=True)
 class _Paths:
     """The live partial paths, rows sorted by candidate."""
 
-    def __init__(self, cand, logp, i, j, prev, states):
-        self.cand = cand  # (N,) each path's candidate
-        self.logp = logp  # (N,) log P of its actions so far
-        self.i = i  # (N,) its pointer
-        self.j = j  # (N,) the candidate's characters it has written
-        self.prev = prev  # (N,) its last action (the start symbol at first)
-        self.states = states  # decoder states, each (N, H)
+    cand: np.ndarray  # (N,) each path's candidate
+    logp: np.ndarray  # (N,) log P of its actions so far
+    i: np.ndarray  # (N,) its pointer
+    j: np.ndarray  # (N,) the candidate's characters it has written
+    prev: np.ndarray  # (N,) its last action (the start symbol at first)
+    states: list  # decoder states, each (N, H)
 
     def select(self, keep: np.ndarray) -> "_Paths":
         return _Paths(self.cand[keep], self.logp[keep], self.i[keep], self.j[keep], self.prev[keep],

@@ -8,8 +8,8 @@ batches. Memory stays flat for any input length.
 
 Inside a chunk, each distinct line is computed once, and a bounded cache (`--cache`,
 least recently used lines dropped first) keeps results across chunks: the words of
-running text or the names of a table repeat a lot. A masked seq2seq model's lines are
-sorted by length and run in groups of GROUP, each padded to its own longest line only;
+running text or the names of a table repeat a lot. A masked seq2seq or edit model's lines
+are sorted by length and run in groups of GROUP, each padded to its own longest line only;
 results go back in input order. Masks make a line's result independent of its group, so
 neither the grouping nor the cache changes any output or confidence.
 """
@@ -36,7 +36,7 @@ from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 
 PIECE_CHARS = 1 << 18  # characters per piece when a spooled line is read back
-GROUP = 256  # lines of similar length run together in one masked seq2seq model call
+GROUP = 256  # lines of similar length run together in one masked seq2seq or edit model call
 
 
 class ResultCache:
@@ -140,13 +140,15 @@ class PredictStats:
 class Predictor:
     """A loaded model: batches of strings -> outputs with confidences.
 
-    beam: seq2seq beam width (1 = greedy). nbest: candidates per line (<= beam). For the
-    aligned model either above 1 switches from per-position argmax to the exact search for
-    the most probable strings (decode.aligned_kbest). A label model scores every label, so
-    beam changes nothing; nbest gives its most probable labels.
+    beam: seq2seq and edit beam width (1 = greedy). nbest: candidates per line (<= beam;
+    an edit model's are distinct strings, see edit_decode.py). For the aligned model
+    either above 1 switches from per-position argmax to the exact search for the most
+    probable strings (decode.aligned_kbest). A label model scores every label, so beam
+    changes nothing; nbest gives its most probable labels.
     unk: "copy" (aligned models): a character never seen in training is copied through
     unchanged at its position, and the string goes on after it; "model": the model reads
-    it as <unk> and decides (it may end the string there). seq2seq models always read <unk>.
+    it as <unk> and decides (it may end the string there). seq2seq models always read <unk>;
+    edit models read <unk> too, and their COPY action writes the input's own character.
     """
 
     def __init__(self, model_dir, options: PredictOptions | None = None, *, engine=None, **overrides):
@@ -259,8 +261,8 @@ class Predictor:
         return [results[s] for s in strings]
 
     def _compute(self, strings: list[str]) -> list[tuple[str, float, list | None]]:
-        """Run the model. A masked seq2seq model runs groups of similar length, each to its
-        own longest string. An aligned model runs to max_len (it may write past the end
+        """Run the model. A masked seq2seq or edit model runs groups of similar length, each
+        to its own longest string. An aligned model runs to max_len (it may write past the end
         of the input; a unidirectional one stops once every line has ended), as does a
         model written before masks (it was trained on max_len-long rows)."""
         if self.members is not None:

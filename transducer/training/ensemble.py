@@ -118,7 +118,7 @@ def train_ensemble(
             if member.interrupted:
                 result.interrupted, result.signal, result.staging = True, member.signal, staging
                 return result
-        result.final = _assemble(staging, model_dir, train_cfg, held_out_pairs(*scanned), model_cfg.arch)
+        result.final = _assemble(staging, model_dir, train_cfg, held_out_pairs(*scanned))
     finally:
         if spooled != pairs_path:
             Path(spooled).unlink(missing_ok=True)
@@ -153,7 +153,7 @@ def _finished(where: Path, model_cfg: ModelConfig, member_cfg: TrainConfig) -> b
     return True
 
 
-def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, held_out: list, arch: str) -> dict:
+def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, held_out: list) -> dict:
     """Members 1..N in staging/members/ -> one model directory, published to model_dir;
     returns the ensemble's decoded validation metrics on `held_out`, the pairs every member
     validated on."""
@@ -167,9 +167,7 @@ def _assemble(staging: Path, model_dir: Path, train_cfg: TrainConfig, held_out: 
     config["ensemble"] = {"members": train_cfg.ensemble, "seeds": member_seeds(train_cfg)}
     artifacts.write_json(final / artifacts.CONFIG, config)
 
-    # The numpy engine does not run edit models yet: theirs is measured with Keras.
-    engine = "keras" if arch == "edit" else "numpy"
-    combined = decoded_metrics(evaluate_pairs(Predictor(final, cache=0, engine=engine), held_out))
+    combined = decoded_metrics(evaluate_pairs(Predictor(final, cache=0), held_out))
     metrics = artifacts.read_metrics(final)
     metrics["ensemble"] = {"members": train_cfg.ensemble, "final": combined, "n_val": len(held_out)}
     artifacts.write_json(final / artifacts.METRICS, metrics)

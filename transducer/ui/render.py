@@ -184,13 +184,15 @@ def write_batch(out, batch, render) -> None:
     out.write("".join(buf).encode("utf-8"))
 
 
-def predict_warnings(stats, on_long: str, copied: bool) -> list[str]:
+def predict_warnings(stats, on_long: str, copied: bool, arch: str = "") -> list[str]:
     """What predict says on stderr after its lines: unseen characters, long lines."""
     said = []
     if stats.unknown_chars:
         shown = ", ".join(f"{c!r} x{n}" for c, n in stats.most_unknown())
         more = "" if len(stats.unknown_counts) <= 5 else ", ..."
         done = "copied through unchanged" if copied else "read as <unk>"
+        if arch == "edit":
+            done += "; COPY writes them as they are"
         said.append(
             f"{stats.unknown_chars} character(s) on {stats.unknown_lines} line(s) were not in the training data"
             f" ({done}): {shown}{more}; first on line {stats.first_unknown_line}"
@@ -277,14 +279,17 @@ def cell(ch: str) -> str:
 
 def explanation_lines(ex) -> list[str]:
     """explain's picture of an Explanation: per-step probabilities, the attention heat-map
-    of a seq2seq model, the label distribution of a label model."""
+    of a seq2seq model, the label distribution of a label model, the edit script of an
+    edit model."""
     lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
     if ex.unknown:
-        done = "read as <unk>" + ("; copied through unchanged" if ex.arch == "aligned" else "")
+        done = "read as <unk>" + {"aligned": "; copied through unchanged", "edit": "; COPY writes it as it is"}.get(ex.arch, "")
         lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: {done}")
     lines.append("")
     if ex.arch == "label":
         return lines + label_lines(ex.steps[0].top)
+    if ex.arch == "edit":
+        return lines + edit_lines(ex)
     tops = ["  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top) for s in ex.steps]
     label_w = max([5, *(len(s.symbol) for s in ex.steps)])
     if ex.arch == "aligned":
@@ -316,6 +321,34 @@ def attention_lines(ex, tops: list[str], label_w: int) -> list[str]:
             row += f"{cells}│{shade(sum(s.attention[n:])) * 3}│  "
         lines.append(row + alts)
     return lines
+
+
+def edit_lines(ex) -> list[str]:
+    """An edit model's script under its input: a row per action with the input position
+    under the pointer (1-based; "end": past the input) and its character, the action,
+    its probability, the output so far, and the most probable actions there."""
+    action_w = max([6, *(width(s.symbol) for s in ex.steps)])
+    out_w = max([len("output so far"), *(width(repr(s.written)) for s in ex.steps)])
+    lines = [
+        "edit script: a row per action; pos = the input character under the pointer before it",
+        f"{'step':>4}  {'pos':>3}  in  {'action':<{action_w}}  {'p':<6}  {'output so far':<{out_w}}  most probable",
+    ]
+    for t, s in enumerate(ex.steps, 1):
+        past = s.pointer >= len(ex.text)
+        pos, under = ("end", "  ") if past else (str(s.pointer + 1), cell(ex.text[s.pointer]) + " ")
+        alts = "  ".join(f"{c.symbol} {c.probability:.3f}" for c in s.top)
+        lines.append(f"{t:>4}  {pos:>3}  {under}  {pad(s.symbol, action_w)}  {s.probability:.4f}  {pad(repr(s.written), out_w)}  {alts}")
+    return lines
+
+
+def width(text: str) -> int:
+    """Terminal cells of `text`: combining marks take none, wide characters two."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, cells: int) -> str:
+    """`text` and spaces up to `cells` terminal cells."""
+    return text + " " * max(0, cells - width(text))
 
 
 BAR_WIDTH = 30  # characters of a probability 1 bar in the label distribution
