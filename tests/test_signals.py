@@ -71,6 +71,13 @@ class Stderr:
         return "\n".join(self.lines)
 
 
+def _wait_for_a_checkpoint(staging: Path, err: Stderr, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not (staging / "checkpoint" / "latest.json").is_file():
+        assert not err.done and time.monotonic() < deadline, f"no checkpoint was written:\n{err}"
+        time.sleep(0.1)
+
+
 def _train(pairs: Path, model_dir: Path, *extra) -> tuple[subprocess.Popen, Stderr]:
     args = ["train", pairs, "--model-dir", model_dir, *CLI_SMALL, "--epochs", 1000, *extra]
     proc = subprocess.Popen(
@@ -110,7 +117,7 @@ def test_a_second_ctrl_c_stops_now_keeps_the_checkpoint_and_resume_counts_both_r
     model_dir, staging = tmp_path / "m", tmp_path / "m.partial"
     proc, err = _train(pairs, model_dir, "--log-format", "jsonl")
     try:
-        err.wait_for('"event": "epoch"')
+        _wait_for_a_checkpoint(staging, err)  # (an epoch's line comes just before its checkpoint)
         proc.send_signal(signal.SIGINT)
         err.wait_for('"event": "stopping"')
         proc.send_signal(signal.SIGINT)
