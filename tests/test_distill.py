@@ -225,6 +225,18 @@ def test_student_of_an_ensemble_records_its_teacher_and_weight_and_resumes(tmp_p
     assert model.predict(words) == keras_model.predict(words)
 
 
+@pytest.mark.slow  # trains a two-member student
+def test_a_student_ensemble_distils_every_member(tmp_path):
+    teacher = make_ensemble(tmp_path, out_chars="abdegz")  # z: in no reference
+    pairs = write_pairs(tmp_path / "pairs.tsv", teacher_pairs(40))
+    transducer.train(pairs, tmp_path / "s", **SMALL, epochs=1, ensemble=2, teacher=str(teacher))
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["ensemble"]["members"] == 2
+    assert config["distill"]["mode"] == "token" and config["distill"]["weight"] == 0.5
+    member = json.loads((tmp_path / "s" / "members" / "2" / "config.json").read_text())
+    assert "z" in member["output_vocab"]  # the teacher's vocabulary, not the data's
+
+
 def test_token_level_data_keeps_references_and_labels_only_extra_inputs(tmp_path, ensemble_teacher):
     gold = teacher_pairs(30)
     pairs = write_pairs(tmp_path / "pairs.tsv", gold)
