@@ -68,7 +68,8 @@ runner = CliRunner()
 
 
 def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
+    # prog_name: the name a user types, so messages read `transducer train --help`
+    return runner.invoke(app, [str(a) for a in args], input=input, prog_name="transducer")
 
 
 def assert_clean_error(result, *fragments, code=None):

@@ -205,7 +205,7 @@ def test_student_of_an_ensemble_records_its_teacher_and_weight_and_resumes(tmp_p
     opts = dict(SMALL, epochs=2, patience=100, teacher=str(ensemble_teacher), teacher_weight=0.8)
     with pytest.raises(TransducerError, match="SIGINT"):
         transducer.train(pairs, tmp_path / "s", progress=SignalAfterEpoch(1), **opts)
-    with pytest.raises(TransducerError, match="cannot --resume: .*teacher was"):
+    with pytest.raises(TransducerError, match="cannot resume=True: .*teacher was"):
         transducer.train(pairs, tmp_path / "s", resume=True, **{**opts, "teacher_weight": 0.5})
     model = transducer.train(pairs, tmp_path / "s", resume=True, **opts)
     config = json.loads((tmp_path / "s" / "config.json").read_text())

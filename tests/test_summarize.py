@@ -16,10 +16,16 @@ import pytest
 from conftest import invoke, invoke_in_fresh_process
 from transducer.core import artifacts
 from transducer.core.config import ModelConfig, TrainConfig, TransducerError
+from transducer.core.edits import EditActions
 from transducer.core.vocab import Labels, Vocab
 from transducer.inference.layer_table import model_dir_rows
 
 IN_VOCAB, OUT_VOCAB = Vocab.from_strings(["abcdefghijk"]), Vocab.from_strings(["xyzuvw"])
+ACTIONS = EditActions.from_strings(["xyzuvw"])  # an edit model's output vocabulary
+
+
+def _out_vocab(arch: str):
+    return ACTIONS if arch == "edit" else OUT_VOCAB
 
 
 def _grid():
@@ -27,7 +33,7 @@ def _grid():
     of them with dropout (whose layers change the order: a seq2seq encoder's last Dropout
     feeds only the attention)."""
     for arch, bi, layers, head, reset_after in itertools.product(
-        ["aligned", "seq2seq", "label"], [False, True], [1, 2], ["dense", "time-distributed"], [False, True]
+        ["aligned", "seq2seq", "label", "edit"], [False, True], [1, 2], ["dense", "time-distributed"], [False, True]
     ):
         if arch == "label" and head == "time-distributed":
             continue  # refused by ModelConfig: no time axis after the last GRU
@@ -35,11 +41,12 @@ def _grid():
             dropout = 0.1 if bi != reset_after else 0.0
             yield ModelConfig(arch=arch, bidirectional=bi, layers=layers, head=head, reset_after=reset_after,
                               attention=attention, dropout=dropout, hidden=5, max_len=7,
-                              input_vocab_size=len(IN_VOCAB), output_vocab_size=len(OUT_VOCAB))
+                              input_vocab_size=len(IN_VOCAB), output_vocab_size=len(_out_vocab(arch)))
 
 
 # ... and models written before masks (config.json without "masked"): time axes of max_len.
-GRID = list(_grid()) + [c.replace(masked=False) for c in _grid() if c.layers == 2 and c.bidirectional and c.dropout]
+GRID = list(_grid()) + [c.replace(masked=False) for c in _grid()
+                        if c.layers == 2 and c.bidirectional and c.dropout and c.arch != "edit"]  # edit: always masked
 
 
 def _cfg_id(cfg: ModelConfig) -> str:
@@ -55,7 +62,7 @@ def _write_like_train(model_dir: Path, cfg: ModelConfig, save_keras: bool = Fals
     from transducer.networks.build import build_model
 
     model = build_model(cfg, cfg.variable_length)
-    cfg_json = artifacts.config_dict(cfg, IN_VOCAB, OUT_VOCAB, train=TrainConfig().to_dict(), data={})
+    cfg_json = artifacts.config_dict(cfg, IN_VOCAB, _out_vocab(cfg.arch), train=TrainConfig().to_dict(), data={})
     if save_keras:
         from transducer.training.loop import save_model_dir
 
@@ -120,7 +127,7 @@ def test_older_weight_names_and_no_weights_file_give_the_same_table(tmp_path):
     """A weights.npz written before wrappers were spelled out (`forward_gru_1/...`,
     `dense/...` inside time_distributed), or none at all (the counts config.json implies)."""
     cfg = ModelConfig(bidirectional=True, layers=2, head="time-distributed", hidden=5, max_len=7,
-                      input_vocab_size=len(IN_VOCAB), output_vocab_size=len(OUT_VOCAB))
+                      input_vocab_size=len(IN_VOCAB), output_vocab_size=len(_out_vocab(arch)))
     _write_like_train(tmp_path / "m", cfg)
     info = artifacts.read_info(tmp_path / "m")
     table = model_dir_rows(info)
@@ -133,7 +140,7 @@ def test_older_weight_names_and_no_weights_file_give_the_same_table(tmp_path):
 
 
 def test_weights_that_do_not_fit_the_config_are_one_line_errors(tmp_path):
-    cfg = ModelConfig(hidden=5, max_len=7, input_vocab_size=len(IN_VOCAB), output_vocab_size=len(OUT_VOCAB))
+    cfg = ModelConfig(hidden=5, max_len=7, input_vocab_size=len(IN_VOCAB), output_vocab_size=len(_out_vocab(arch)))
     _write_like_train(tmp_path / "m", cfg)
     path = tmp_path / "m" / artifacts.WEIGHTS
     with np.load(path) as z:

@@ -23,7 +23,7 @@ engine's do (`gru_1/gru_cell/kernel`, `bidirectional_1/forward_gru_1/gru_cell/bi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from transducer.core import names
 from transducer.core.artifacts import WEIGHTS, ModelInfo
@@ -120,6 +120,8 @@ def network(cfg: ModelConfig) -> tuple[list[Layer], list[Layer]]:
     T = None if cfg.variable_length else cfg.max_len  # networks.blocks.time_steps
     if cfg.arch == "seq2seq":
         return _seq2seq(cfg, T)
+    if cfg.arch == "edit":
+        return _edit(cfg)
     return _aligned_or_label(cfg, T)
 
 
@@ -214,3 +216,32 @@ def _seq2seq(cfg: ModelConfig, T) -> tuple[list[Layer], list[Layer]]:
         ]
         y = names.ATTENTION_COMBINE
     return inputs, layers + _head(cfg, y, W, (None, T_dec, V_out))
+
+
+def _edit(cfg: ModelConfig) -> tuple[list[Layer], list[Layer]]:
+    """edit.build_edit: seq2seq's encoder, the encoder output under each pointer beside the
+    previous action, a decoder GRU stack from zero states, head, action mask, softmax.
+    An edit model is always masked, so its time axes (T input positions, S steps) are None."""
+    T = S = None
+    W = cfg.hidden * (2 if cfg.bidirectional else 1)
+    A = cfg.output_vocab_size
+    inputs = [Layer(names.CHARS, "InputLayer", ((None, T, cfg.input_vocab_size),)),
+              Layer(names.POINTERS, "InputLayer", ((None, S),)),
+              Layer(names.PREV_ACTIONS, "InputLayer", ((None, S, A),))]
+    encoder = _stack(cfg, names.CHARS, cfg.input_vocab_size, T, prefix=names.ENCODER, states=True)
+    layers = encoder + [
+        Layer(names.POINTED, "PointerGather", ((None, S, W),), (encoder[-1].name, names.POINTERS)),
+        Layer(names.DECODER_INPUT, "Concatenate", ((None, S, W + A),), (names.POINTED, names.PREV_ACTIONS)),
+    ]
+    y, d_in = names.DECODER_INPUT, W + A
+    for i in range(1, cfg.layers + 1):
+        gru = names.decoder_gru(i)
+        layers.append(Layer(gru, "GRU", ((None, S, cfg.hidden), (None, cfg.hidden)), (y,),
+                            gru_shapes(gru, d_in, cfg.hidden, cfg.reset_after)))
+        y, d_in = gru, cfg.hidden
+        if cfg.dropout > 0:
+            layers.append(Layer(names.dropout(i, names.DECODER), "Dropout", ((None, S, cfg.hidden),), (y,)))
+            y = layers[-1].name
+    head, softmax = _head(cfg, y, cfg.hidden, (None, S, A))
+    mask = Layer(names.ACTION_MASK, "ActionMask", ((None, S, A),), (head.name, names.POINTERS))
+    return inputs, layers + [head, mask, replace(softmax, inputs=(mask.name,))]
