@@ -99,6 +99,18 @@ RANDOM_MAX_LEN = 8
 RANDOM_WORDS = ["abc", "cab", "a", "bbca", "ccccc", "acbacbac", "ba", "cabbage"]
 
 
+def model_or_ensemble(tmp_path, name: str, members: int, make) -> Path:
+    """`make(parent, name, seed)` -> a model directory. members 1: that model, at
+    tmp_path/name; more: that many (seeds 0, 1, ...) assembled into tmp_path/name as
+    `transducer assemble` does."""
+    from transducer.core.artifacts import assemble
+
+    if members == 1:
+        return make(tmp_path, name, 0)
+    parts = [make(tmp_path / "members", str(k), k - 1) for k in range(1, members + 1)]
+    return assemble(parts, tmp_path / name)
+
+
 def random_model_dir(tmp_path, name="m", gain=3.0, seed=0, end_bias=None, out_chars="abdeg", data=None, **cfg_kw):
     """A seq2seq (or aligned, label, edit) model with random, sharpened weights, written
     like `train` does.

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import RANDOM_WORDS, random_model_dir
+from conftest import RANDOM_WORDS, model_or_ensemble, random_model_dir
 from transducer.core.artifacts import CONFIG, read_info
 from transducer.core.config import OutputLength
 from transducer.core.vocab import END_ID, PAD_ID, START_ID
@@ -41,16 +41,8 @@ def write_variant(tmp_path, name: str, kw: dict, end_bias: float = 1.0, **extra)
     """A random model directory for a variant; "members": N writes an ensemble."""
     kw = dict(kw)
     members = kw.pop("members", 1)
-    model_dir, _ = random_model_dir(tmp_path, name, end_bias=end_bias, max_len=LIMIT, out_chars=OUT_CHARS, **kw, **extra)
-    if members > 1:
-        member, _ = random_model_dir(tmp_path / "members", "2", seed=1, end_bias=end_bias, max_len=LIMIT,
-                                     out_chars=OUT_CHARS, **kw, **extra)
-        cfg = json.loads((model_dir / CONFIG).read_text())
-        cfg["ensemble"] = {"members": members, "seeds": [0, 1]}
-        (model_dir / CONFIG).write_text(json.dumps(cfg))
-        (model_dir / "members").mkdir(exist_ok=True)
-        member.rename(model_dir / "members" / "2")
-    return model_dir
+    return model_or_ensemble(tmp_path, name, members, lambda parent, n, seed: random_model_dir(
+        parent, n, seed=seed, end_bias=end_bias, max_len=LIMIT, out_chars=OUT_CHARS, **kw, **extra)[0])
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import random_model_dir
+from conftest import model_or_ensemble, random_model_dir
 from transducer.core.artifacts import CONFIG, read_info
 from transducer.core.edits import COPY_ACTION, END_ACTION, START_ACTION
 from transducer.core.vocab import PAD_ID
@@ -159,15 +159,8 @@ def write_variant(tmp_path, name: str, kw: dict, **extra):
     """A random edit model directory for a variant; "members": N writes an ensemble."""
     kw = dict(kw)
     members = kw.pop("members", 1)
-    model_dir, _ = edit_model(tmp_path, name, max_len=RANDOM_LEN, **kw, **extra)
-    if members > 1:
-        member, _ = edit_model(tmp_path / "members", "2", seed=1, max_len=RANDOM_LEN, **kw, **extra)
-        cfg = json.loads((model_dir / CONFIG).read_text())
-        cfg["ensemble"] = {"members": members, "seeds": [0, 1]}
-        (model_dir / CONFIG).write_text(json.dumps(cfg))
-        (model_dir / "members").mkdir(exist_ok=True)
-        member.rename(model_dir / "members" / "2")
-    return model_dir
+    return model_or_ensemble(tmp_path, name, members,
+                             lambda parent, n, seed: edit_model(parent, n, seed=seed, max_len=RANDOM_LEN, **kw, **extra)[0])
 
 
 RANDOM_LEN = 8  # max_len of the random models
