@@ -23,6 +23,10 @@ from transducer.core.config import ModelConfig, TrainConfig
 from transducer.core.vocab import END_ID, Vocab
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tiny test models train eagerly: tracing a training graph costs 5-10 s a model, more than
+# its few steps (networks/tf.py, TRANSDUCER_EAGER). Tests marked `graph` train with the compiled graph, as
+# users do; subprocesses inherit the setting.
+os.environ.setdefault("TRANSDUCER_EAGER", "1")
 
 TINY_MAX_LEN = 12
 
@@ -40,6 +44,20 @@ def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
 def write_pairs(path: Path, pairs) -> Path:
     path.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _graph_mode(request):
+    """A test marked `graph` trains with the traced graph, not eagerly, and so does every
+    process it starts."""
+    if request.node.get_closest_marker("graph") is None:
+        yield
+        return
+    os.environ["TRANSDUCER_EAGER"] = "0"
+    try:
+        yield
+    finally:
+        os.environ["TRANSDUCER_EAGER"] = "1"
 
 
 @pytest.fixture(scope="session")

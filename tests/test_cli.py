@@ -42,6 +42,7 @@ def test_python_dash_m_works():
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # the compiled training step, as users run it
 def test_train_cli_writes_the_model_directory_contract(tmp_path, pairs_file):
     model_dir = tmp_path / "m"
     r = invoke("train", pairs_file, "--model-dir", model_dir, "--hidden", 8, "--epochs", 1, "--max-len", TINY_MAX_LEN)

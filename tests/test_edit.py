@@ -256,7 +256,7 @@ def tiny_edit_model(tmp_path, bidirectional=True, layers=1, head="dense", reset_
 
 @pytest.mark.parametrize(
     "bidirectional,layers,head,reset_after",
-    [pytest.param(*c, marks=() if c in FAST_COMBOS else pytest.mark.slow) for c in COMBOS], ids=COMBO_IDS,
+    [pytest.param(*c, marks=pytest.mark.graph if c in FAST_COMBOS else pytest.mark.slow) for c in COMBOS], ids=COMBO_IDS,
 )
 def test_train_save_load_round_trip(tmp_path, bidirectional, layers, head, reset_after):
     """A trained edit model's directory: model.keras reloads (custom layers included, safe
@@ -292,6 +292,7 @@ def test_train_save_load_round_trip(tmp_path, bidirectional, layers, head, reset
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # 30 epochs: the traced graph is faster than eager steps
 def test_it_learns_an_edit_task_and_copies_unseen_characters(tmp_path):
     """A few epochs learn c -> k, everything else copied; a character never seen in
     training is copied too (COPY writes the input's own character)."""

@@ -243,6 +243,7 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # the compiled training step, as users run it
 def test_train_predict_evaluate_in_the_cli(trained):
     root, r = trained
     assert r.exit_code == 0, r.stderr

@@ -130,6 +130,7 @@ def test_the_loss_ignores_padding(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # steps_per_execution is a compiled loop
 def test_several_steps_per_graph_call_train_the_same_weights(tmp_path):
     """train runs STEPS_PER_EXECUTION steps per call: the same steps, so the same model as
     one step per call, also when the batch count (11) is not a multiple of it."""

@@ -144,6 +144,7 @@ def test_numpy_and_keras_engines_agree(tmp_path, cfg):
         assert np.allclose([p for *_, p in nb_a], [p for *_, p in nb_b], atol=1e-5)
 
 
+@pytest.mark.graph  # the compiled training step, as users run it
 def test_save_load_predict_gives_identical_outputs(tmp_path):
     model_dir, model = random_model_dir(tmp_path, attention="bahdanau", bidirectional=True)
     info = read_info(model_dir)

@@ -20,7 +20,7 @@ from transducer.networks.aligned import build_aligned
 from transducer.networks.edit import build_edit, edit_loss, edit_metrics
 from transducer.networks.label import build_label, label_metrics
 from transducer.networks.seq2seq import build_seq2seq
-from transducer.networks.tf import keras, ops
+from transducer.networks.tf import eager, keras, ops
 
 
 def build_model(cfg: ModelConfig, variable_length: bool = False, kinds=None) -> keras.Model:
@@ -116,4 +116,5 @@ def compile_model(
         loss=loss,
         metrics=metrics,
         steps_per_execution=steps_per_execution,
+        run_eagerly=eager(),  # TRANSDUCER_EAGER=1: no traced training graph (networks/tf.py)
     )

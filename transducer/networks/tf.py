@@ -4,6 +4,11 @@ TF_CPP_MIN_LOG_LEVEL silences most of TensorFlow's C++ logging, but a few lines 
 probing, "All log messages before absl::InitializeLog()") are written before that
 setting is read. So the first import runs with file descriptor 2 pointed at /dev/null,
 unless TRANSDUCER_VERBOSE=1 (the CLI's --verbose) asks to see everything.
+
+TRANSDUCER_EAGER=1 runs training steps eagerly (`eager()`, Keras's run_eagerly): for
+debugging a training step line by line, and for tiny models, whose few steps cost less
+than tracing the training graph (the test suite sets it; tests marked `graph` turn it
+off). On real data it is slower.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import sys
 
 def verbose() -> bool:
     return os.environ.get("TRANSDUCER_VERBOSE") == "1"
+
+
+def eager() -> bool:
+    """Whether training steps run eagerly (TRANSDUCER_EAGER=1) instead of as a traced graph."""
+    return os.environ.get("TRANSDUCER_EAGER") == "1"
 
 
 @contextlib.contextmanager
@@ -67,4 +77,4 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-__all__ = ["tf", "keras", "layers", "ops", "import_tensorflow", "verbose"]
+__all__ = ["tf", "keras", "layers", "ops", "import_tensorflow", "verbose", "eager"]

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Settings by data size, measured: what `--hidden`, `--max-len` and the data size cost per
+epoch, and how many epochs early stopping runs, for aligned and seq2seq models
+(docs/guides/small-data.md, "Hidden size, epochs and --max-len by data size").
+
+    python bench/settings.py speed     # seconds per epoch per 1,000 pairs (quiet machine)
+    python bench/settings.py epochs    # epochs run, best epoch, test WER by data size
+    python bench/settings.py show      # the tables, from bench/settings.jsonl
+
+Tasks (real data, shipped in sample_data/):
+- aligned: `translit` (Russian number words -> ISO 9 Latin, one output character per
+  input character), `--arch aligned`, test on translit.test.tsv;
+- seq2seq: `cmudict` (word -> ARPAbet), `--arch seq2seq --bidirectional` (the settings
+  the pronunciation guide recommends), test on cmudict.test.tsv (every reference counts).
+
+speed: N training pairs (the first N of the train file), 4 epochs, `--patience 100` so all
+run; an epoch's time is the wall time between two epoch ends as train's progress reports
+them (training, validation and the checkpoint: what a user waits for), over epochs 2-4 (the
+first traces the graph); reported per 1,000 training pairs. Rows: --hidden 64/128/256 at
+--max-len 64 (the default), then --max-len 32 and 128 at --hidden 128.
+
+epochs: N = 1,000, 2,000, 4,000 and 8,000 pairs, --hidden 64 and 128, train's defaults
+otherwise (30 epochs at most, early stopping), seeds 1 and 2: epochs run, the best epoch,
+test WER as mean ± sd over the seeds, and train time.
+
+Rows go to bench/settings.jsonl (with the machine's load and the commit); a row already
+there for the same setting is reused, so an interrupted run continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "settings.jsonl"
+TASKS = {  # arch -> (sample_data task, train options beyond the bench's own)
+    "aligned": ("translit", {"arch": "aligned"}),
+    "seq2seq": ("cmudict", {"arch": "seq2seq", "bidirectional": True}),
+}
+SPEED_EPOCHS = 4  # epoch 1 traces the graph; epochs 2-4 are timed
+SPEED_PAIRS = 2000
+SPEED_GRID = [(64, 64), (128, 64), (256, 64), (128, 32), (128, 128)]  # (hidden, max_len)
+EPOCH_SIZES = [1000, 2000, 4000, 8000]
+EPOCH_HIDDEN = [64, 128]
+EPOCH_SEEDS = [1, 2]
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def rows() -> list[dict]:
+    return [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+
+
+def pairs_file(task: str, n: int, workdir: Path) -> Path:
+    """The first n pairs of sample_data/<task>.train.tsv."""
+    lines = (REPO / "sample_data" / f"{task}.train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    if n > len(lines):
+        raise SystemExit(f"{task} has {len(lines)} training pairs, fewer than {n}")
+    path = workdir / f"{task}-{n}.tsv"
+    path.write_text("".join(lines[:n]), encoding="utf-8")
+    return path
+
+
+def train(arch: str, n: int, workdir: Path, **options) -> tuple[object, list[float], float]:
+    """Train on n pairs; (model, wall time at each epoch end, total train seconds)."""
+    import transducer
+
+    task, task_options = TASKS[arch]
+    ends: list[float] = []
+    start = time.perf_counter()
+    model = transducer.train(pairs_file(task, n, workdir), workdir / "model", force=True,
+                             progress=lambda event, data: ends.append(time.perf_counter()) if event == "epoch" else None,
+                             **task_options, **options)
+    return model, ends, time.perf_counter() - start
+
+
+def record(row: dict) -> None:
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **row, "load": round(os.getloadavg()[0], 1), "commit": commit()}
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), file=sys.stderr, flush=True)
+
+
+def done(kind: str, **key) -> bool:
+    return any(r["kind"] == kind and all(r.get(k) == v for k, v in key.items()) for r in rows())
+
+
+def speed(workdir: Path) -> None:
+    for arch in TASKS:
+        for hidden, max_len in SPEED_GRID:
+            key = dict(arch=arch, hidden=hidden, max_len=max_len, pairs=SPEED_PAIRS)
+            if done("speed", **key):
+                continue
+            _, ends, _ = train(arch, SPEED_PAIRS, workdir, hidden=hidden, max_len=max_len, epochs=SPEED_EPOCHS,
+                               patience=100, seed=1)
+            epochs = [b - a for a, b in zip(ends, ends[1:])]  # epochs 2..SPEED_EPOCHS
+            per_1k = statistics.median(epochs) / (SPEED_PAIRS / 1000)
+            record({"kind": "speed", **key, "epoch_s": [round(e, 2) for e in epochs],
+                    "s_per_epoch_per_1k": round(per_1k, 2)})
+
+
+def epochs(workdir: Path) -> None:
+    for arch in TASKS:
+        for n in EPOCH_SIZES:
+            for hidden in EPOCH_HIDDEN:
+                for seed in EPOCH_SEEDS:
+                    key = dict(arch=arch, pairs=n, hidden=hidden, seed=seed)
+                    if done("epochs", **key):
+                        continue
+                    model, ends, seconds = train(arch, n, workdir, hidden=hidden, seed=seed)
+                    report = model.evaluate(REPO / "sample_data" / f"{TASKS[arch][0]}.test.tsv")
+                    summary = json.loads((workdir / "model" / "metrics.json").read_text())
+                    record({"kind": "epochs", **key, "epochs_run": len(ends), "best_epoch": summary.get("best_epoch"),
+                            "test_wer": round(100 * report.wer, 2), "train_s": round(seconds, 1)})
+
+
+def mean_sd(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.1f}" if values else "-"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def show() -> None:
+    speed_rows = [r for r in rows() if r["kind"] == "speed"]
+    print("| arch | --hidden | --max-len | seconds per epoch per 1,000 pairs | load |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in speed_rows:
+        print(f"| {r['arch']} | {r['hidden']} | {r['max_len']} | {r['s_per_epoch_per_1k']:.2f} | {r['load']} |")
+    print()
+    print("| arch | pairs | --hidden | epochs run | best epoch | test WER % (mean ± sd) | train s | seeds |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows():
+        if r["kind"] == "epochs":
+            groups.setdefault((r["arch"], r["pairs"], r["hidden"]), []).append(r)
+    for (arch, n, hidden), rs in groups.items():
+        print(f"| {arch} | {n:,} | {hidden} | {mean_sd([r['epochs_run'] for r in rs])} |"
+              f" {mean_sd([r['best_epoch'] for r in rs])} | {mean_sd([r['test_wer'] for r in rs])} |"
+              f" {mean_sd([r['train_s'] for r in rs])} | {len(rs)} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["speed", "epochs", "show"])
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    if args.what == "show":
+        return show()
+    with tempfile.TemporaryDirectory() as tmp:
+        {"speed": speed, "epochs": epochs}[args.what](Path(tmp))
+    show()
+
+
+if __name__ == "__main__":
+    main()
