@@ -127,7 +127,7 @@ def test_older_weight_names_and_no_weights_file_give_the_same_table(tmp_path):
     """A weights.npz written before wrappers were spelled out (`forward_gru_1/...`,
     `dense/...` inside time_distributed), or none at all (the counts config.json implies)."""
     cfg = ModelConfig(bidirectional=True, layers=2, head="time-distributed", hidden=5, max_len=7,
-                      input_vocab_size=len(IN_VOCAB), output_vocab_size=len(_out_vocab(arch)))
+                      input_vocab_size=len(IN_VOCAB), output_vocab_size=len(OUT_VOCAB))
     _write_like_train(tmp_path / "m", cfg)
     info = artifacts.read_info(tmp_path / "m")
     table = model_dir_rows(info)
@@ -140,7 +140,7 @@ def test_older_weight_names_and_no_weights_file_give_the_same_table(tmp_path):
 
 
 def test_weights_that_do_not_fit_the_config_are_one_line_errors(tmp_path):
-    cfg = ModelConfig(hidden=5, max_len=7, input_vocab_size=len(IN_VOCAB), output_vocab_size=len(_out_vocab(arch)))
+    cfg = ModelConfig(hidden=5, max_len=7, input_vocab_size=len(IN_VOCAB), output_vocab_size=len(OUT_VOCAB))
     _write_like_train(tmp_path / "m", cfg)
     path = tmp_path / "m" / artifacts.WEIGHTS
     with np.load(path) as z:

@@ -46,6 +46,7 @@ import numpy as np
 
 from transducer.core import artifacts
 from transducer.core.config import TransducerError
+from transducer.training.preflight import run_differences
 from transducer.networks.tf import keras
 
 CHECKPOINT = "checkpoint"
@@ -159,12 +160,7 @@ def check_identity(ckpt: Checkpoint, identity: dict) -> None:
     """--resume must continue the same run: same model, training options and data.
     Only --epochs may change (to train longer, or to stop where the checkpoint is)."""
     saved = ckpt.state.get("identity", {})
-    diffs = []
-    for section in ("model", "train"):
-        a, b = saved.get(section, {}), identity.get(section, {})
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                diffs.append(f"{key} was {a.get(key)!r}, now {b.get(key)!r}")
+    diffs = run_differences(saved, identity)
     if saved.get("data") != identity.get("data"):
         diffs.append("the training or validation pairs differ")
     if diffs:

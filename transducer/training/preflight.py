@@ -173,16 +173,25 @@ def check_resumable(staging: Path, model_cfg: ModelConfig, train_cfg: TrainConfi
         saved = json.loads((where / "state.json").read_text(encoding="utf-8")).get("identity", {})
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise TransducerError(f"{latest.parent}: unreadable checkpoint ({e}); delete it to start over") from None
-    sizes = {"input_vocab_size", "output_vocab_size"}  # the data's: compared after the scan
+    # Compared later, once known: the vocabulary sizes (after the data scan) and the
+    # teacher's record (once its directory is read; loop._checkpoint_to_resume).
+    later = {"input_vocab_size", "output_vocab_size", "teacher"}
     now = {"model": model_cfg.to_dict(), "train": {k: v for k, v in train_cfg.to_dict().items() if k != "epochs"}}
-    diffs = []
-    for section, current in now.items():
-        before = saved.get(section, {})
-        for key in sorted((set(before) | set(current)) - sizes):
-            if before.get(key) != current.get(key):
-                diffs.append(f"{key} was {before.get(key)!r}, now {current.get(key)!r}")
+    diffs = run_differences(saved, now, ignore=later)
     if diffs:
         raise TransducerError("cannot --resume: the checkpoint is from a different run (" + "; ".join(diffs) + ")")
+
+
+def run_differences(saved: dict, now: dict, ignore=frozenset()) -> list[str]:
+    """What differs between a checkpoint's run identity and this run's, section by section
+    (model, train): ["hidden was 8, now 4", ...], keys in `ignore` left out."""
+    diffs = []
+    for section in ("model", "train"):
+        before, current = saved.get(section, {}), now.get(section, {})
+        for key in sorted((set(before) | set(current)) - set(ignore)):
+            if before.get(key) != current.get(key):
+                diffs.append(f"{key} was {before.get(key)!r}, now {current.get(key)!r}")
+    return diffs
 
 
 def check_creatable(model_dir: Path) -> None:
