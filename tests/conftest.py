@@ -4,6 +4,7 @@ helpers from here only, never from one another."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -46,18 +47,25 @@ def write_pairs(path: Path, pairs) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _graph_mode(request):
-    """A test marked `graph` trains with the traced graph, not eagerly, and so does every
-    process it starts."""
-    if request.node.get_closest_marker("graph") is None:
-        yield
-        return
+@contextlib.contextmanager
+def compiled_training():
+    """Train with the traced graph inside the block, in this process and those it starts."""
     os.environ["TRANSDUCER_EAGER"] = "0"
     try:
         yield
     finally:
         os.environ["TRANSDUCER_EAGER"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _graph_mode(request):
+    """A test marked `graph` trains with the traced graph, not eagerly. (A module whose
+    module-scoped fixtures train too uses compiled_training in a module fixture.)"""
+    if request.node.get_closest_marker("graph") is None:
+        yield
+        return
+    with compiled_training():
+        yield
 
 
 @pytest.fixture(scope="session")

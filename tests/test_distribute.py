@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_pairs, write_pairs, worker_env, worker_cmd, assert_same_weights, DISTRIBUTED_TRAIN, PER_REPLICA, GLOBAL
+from conftest import compiled_training, make_pairs, write_pairs, worker_env, worker_cmd, assert_same_weights, DISTRIBUTED_TRAIN, PER_REPLICA, GLOBAL
 
 MAX_LEN = 10
 
@@ -130,6 +130,14 @@ def test_invalid_row_is_reported_with_its_line_without_skip(tmp_path):
 
 MODEL = {"max_len": MAX_LEN, "hidden": 8}
 INPUTS = ["abc", "XYZ", "dead", "a", "eXbY"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled():
+    """Mirrored training runs as users run it, compiled (eager replicas are slower), and
+    its one-device reference likewise, so the two compare exactly."""
+    with compiled_training():
+        yield
 
 
 @pytest.fixture(scope="module")

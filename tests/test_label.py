@@ -371,6 +371,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # mirrored replicas run faster compiled
 def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     """--distribute mirrored trains a label model as one device does with the global batch."""
     import subprocess
