@@ -33,8 +33,9 @@ probable each edit is: substituting each input character by each output characte
 identity substitution is a copy), deleting each input character, inserting each output
 character, and ending. Its most probable (Viterbi) alignments are the scripts the model is
 taught. At every state (pointer i, j output characters written) the expert gives the SET of
-first actions of all optimal completions, so the training loss -log sum p(optimal) does not
-punish equally good scripts (Makarov & Clematide 2018).
+first actions of all optimal completions (Makarov & Clematide 2018), most preferred first;
+teacher-forced training follows the preferred one (ExpertPath; why not the whole set:
+networks/edit.py).
 
 Everything here is numpy only and serialisable to plain JSON (`aligner.json` in a model
 directory), so `--resume`, `--init-from` and ensemble members reuse one fitted aligner.

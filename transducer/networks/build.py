@@ -107,7 +107,7 @@ def compile_model(
     steps, so the same weights; callbacks see every Nth batch)."""
     if model.name == "label":  # one label id per string (label.py), not a string of ids
         loss, metrics = "sparse_categorical_crossentropy", label_metrics()
-    elif model.name == "edit":  # multi-hot optimal action sets (edit.py)
+    elif model.name == "edit":  # multi-hot action sets (edit.py)
         loss, metrics = edit_loss(label_smoothing), edit_metrics()
     else:
         loss, metrics = sequence_loss(masked, label_smoothing), [char_acc, exact_match]

@@ -29,15 +29,21 @@ The encoder reads the characters and the </s> after them (blocks.padding_mask: e
 position that is not <pad>), so the state under the pointer at position n is the state
 of </s>, and the input length n is the count of real positions minus one. Padded decoder
 steps (past a sequence's END) are computed but never counted: the decoder is causal, so
-they change no earlier step, and the loss and metrics skip rows whose optimal set is
+they change no earlier step, and the loss and metrics skip rows whose target set is
 empty.
 
-Loss per sequence: the mean over its real steps of -log sum_{a in optimal set} p(a), the
-expert's set of equally good actions (targets: multi-hot (B, S, A)), so equally good
-alignments are not penalised. Metrics, named like the other architectures' so progress,
-early stopping and summaries read them alike: `char_acc` (per sequence, the fraction of
-steps whose most probable action is in the optimal set) and `exact_match` (every step's
-is: the whole action path right under teacher forcing).
+Loss per sequence: the mean over its real steps of -log sum_{a in target set} p(a), the
+targets (B, S, A) a set of actions per step. Training (training/edit_data.py) gives the
+one action the teacher-forced path takes there, so the set is that action: the loss is
+written for sets (equally good actions, Makarov & Clematide 2018), but a set is only
+right when the model is also trained at the states its other choices lead to (roll-in).
+Teacher-forced on one path, a set target let the model prefer an equally good action the
+path does not take, and go on from states it never saw: Hungarian `dd` -> `dː` came out as
+DELETE, DELETE (dev WER 13.8 with sets, 1.8 with the path's action; docs/benchmarks/
+sigmorphon.md). Metrics, named like the other architectures' so progress, early stopping
+and summaries read them alike: `char_acc` (per sequence, the fraction of steps whose most
+probable action is a target) and `exact_match` (every step's is: the whole action path
+right under teacher forcing).
 
 At inference the same layers run one step at a time (`inference_models`); the search over
 action sequences is inference's.
@@ -260,7 +266,7 @@ def inference_models(model, cfg: ModelConfig):
 
 
 # --- the loss and metrics ---------------------------------------------------------------
-# Targets are (B, S, A) multi-hot optimal sets; a step is real when its set is not empty.
+# Targets are (B, S, A) multi-hot action sets; a step is real when its set is not empty.
 
 
 def _real_steps(y_true):
@@ -268,28 +274,28 @@ def _real_steps(y_true):
 
 
 def _step_hits(y_true, y_pred):
-    """(B, S) 1.0 where the most probable action is in the optimal set."""
+    """(B, S) 1.0 where the most probable action is in the target set."""
     best = ops.argmax(y_pred, axis=-1)  # (B, S)
     hit = ops.take_along_axis(y_true, ops.expand_dims(best, -1), axis=-1)[..., 0]  # (B, S)
     return ops.cast(ops.greater(hit, 0.0), "float32")
 
 
 def char_acc(y_true, y_pred):
-    """Per sequence: the fraction of real steps whose most probable action is optimal."""
+    """Per sequence: the fraction of real steps whose most probable action is a target."""
     y_true = ops.cast(y_true, "float32")
     real = _real_steps(y_true)
     return ops.sum(_step_hits(y_true, y_pred) * real, axis=1) / ops.maximum(ops.sum(real, axis=1), 1.0)  # (B,)
 
 
 def exact_match(y_true, y_pred):
-    """Per sequence: 1.0 when every real step's most probable action is optimal."""
+    """Per sequence: 1.0 when every real step's most probable action is a target."""
     y_true = ops.cast(y_true, "float32")
     missed = _real_steps(y_true) * (1.0 - _step_hits(y_true, y_pred))  # (B, S)
     return ops.cast(ops.equal(ops.sum(missed, axis=1), 0.0), "float32")  # (B,)
 
 
 def edit_loss(label_smoothing: float = 0.0):
-    """Per sequence (B,): the mean over real steps of -log sum_{a in optimal set} p(a).
+    """Per sequence (B,): the mean over real steps of -log sum_{a in target set} p(a).
 
     label_smoothing e: (1 - e) times that, plus e times the mean of -log p over the
     actions valid at the step (those the mask left a probability above 0), so smoothing

@@ -18,7 +18,9 @@ Batches are made as stream.pairs_dataset makes them: each epoch's rows are shuff
 that epoch's seed, windows of BUCKET_WINDOW batches are sorted by length (action steps,
 then input length), cut into batches, and the batches shuffled, so a batch holds rows of
 similar length and is padded to its own longest input and action sequence only; features
-are one-hot on the fly (tf.one_hot), targets multi-hot from the optimal ids.
+are one-hot on the fly (tf.one_hot), and so are the targets: at each step the action the
+expert's path takes (the preferred optimal one, column 0 of the optimal ids), not the whole
+optimal set (networks/edit.py says why).
 """
 
 from __future__ import annotations
@@ -104,8 +106,8 @@ def batch_order(arrays: EditArrays, batch_size: int, max_len: int, shuffle_seed:
 
 def edit_dataset(arrays: EditArrays, depths: tuple[int, int], batch_size: int, max_len: int,
                  shuffle_seed: int | None = None):
-    """One pass of batches ((chars one-hot, pointers, previous actions one-hot), multi-hot
-    targets) over `arrays`; depths: (input vocabulary, actions)."""
+    """One pass of batches ((chars one-hot, pointers, previous actions one-hot), the path's
+    action one-hot) over `arrays`; depths: (input vocabulary, actions)."""
     Vin, A = depths
     order = batch_order(arrays, batch_size, max_len, shuffle_seed)
 
@@ -120,7 +122,8 @@ def edit_dataset(arrays: EditArrays, depths: tuple[int, int], batch_size: int, m
     def encode(features, optimal):
         chars, pointers, prev = features
         x = (tf.one_hot(chars, Vin), pointers, tf.one_hot(prev, A))  # (B, T, Vin), (B, S), (B, S, A)
-        return x, tf.reduce_max(tf.one_hot(optimal, A), axis=-2)  # (B, S, A): -1 ids are all-zero rows
+        taken = optimal[..., 0]  # (B, S): the path's action, -1 past its END
+        return x, tf.one_hot(taken, A)  # (B, S, A): -1 gives an all-zero row (a padded step)
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
     ds = ds.map(encode).apply(tf.data.experimental.assert_cardinality(len(order)))
