@@ -213,15 +213,17 @@ def action_label(actions, a: int, under: str | None) -> str:
     model writes accents apart) is shown on a dotted circle, '◌̂', as Unicode's charts do."""
     kind = actions.kind(a)
     if kind == "copy":
-        return f"COPY {_shown(under)}"
+        return f"COPY {shown_char(under)}"
     if kind == "delete":
-        return f"DEL {_shown(under)}"
+        return f"DEL {shown_char(under)}"
     if kind == "substitute":
-        return f"SUB {_shown(under)}→{_shown(actions.char(a))}"
+        return f"SUB {shown_char(under)}→{shown_char(actions.char(a))}"
     if kind == "insert":
-        return f"INS {_shown(actions.char(a))}"
+        return f"INS {shown_char(actions.char(a))}"
     return actions.name(a)
 
 
-def _shown(ch: str) -> str:
+def shown_char(ch: str) -> str:
+    """A character as explain quotes it: repr, a combining mark on a dotted circle ('◌̈'),
+    so a mark never lands on the quote before it."""
     return repr(f"\u25cc{ch}" if unicodedata.combining(ch) else ch)

@@ -284,7 +284,9 @@ def explanation_lines(ex) -> list[str]:
     lines = [f"input:  {ex.text!r}", f"output: {ex.output!r}  (probability {ex.probability:.4g}, {ex.arch} model, {ex.engine} engine)"]
     if ex.unknown:
         done = "read as <unk>" + {"aligned": "; copied through unchanged", "edit": "; COPY writes it as it is"}.get(ex.arch, "")
-        lines.append(f"note: {', '.join(repr(c) for c in ex.unknown)} not in the training data: {done}")
+        from transducer.inference.explain import shown_char
+
+        lines.append(f"note: {', '.join(shown_char(c) for c in ex.unknown)} not in the training data: {done}")
     lines.append("")
     if ex.arch == "label":
         return lines + label_lines(ex.steps[0].top)
