@@ -218,13 +218,14 @@ def evaluate(
     return report
 
 
-def validation_metrics(model, info, pairs: list[tuple[str, str]]) -> dict[str, float]:
-    """Decoded exact match and CER (a label model: macro-F1) of an in-memory Keras model
-    (end of `train`)."""
-    from transducer.inference.keras_engine import KerasEngine
+def validation_metrics(weights: dict, info, pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Decoded exact match and CER (a label model: macro-F1) of a model's weights in memory
+    (networks.export.weight_arrays, at the end of `train`), decoded by the numpy engine as
+    `predict` will decode the published model (and without tracing Keras step models)."""
+    from transducer.inference.numpy_engine import NumpyEngine
     from transducer.inference.predict import Predictor
 
-    return decoded_metrics(evaluate_pairs(Predictor(info.path, engine=KerasEngine(info, model=model), cache=0), pairs))
+    return decoded_metrics(evaluate_pairs(Predictor(info.path, engine=NumpyEngine(info, weights), cache=0), pairs))
 
 
 def decoded_metrics(report: EvalReport | LabelReport) -> dict[str, float]:

@@ -161,15 +161,20 @@ class NumpyEngine:
 
     name = "numpy"
 
-    def __init__(self, info: ModelInfo):
+    def __init__(self, info: ModelInfo, weights: dict[str, np.ndarray] | None = None):
+        """weights: the arrays by name (networks.export.weight_arrays of an in-memory
+        model, at the end of train); None reads info.path's weights.npz."""
         self.info = info
         path = info.path / WEIGHTS
-        if not path.is_file():
+        if weights is not None:
+            self.w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+        elif not path.is_file():
             raise TransducerError(
                 f"{info.path}: {WEIGHTS} is missing; run `transducer export {info.path}`"
                 " or use --engine keras"
             )
-        self.w = read_weights(path, info.path)
+        else:
+            self.w = read_weights(path, info.path)
         self.blas_threads = blas_threads()  # None: the user set BLAS's own variables
         self._edit = None  # an edit model's step tables (_edit_tables), made on first use
 

@@ -23,7 +23,7 @@ from transducer.training import checkpoint, distribute, edit_data, recipe, strea
 from transducer.core.config import ARCHITECTURE, ModelConfig, OutputLength, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
 from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
-from transducer.networks.export import export_weights
+from transducer.networks.export import export_weights, weight_arrays
 from transducer.networks.build import build_model, compile_model
 from transducer.networks.edit import ActionKinds
 from transducer.networks.label import label_arrays
@@ -371,7 +371,7 @@ def final_metrics(run: Run) -> dict:
         plain = model
     # Decoded as the published model will decode: with the learned output length bound.
     info = artifacts.ModelInfo(Path(run.written), prep.cfg, prep.in_vocab, prep.out_vocab, {"data": learned_length(prep)})
-    final.update(validation_metrics(plain, info, held_out_pairs(prep.data, prep.val)))
+    final.update(validation_metrics(weight_arrays(plain), info, held_out_pairs(prep.data, prep.val)))
     return final
 
 
