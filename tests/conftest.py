@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -28,6 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # its few steps (networks/tf.py, TRANSDUCER_EAGER). Tests marked `graph` train with the compiled graph, as
 # users do; subprocesses inherit the setting.
 os.environ.setdefault("TRANSDUCER_EAGER", "1")
+
+# No per-example deadline: on a busy machine (CI's 2 cores, pytest & beside other work) a
+# case's time says nothing about the property; each test still sets its max_examples.
+hypothesis_settings.register_profile("transducer", deadline=None)
+hypothesis_settings.load_profile("transducer")
 
 TINY_MAX_LEN = 12
 
