@@ -256,7 +256,7 @@ def tiny_edit_model(tmp_path, bidirectional=True, layers=1, head="dense", reset_
 
 @pytest.mark.parametrize(
     "bidirectional,layers,head,reset_after",
-    [pytest.param(*c, marks=pytest.mark.graph if c in FAST_COMBOS else pytest.mark.slow) for c in COMBOS], ids=COMBO_IDS,
+    [pytest.param(*c, marks=() if c in FAST_COMBOS else pytest.mark.slow) for c in COMBOS], ids=COMBO_IDS,
 )
 def test_train_save_load_round_trip(tmp_path, bidirectional, layers, head, reset_after):
     """A trained edit model's directory: model.keras reloads (custom layers included, safe
