@@ -341,25 +341,6 @@ DISTRIBUTED_TRAIN = {"epochs": 2, "seed": 1, "learning_rate": 0.01}
 PER_REPLICA, GLOBAL = 8, 16
 
 
-# --- order: the costliest test files first ----------------------------------------------
-# xdist (--dist loadfile) hands files to workers in collection order; starting the files
-# that take longest first leaves the short ones to fill the end, instead of one worker
-# finishing a long file while the others wait. CPU seconds per file, measured with
-# TRANSDUCER_TEST_COST_LOG (below), costliest first; files not named run after these.
-COSTLIEST_FIRST = [
-    "test_edit.py", "test_engines.py", "test_ensemble.py", "test_guarantees.py", "test_label.py",
-    "test_distribute.py", "test_distill.py", "test_masks.py", "test_recipe.py", "test_api.py",
-    "test_edit_decode.py", "test_signals.py", "test_docs.py", "test_seq2seq.py", "test_combine.py",
-    "test_training_logs.py", "test_summarize.py", "test_cli.py", "test_explain.py", "test_beam_search.py",
-    "test_spark.py",
-]
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(COSTLIEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order kept
-
-
 # --- optional cost log: CPU seconds per test (load-independent, for choosing `slow` marks) ---
 
 if os.environ.get("TRANSDUCER_TEST_COST_LOG"):
