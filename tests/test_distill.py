@@ -185,6 +185,7 @@ def student_probability_of(model_dir, pairs, symbol: str) -> float:
 
 
 @pytest.mark.slow  # trains two students
+@pytest.mark.graph  # the teacher runs in every step: compiled, that is faster
 def test_the_student_fits_the_teachers_distribution_even_a_wrong_one(tmp_path):
     """A teacher sure of a symbol no reference has: with weight 1 the student learns
     that symbol; with weight 0 (references only) it does not."""

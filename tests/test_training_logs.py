@@ -23,6 +23,7 @@ METRICS = ("loss", "char_acc", "exact_match", "val_loss", "val_char_acc", "val_e
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # many epochs: compiled steps are faster
 def test_plain_lines_reach_a_log_file_as_each_epoch_ends_and_are_never_cut(pairs_file, tmp_path):
     """stderr to a file (as under nohup), a 40-column terminal setting: epoch 1's line is
     in the file before epoch 2's checkpoint exists, every line whole."""
