@@ -166,6 +166,22 @@ def _stack(cfg: ModelConfig, source: str, d_in: int, T, prefix: str = "", last_s
     return layers
 
 
+def _decoder_stack(cfg: ModelConfig, source: str, d_in: int, units: int, T, state: str | None = None) -> list[Layer]:
+    """cfg.layers decoder GRUs of `units` (seq2seq's and edit's), each returning its final
+    state and followed by its Dropout when cfg.dropout > 0; `state`: the layer whose output
+    is every GRU's initial state (seq2seq's encoder state), None for zero states."""
+    layers: list[Layer] = []
+    for i in range(1, cfg.layers + 1):
+        gru = names.decoder_gru(i)
+        layers.append(Layer(gru, "GRU", ((None, T, units), (None, units)), (source, *([state] if state else [])),
+                            gru_shapes(gru, d_in, units, cfg.reset_after)))
+        source, d_in = gru, units
+        if cfg.dropout > 0:
+            layers.append(Layer(names.dropout(i, names.DECODER), "Dropout", ((None, T, units),), (source,)))
+            source = layers[-1].name
+    return layers
+
+
 def _head(cfg: ModelConfig, source: str, d_in: int, shape: tuple, time_axis: bool = True) -> list[Layer]:
     """The --head layer (blocks.head_layer) and the softmax after it."""
     choice = cfg.head if time_axis else "dense"  # no time axis (label): always Dense
@@ -196,15 +212,9 @@ def _seq2seq(cfg: ModelConfig, T) -> tuple[list[Layer], list[Layer]]:
     last_rec = [layer for layer in encoder if layer.kind != "Dropout"][-1]
     kind = "Concatenate" if cfg.bidirectional else "Identity"
     layers = encoder + [Layer(names.ENCODER_STATE, kind, ((None, W),), (last_rec.name,))]
-    y, d_in = names.PREV_CHARS, V_out
-    for i in range(1, cfg.layers + 1):
-        gru = names.decoder_gru(i)
-        layers.append(Layer(gru, "GRU", ((None, T_dec, W), (None, W)), (y, names.ENCODER_STATE),
-                            gru_shapes(gru, d_in, W, cfg.reset_after)))
-        y, d_in = gru, W
-        if cfg.dropout > 0:
-            layers.append(Layer(names.dropout(i, names.DECODER), "Dropout", ((None, T_dec, W),), (y,)))
-            y = layers[-1].name
+    decoder = _decoder_stack(cfg, names.PREV_CHARS, V_out, W, T_dec, state=names.ENCODER_STATE)
+    layers += decoder
+    y = decoder[-1].name
     if cfg.attention != "none":
         additive = cfg.attention == "bahdanau"
         layers += [
@@ -233,15 +243,9 @@ def _edit(cfg: ModelConfig) -> tuple[list[Layer], list[Layer]]:
         Layer(names.POINTED, "PointerGather", ((None, S, W),), (encoder[-1].name, names.POINTERS)),
         Layer(names.DECODER_INPUT, "Concatenate", ((None, S, W + A),), (names.POINTED, names.PREV_ACTIONS)),
     ]
-    y, d_in = names.DECODER_INPUT, W + A
-    for i in range(1, cfg.layers + 1):
-        gru = names.decoder_gru(i)
-        layers.append(Layer(gru, "GRU", ((None, S, cfg.hidden), (None, cfg.hidden)), (y,),
-                            gru_shapes(gru, d_in, cfg.hidden, cfg.reset_after)))
-        y, d_in = gru, cfg.hidden
-        if cfg.dropout > 0:
-            layers.append(Layer(names.dropout(i, names.DECODER), "Dropout", ((None, S, cfg.hidden),), (y,)))
-            y = layers[-1].name
+    decoder = _decoder_stack(cfg, names.DECODER_INPUT, W + A, cfg.hidden, S)
+    layers += decoder
+    y = decoder[-1].name
     head, softmax = _head(cfg, y, cfg.hidden, (None, S, A))
     mask = Layer(names.ACTION_MASK, "ActionMask", ((None, S, A),), (head.name, names.POINTERS))
     return inputs, layers + [head, mask, replace(softmax, inputs=(mask.name,))]
