@@ -12,6 +12,14 @@ from transducer.inference.probs import decode_probs
 from transducer.networks.export import load_keras
 
 
+def predict_function(model):
+    """networks.tf.predict_function, imported when a Keras engine first runs a model (this
+    module is imported by the engine choice, where TensorFlow may not be installed)."""
+    from transducer.networks.tf import predict_function as traced
+
+    return traced(model)
+
+
 class KerasEngine:
     """The Engine interface (engine.Engine) over a Keras model."""
 
@@ -25,12 +33,13 @@ class KerasEngine:
         self._seq2seq = None  # (encoder, step) inference models, built on first use
         self._scores_step = None  # the step model that also returns attention scores (explain)
         self._edit = None  # an edit model's (encoder, step) inference models, built on first use
+        self._forward = None  # the whole model's forward pass (aligned, label), traced on first use
 
     def _seq2seq_models(self):
         if self._seq2seq is None:
             from transducer.networks.seq2seq import inference_models
 
-            self._seq2seq = inference_models(self.model, self.info.model)
+            self._seq2seq = tuple(map(predict_function, inference_models(self.model, self.info.model)))
         return self._seq2seq
 
     def _attention_step(self):
@@ -38,20 +47,22 @@ class KerasEngine:
         if self._scores_step is None:
             from transducer.networks.seq2seq import inference_models
 
-            self._scores_step = inference_models(self.model, self.info.model, attention_scores=True)[1]
+            self._scores_step = predict_function(inference_models(self.model, self.info.model, attention_scores=True)[1])
         return self._scores_step
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
         """The whole model over (B, T) ids, as float32."""
+        if self._forward is None:
+            self._forward = predict_function(self.model)
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
-        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+        return np.asarray(self._forward(x), dtype=np.float32)
 
     def seq2seq_encode(self, ids: np.ndarray):
         """(B, T) ids -> encoder outputs (B, T, W), the decoder's initial state (B, W) and
         the encoder mask (B, T) bool (None for a model written before masks)."""
         encoder, _ = self._seq2seq_models()
         x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
-        enc, init = encoder.predict_on_batch(x)
+        enc, init = encoder(x)
         mask = (ids != PAD_ID) if self.info.model.masked else None  # (B, T)
         return np.asarray(enc, np.float32), np.asarray(init, np.float32), mask
 
@@ -64,7 +75,7 @@ class KerasEngine:
         mask: the encoder mask from seq2seq_encode (None for a model written before masks)."""
         step = self._attention_step() if return_attention else self._seq2seq_models()[1]
         x = one_hot(prev[:, None], self.info.model.output_vocab_size)  # (N, 1, Vout)
-        out = step.predict_on_batch([x, enc, *([mask] if mask is not None else []), *states])
+        out = step(x, enc, *([mask] if mask is not None else []), *states)
         probs = np.asarray(out[0], np.float32)[:, 0]  # (N, Vout)
         states = [np.asarray(s, np.float32) for s in out[1 : 1 + self.decoder_layers]]
         if not return_attention:
@@ -82,13 +93,13 @@ class KerasEngine:
         if self._edit is None:
             from transducer.networks.edit import inference_models
 
-            self._edit = inference_models(self.model, self.info.model)
+            self._edit = tuple(map(predict_function, inference_models(self.model, self.info.model)))
         return self._edit
 
     def edit_encode(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids, each row's </s> at its length n, <pad> after -> encoder outputs (B, T, W)."""
         encoder, _ = self._edit_models()
-        return np.asarray(encoder.predict_on_batch(one_hot(ids, self.info.model.input_vocab_size)), np.float32)
+        return np.asarray(encoder(one_hot(ids, self.info.model.input_vocab_size)), np.float32)
 
     def edit_initial_states(self, n: int) -> list[np.ndarray]:
         """The decoder's zero states for n hypotheses: one (n, H) per layer."""
@@ -103,7 +114,7 @@ class KerasEngine:
         _, step = self._edit_models()
         prev = one_hot(np.asarray(prev)[:, None], self.info.model.output_vocab_size)  # (N, 1, A)
         pointer = np.asarray(pointer, np.int32)[:, None]  # (N, 1)
-        out = step.predict_on_batch([enc[rows], pointer, prev, np.asarray(lengths, np.int32), *states])
+        out = step(enc[rows], pointer, prev, np.asarray(lengths, np.int32), *states)
         return np.asarray(out[0], np.float32), [np.asarray(s, np.float32) for s in out[1:]]
 
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -74,7 +74,31 @@ def import_tensorflow() -> None:
 import_tensorflow()
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-__all__ = ["tf", "keras", "layers", "ops", "import_tensorflow", "verbose", "eager"]
+
+
+def predict_function(model):
+    """`model`'s forward pass as one graph traced once for every batch size and length.
+
+    predict_on_batch traces again for each new input shape it meets (a decoder's beam
+    grows and shrinks, lines differ in length): 0.3 s a trace, 2-5 s per Predictor.
+    One signature with the batch (and any unknown) dimensions left open traces once.
+    Returns arrays -> numpy output (a list where the model has several outputs)."""
+    inputs = list(model.inputs)
+    specs = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=f"in{i}") for i, t in enumerate(inputs)]
+
+    @tf.function(input_signature=specs)
+    def forward(*xs):
+        return model(list(xs) if len(xs) > 1 else xs[0], training=False)
+
+    def run(*arrays):
+        out = forward(*[np.asarray(a, dtype=t.dtype) for a, t in zip(arrays, inputs)])
+        return [o.numpy() for o in out] if isinstance(out, (list, tuple)) else out.numpy()
+
+    return run
+
+
+__all__ = ["tf", "keras", "layers", "ops", "import_tensorflow", "verbose", "eager", "predict_function"]
