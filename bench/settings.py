@@ -17,7 +17,7 @@ speed: N = 2,000 training pairs (the first of the train file whose input and out
 most 32 characters, so every --max-len row trains on the same pairs), 4 epochs, `--patience 100` so all
 run; an epoch's time is the wall time between two epoch ends as train's progress reports
 them (training, validation and the checkpoint: what a user waits for), over epochs 2-4 (the
-first traces the graph); reported per 1,000 training pairs. Rows: --hidden 64/128/256 at
+first traces the graph); reported per 1,000 training pairs. Each row runs in a fresh process. Rows: --hidden 64/128/256 at
 --max-len 64 (the default), then --max-len 32 and 128 at --hidden 128.
 
 epochs: N = 1,000, 2,000, 4,000 and 8,000 pairs, --hidden 64 and 128, train's defaults
@@ -102,18 +102,36 @@ def done(kind: str, **key) -> bool:
     return any(r["kind"] == kind and all(r.get(k) == v for k, v in key.items()) for r in rows())
 
 
+def speed_row(workdir: Path, arch: str, hidden: int, max_len: int) -> None:
+    _, ends, _ = train(arch, SPEED_PAIRS, workdir, SPEED_MAX_CHARS, hidden=hidden, max_len=max_len,
+                       epochs=SPEED_EPOCHS, patience=100, seed=1)
+    epochs = [b - a for a, b in zip(ends, ends[1:])]  # epochs 2..SPEED_EPOCHS
+    per_1k = statistics.median(epochs) / (SPEED_PAIRS / 1000)
+    record({"kind": "speed", "arch": arch, "hidden": hidden, "max_len": max_len, "pairs": SPEED_PAIRS,
+            "epoch_s": [round(e, 2) for e in epochs], "s_per_epoch_per_1k": round(per_1k, 2)})
+
+
+def epochs_row(workdir: Path, arch: str, pairs: int, hidden: int, seed: int) -> None:
+    model, ends, seconds = train(arch, pairs, workdir, hidden=hidden, seed=seed)
+    report = model.evaluate(REPO / "sample_data" / f"{TASKS[arch][0]}.test.tsv")
+    summary = json.loads((workdir / "model" / "metrics.json").read_text())
+    record({"kind": "epochs", "arch": arch, "pairs": pairs, "hidden": hidden, "seed": seed,
+            "epochs_run": len(ends), "best_epoch": summary.get("best_epoch"),
+            "test_wer": round(100 * report.wer, 2), "train_s": round(seconds, 1)})
+
+
+def in_fresh_process(kind: str, **key) -> None:
+    """One row in a process of its own, so no row runs after (and inherits the TensorFlow
+    state and memory of) another; rows already in settings.jsonl are skipped."""
+    if done(kind, **key):
+        return
+    subprocess.run([sys.executable, __file__, "row", json.dumps({"kind": kind, **key})], check=True)
+
+
 def speed(workdir: Path) -> None:
     for arch in TASKS:
         for hidden, max_len in SPEED_GRID:
-            key = dict(arch=arch, hidden=hidden, max_len=max_len, pairs=SPEED_PAIRS)
-            if done("speed", **key):
-                continue
-            _, ends, _ = train(arch, SPEED_PAIRS, workdir, SPEED_MAX_CHARS, hidden=hidden, max_len=max_len,
-                               epochs=SPEED_EPOCHS, patience=100, seed=1)
-            epochs = [b - a for a, b in zip(ends, ends[1:])]  # epochs 2..SPEED_EPOCHS
-            per_1k = statistics.median(epochs) / (SPEED_PAIRS / 1000)
-            record({"kind": "speed", **key, "epoch_s": [round(e, 2) for e in epochs],
-                    "s_per_epoch_per_1k": round(per_1k, 2)})
+            in_fresh_process("speed", arch=arch, hidden=hidden, max_len=max_len, pairs=SPEED_PAIRS)
 
 
 def epochs(workdir: Path) -> None:
@@ -121,14 +139,15 @@ def epochs(workdir: Path) -> None:
         for n in EPOCH_SIZES:
             for hidden in EPOCH_HIDDEN:
                 for seed in EPOCH_SEEDS:
-                    key = dict(arch=arch, pairs=n, hidden=hidden, seed=seed)
-                    if done("epochs", **key):
-                        continue
-                    model, ends, seconds = train(arch, n, workdir, hidden=hidden, seed=seed)
-                    report = model.evaluate(REPO / "sample_data" / f"{TASKS[arch][0]}.test.tsv")
-                    summary = json.loads((workdir / "model" / "metrics.json").read_text())
-                    record({"kind": "epochs", **key, "epochs_run": len(ends), "best_epoch": summary.get("best_epoch"),
-                            "test_wer": round(100 * report.wer, 2), "train_s": round(seconds, 1)})
+                    in_fresh_process("epochs", arch=arch, pairs=n, hidden=hidden, seed=seed)
+
+
+def row(workdir: Path, key: str) -> None:
+    key = json.loads(key)
+    if key.pop("kind") == "speed":
+        key.pop("pairs")
+        return speed_row(workdir, **key)
+    return epochs_row(workdir, **key)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -158,12 +177,15 @@ def show() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "epochs", "show"])
+    ap.add_argument("what", choices=["speed", "epochs", "show", "row"])
+    ap.add_argument("key", nargs="?", help="row: one row's setting as JSON (what speed and epochs run)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     if args.what == "show":
         return show()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.what == "row":
+            return row(Path(tmp), args.key)
         {"speed": speed, "epochs": epochs}[args.what](Path(tmp))
     show()
 
