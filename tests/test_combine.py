@@ -323,13 +323,29 @@ def test_evaluate_combines_as_predict_does(dirs, tmp_path):
 def test_the_mean_of_a_mixed_ensemble_is_a_one_line_error_naming_vote_and_rescore(dirs, tmp_path):
     ens = assemble([dirs["s2s"], dirs["aligned"]], tmp_path / "ens")
     words = write_pairs(tmp_path / "w.tsv", [("abc", "ab")])
-    for args in (["predict", ens, words], ["evaluate", ens, words], ["predict", ens, words, "--combine", "mean"]):
+    for args in (["predict", ens, words, "--combine", "mean"], ["evaluate", ens, words, "--combine", "mean"]):
         r = invoke(*args)
         assert_clean_error(r, "different architectures (seq2seq and aligned)", "--combine vote", "--combine rescore", code=2)
         assert len(r.stderr.strip().splitlines()) == 1
     with pytest.raises(TransducerError, match="combine='vote'"):
-        load(ens)
+        load(ens, combine="mean")
     assert len(load(ens, combine="vote").predict(WORDS)) == len(WORDS)
+
+
+def test_the_default_rule_is_the_mean_where_members_allow_it_else_rescore(dirs, tmp_path):
+    """--combine auto (the default): one architecture and vocabulary, the per-step mean;
+    a mixed ensemble, rescoring; the CLI and the API alike."""
+    other, _ = random_model_dir(tmp_path, "other", seed=7, end_bias=1.0)  # dirs["s2s"]'s architecture
+    same = assemble([dirs["s2s"], other], tmp_path / "same")
+    mixed = assemble([dirs["s2s"], dirs["aligned"], dirs["edit"]], tmp_path / "mixed")
+    for ens, rule in ((same, "mean"), (mixed, "rescore")):
+        assert load(ens).predict(WORDS) == load(ens, combine=rule).predict(WORDS)
+        assert load(ens, nbest=2).predict(WORDS) == load(ens, combine=rule, nbest=2).predict(WORDS)
+        inputs = tmp_path / "in.txt"
+        inputs.write_text("\n".join(WORDS) + "\n")
+        r = invoke("predict", ens, inputs)
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout == invoke("predict", ens, inputs, "--combine", rule).stdout
 
 
 def test_assemble_refuses_inconsistent_inputs_with_one_line(dirs, tmp_path):
@@ -357,7 +373,7 @@ def test_assemble_refuses_inconsistent_inputs_with_one_line(dirs, tmp_path):
 
 
 def test_the_rule_is_checked_once_for_every_entry_point():
-    with pytest.raises(TransducerError, match="--combine must be one of mean, vote, rescore, got 'sum'"):
+    with pytest.raises(TransducerError, match="--combine must be one of auto, mean, vote, rescore, got 'sum'"):
         PredictOptions(combine="sum")
     r = invoke("predict", "m", "--combine", "sum")
     assert r.exit_code == 2 and "sum" in r.stderr and "Traceback" not in r.stderr

@@ -326,8 +326,9 @@ def load(model_dir: str | Path, **options) -> Model:
 
     options: predict's, in snake_case, with its defaults (PredictOptions): engine="numpy",
     beam=1, nbest=1, unk="copy", on_long="error", encoding_errors="strict",
-    batch_size=1024, cache=20000, combine="mean" (an ensemble's rule: "mean" | "vote" |
-    "rescore", inference/combine.py). Errors (a missing or damaged directory, a bad or
+    batch_size=1024, cache=20000, combine="auto" (an ensemble's rule: "mean" | "vote" |
+    "rescore", inference/combine.py; "auto" is mean where the members share an
+    architecture and a vocabulary, rescore where they do not). Errors (a missing or damaged directory, a bad or
     unknown option) raise TransducerError.
     """
     return Model(model_dir, predict_options("load", **options))
@@ -343,7 +344,7 @@ def predict_stats():
 def assemble(model_dirs: Iterable[str | Path], out: str | Path, *, force: bool = False) -> Path:
     """Copy existing model directories into one ensemble directory `out` and return its
     path: `transducer assemble DIR... -m OUT`. Members may be of different architectures
-    (e.g. seq2seq and edit; load it with combine="vote" or "rescore"); an ensemble among
+    (e.g. seq2seq and edit; combine="auto", the default, rescores them); an ensemble among
     `model_dirs` brings all of its members. Inputs that cannot be combined (another
     normalization form or max_len, labels mixed with strings) raise TransducerError
     before anything is written. No TensorFlow.

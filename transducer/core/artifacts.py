@@ -32,7 +32,7 @@
                      vocabularies (e.g. seq2seq and edit members): only the normalization
                      form and max_len must agree, and string models never mix with label
                      models. Such members are combined by predict's --combine vote or
-                     rescore (inference/combine.py); --combine mean needs one architecture
+                     rescore (inference/combine.py; --combine auto rescores them); --combine mean needs one architecture
                      and one vocabulary (mean_conflict says why not).
 
 A directory is staged in `DIR.partial/` next to DIR (same filesystem) and published with

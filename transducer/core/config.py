@@ -93,6 +93,7 @@ class EncodingErrors(Choice):  # what predict does with invalid UTF-8
 
 
 class Combine(Choice):  # how an ensemble's members are combined (inference/combine.py)
+    AUTO = "auto"  # mean where the members can share one step distribution, else rescore
     MEAN = "mean"  # geometric mean of the members' per-step distributions (one architecture)
     VOTE = "vote"  # each member decodes; the most frequent output wins
     RESCORE = "rescore"  # every member scores every member's n-best; the best sum wins
@@ -315,9 +316,10 @@ class PredictOptions:
     batch_size: int = option(1024, "Lines per model call.")
     cache: int = option(CACHE_LINES, "Distinct lines whose results are kept and reused (about 250 bytes each);"
                                      " 0 computes every line.")
-    combine: str = option("mean", "An ensemble's rule: mean (of the members' step distributions; one"
-                                  " architecture), vote (each member decodes, the majority wins) or rescore"
-                                  " (every member scores every member's n-best; any architectures).", Combine)
+    combine: str = option("auto", "An ensemble's rule: mean (of the members' step distributions; one"
+                                  " architecture), vote (each member decodes, the majority wins), rescore"
+                                  " (every member scores every member's n-best; any architectures) or auto"
+                                  " (mean where the members allow it, else rescore).", Combine)
 
     def __post_init__(self):
         check_choices(self)

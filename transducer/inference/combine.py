@@ -1,6 +1,7 @@
 """Combining an ensemble's members by their OUTPUTS: `--combine vote` and `--combine rescore`.
-TensorFlow-free. (`--combine mean`, the default, combines the members' per-step
-distributions inside the search instead: ensemble.py.)
+TensorFlow-free. (`--combine mean` combines the members' per-step distributions inside
+the search instead: ensemble.py. `--combine auto`, the default, is mean where the members
+allow it and rescore where they do not: predict.Predictor.)
 
     mean     p(y) ∝ exp(mean_k log p_k(y)) at every decoder step or position; one search.
              Members of one architecture and one vocabulary only.

@@ -181,6 +181,8 @@ class Predictor:
         rule = self.options.combine
         if not isinstance(self.engine, EnsembleEngine):
             return None
+        if rule == "auto":  # what measured best for each kind (docs/guides/ensembles.md)
+            rule = "rescore" if self.engine.conflict else "mean"
         if rule == "mean":
             self.engine.check_mean()
             return None
