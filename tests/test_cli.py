@@ -32,6 +32,28 @@ def test_help_and_argument_errors_do_not_import_tensorflow(argv):
     assert out.stdout.strip() == ("0" if argv[-1] in ("--help", "--version") else "2")
 
 
+@pytest.mark.parametrize("argv", [["predict", "{model}"], ["train", "--help"], ["train", "p.tsv", "-m", "m", "--hidden", "x"],
+                                  ["predict", "{model}", "--beam", "2", "--combine", "vote", "--format", "tsv"]])
+def test_a_command_does_not_import_pydantic(tmp_path, argv):
+    """Typer converts arguments through pydantic, whose import was the largest part of a
+    command's start (ui/help.py's _plain_runtime_param does without it)."""
+    from conftest import random_model_dir
+
+    model, _ = random_model_dir(tmp_path, "m")
+    argv = [a.format(model=model) for a in argv]
+    code = (
+        "import sys\n"
+        f"sys.argv = ['transducer', *{argv!r}]\n"
+        "from transducer.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "assert 'pydantic' not in sys.modules, 'imported pydantic'\n"
+        "print(code, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input="abc\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines()[-1] == ("2" if "x" in argv else "0")
+
+
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "transducer", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0

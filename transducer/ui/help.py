@@ -213,14 +213,62 @@ def first_paragraph(help_text: str | None) -> str:
 # --- the command classes -------------------------------------------------------------------
 
 
+# Typer 0.29 converts every argument's text through a pydantic TypeAdapter, and importing
+# pydantic is the largest single cost of a command's start (about 0.2 s of CPU: one line
+# through `predict` took 0.57 s, bench/first_contact.py). The options here are plain str,
+# int, float, bool and Path values and choices (ChoiceParser), which need no pydantic:
+# _Plain converts those, and anything else (a range, another parser) keeps Typer's own.
+_PLAIN_TYPES = {str: str, int: int, float: float, bool: None, Path: Path}
+
+
+def _plain_runtime_param(p):
+    """A Typer runtime conversion without pydantic for a plain-typed parameter, else None."""
+    from typer import _coercion
+
+    desc = getattr(p, "type_descriptor", None)
+    if desc is None or getattr(p, "_runtime_param", None) is not None:
+        return None
+    info = desc.parameter_info
+    parser = getattr(info, "parser", None)  # a ChoiceParser (choice options), else Typer's
+    if parser is not None and not isinstance(parser, ChoiceParser):
+        return None
+    if any(getattr(info, name, None) is not None for name in ("min", "max", "click_type")):
+        return None
+    annotation = desc.annotation
+    many = annotation == list[Path]
+    if not many and (annotation not in _PLAIN_TYPES or desc.file_annotation is not None):
+        return None
+
+    class _Plain(_coercion.RuntimeParam):
+        def _coerce_value(self, value, param, ctx):
+            if many:
+                return [Path(v) for v in value]
+            if parser is not None:
+                return parser(value)
+            convert = _PLAIN_TYPES[annotation]
+            if convert is None or isinstance(value, annotation) and not isinstance(value, bool):
+                return value if isinstance(value, annotation) else _coercion.build_runtime_param(desc).coerce(value, param, ctx)
+            try:
+                return convert(value)
+            except (TypeError, ValueError):
+                kind = {int: "a whole number", float: "a number"}.get(annotation, annotation.__name__)
+                raise typer.BadParameter(f"{value!r} is not {kind}", ctx=ctx, param=param) from None
+
+    return _Plain(parameter_info=info, annotation=annotation)
+
+
 class _PlainFlags:
-    """--help as print_help draws it; usage lines with arguments in capitals."""
+    """--help as print_help draws it; usage lines with arguments in capitals; plain values
+    converted without pydantic (_plain_runtime_param)."""
 
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for p in params:
             if p.param_type_name == "argument" and p.metavar is None:
                 p.metavar = p.name.upper()
+            plain = _plain_runtime_param(p)
+            if plain is not None:
+                p._runtime_param = plain
         return params
 
     def format_help(self, ctx, formatter):
