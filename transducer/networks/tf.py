@@ -79,7 +79,6 @@ import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 
-
 def predict_function(model):
     """`model`'s forward pass as one graph traced once for every batch size and length.
 

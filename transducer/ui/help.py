@@ -16,6 +16,7 @@ makes too.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from typer import _coercion  # Typer's runtime conversion of values (see _Plain)
 
 from transducer.core.config import TransducerError
 
@@ -217,44 +219,48 @@ def first_paragraph(help_text: str | None) -> str:
 # pydantic is the largest single cost of a command's start (about 0.2 s of CPU: one line
 # through `predict` took 0.57 s, bench/first_contact.py). The options here are plain str,
 # int, float, bool and Path values and choices (ChoiceParser), which need no pydantic:
-# _Plain converts those, and anything else (a range, another parser) keeps Typer's own.
-_PLAIN_TYPES = {str: str, int: int, float: float, bool: None, Path: Path}
+# _Plain converts those. Anything else (a range, another parser) keeps Typer's own.
+_PLAIN = (str, int, float, bool, Path, list[Path])
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false"}  # for the error
 
 
-def _plain_runtime_param(p):
-    """A Typer runtime conversion without pydantic for a plain-typed parameter, else None."""
-    from typer import _coercion
+@dataclasses.dataclass(frozen=True)
+class _Plain(_coercion.RuntimeParam):
+    """Typer's runtime conversion of one parameter, without pydantic."""
 
+    parser: ChoiceParser | None = None  # a choice option's check, else None
+
+    def _coerce_value(self, value, param, ctx):
+        if self.annotation == list[Path]:
+            return [Path(v) for v in value]
+        if self.parser is not None:
+            return self.parser(value)
+        if type(value) is self.annotation:  # a default, a flag
+            return value
+        try:
+            if self.annotation is bool:  # text for a flag (an environment variable, say)
+                return _BOOLS[str(value).lower()]
+            return self.annotation(value)
+        except (KeyError, TypeError, ValueError):
+            kind = _KINDS.get(self.annotation, self.annotation.__name__)
+            raise typer.BadParameter(f"{value!r} is not {kind}", ctx=ctx, param=param) from None
+
+
+def _plain_runtime_param(p) -> _Plain | None:
+    """_Plain for a parameter of a plain type or a choice, else None (Typer's own)."""
     desc = getattr(p, "type_descriptor", None)
     if desc is None or getattr(p, "_runtime_param", None) is not None:
         return None
     info = desc.parameter_info
-    parser = getattr(info, "parser", None)  # a ChoiceParser (choice options), else Typer's
+    parser = getattr(info, "parser", None)
     if parser is not None and not isinstance(parser, ChoiceParser):
         return None
     if any(getattr(info, name, None) is not None for name in ("min", "max", "click_type")):
         return None
-    annotation = desc.annotation
-    many = annotation == list[Path]
-    if not many and (annotation not in _PLAIN_TYPES or desc.file_annotation is not None):
+    if desc.annotation not in _PLAIN or desc.file_annotation is not None:
         return None
-
-    class _Plain(_coercion.RuntimeParam):
-        def _coerce_value(self, value, param, ctx):
-            if many:
-                return [Path(v) for v in value]
-            if parser is not None:
-                return parser(value)
-            convert = _PLAIN_TYPES[annotation]
-            if convert is None or isinstance(value, annotation) and not isinstance(value, bool):
-                return value if isinstance(value, annotation) else _coercion.build_runtime_param(desc).coerce(value, param, ctx)
-            try:
-                return convert(value)
-            except (TypeError, ValueError):
-                kind = {int: "a whole number", float: "a number"}.get(annotation, annotation.__name__)
-                raise typer.BadParameter(f"{value!r} is not {kind}", ctx=ctx, param=param) from None
-
-    return _Plain(parameter_info=info, annotation=annotation)
+    return _Plain(parameter_info=info, annotation=desc.annotation, parser=parser)
 
 
 class _PlainFlags:
