@@ -338,11 +338,11 @@ def test_the_default_rule_is_the_mean_where_members_allow_it_else_rescore(dirs, 
     other, _ = random_model_dir(tmp_path, "other", seed=7, end_bias=1.0)  # dirs["s2s"]'s architecture
     same = assemble([dirs["s2s"], other], tmp_path / "same")
     mixed = assemble([dirs["s2s"], dirs["aligned"], dirs["edit"]], tmp_path / "mixed")
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(WORDS) + "\n")
     for ens, rule in ((same, "mean"), (mixed, "rescore")):
         assert load(ens).predict(WORDS) == load(ens, combine=rule).predict(WORDS)
         assert load(ens, nbest=2).predict(WORDS) == load(ens, combine=rule, nbest=2).predict(WORDS)
-        inputs = tmp_path / "in.txt"
-        inputs.write_text("\n".join(WORDS) + "\n")
         r = invoke("predict", ens, inputs)
         assert r.exit_code == 0, r.stderr
         assert r.stdout == invoke("predict", ens, inputs, "--combine", rule).stdout
