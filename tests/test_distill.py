@@ -14,7 +14,8 @@ from transducer.core.config import ModelConfig, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID
 from transducer.training.distill import TEACHER_BEAM, distilled_data
 
-from conftest import SignalAfterEpoch, assert_clean_error, invoke, random_model_dir, write_pairs
+from conftest import (SignalAfterEpoch, assert_clean_error, invoke, model_or_ensemble, random_model_dir,
+                      write_pairs)
 
 
 def read_rows(path) -> list[tuple[str, str]]:
@@ -299,6 +300,155 @@ def test_train_teacher_writes_a_student_with_its_record(tmp_path, tiny_model, pa
     assert config["data"]["train_file"] == str(pairs_file)
     assert config["data"]["n_train"] == record["pairs"] + 2
     assert len(transducer.load(student).predict(["abc"])) == 1
+
+
+# --- edit students: distributions over edit actions ---------------------------------------
+
+
+EDIT_SMALL = dict(arch="edit", hidden=6, max_len=12, normalize="none", batch_size=16, seed=1)
+
+
+def edit_teacher(tmp_path, members: int = 2, peak=None):
+    """An assembled ensemble of random edit models (input abcdeg, outputs abdegz) with the
+    aligner a trained edit model keeps, fitted on teacher_pairs. peak: (action, logit)
+    where action(EditActions) -> id gets `logit` added to its output bias in every member."""
+    from transducer.core import artifacts
+    from transducer.core.edits import StochasticEditDistance
+
+    aligner = StochasticEditDistance.fit(teacher_pairs(60))
+
+    def make(parent, name, seed):
+        model_dir, _ = random_model_dir(parent, name, seed=seed, arch="edit", out_chars="abdegz", end_bias=-1.0,
+                                        max_len=12, bidirectional=True)
+        if peak is not None:
+            bias_up(model_dir, peak[0](artifacts.read_info(model_dir).output_vocab), peak[1])
+        artifacts.write_json(model_dir / artifacts.ALIGNER, aligner.to_dict())
+        return model_dir
+
+    return model_or_ensemble(tmp_path, "teacher", members, make)
+
+
+def bias_up(model_dir, index: int, logit: float) -> None:
+    """Rewrite the model in `model_dir` with `logit` added to its head's bias at `index`."""
+    from transducer.core import artifacts
+    from transducer.networks.saved import load_keras_model
+    from transducer.training.loop import save_model_dir
+
+    model = load_keras_model(artifacts.read_info(model_dir))
+    head = model.get_layer("dense")
+    kernel, bias = head.get_weights()
+    bias[index] += logit
+    head.set_weights([kernel, bias])
+    save_model_dir(model, json.loads((model_dir / "config.json").read_text()), {"final": {}}, model_dir)
+
+
+def edit_batch(info, pairs):
+    """((chars, pointers, previous actions) one-hot, the path's actions one-hot) of `pairs`
+    as training feeds an edit model, on the model's aligner and actions."""
+    from transducer.core import artifacts
+    from transducer.core.edits import Expert
+    from transducer.networks.edit import edit_arrays
+    from transducer.training.edit_data import edit_dataset
+
+    expert = Expert(artifacts.read_aligner(info.path), info.output_vocab)
+    arrays = edit_arrays(pairs, info.input_vocab, info.output_vocab, expert, info.model.max_len)
+    depths = (len(info.input_vocab), len(info.output_vocab))
+    return next(iter(edit_dataset(arrays, depths, len(pairs), info.model.max_len)))
+
+
+def test_edit_token_loss_is_the_formula_on_hand_computed_numbers():
+    from transducer.networks.edit import edit_loss
+    from transducer.training.distill import token_loss
+
+    # One sequence of three steps over A = 3 actions: the path takes 2, then 0; step 3 is padding.
+    y = np.array([[[0, 0, 1], [1, 0, 0], [0, 0, 0]]], np.float32)
+    p = np.array([[[.2, .2, .6], [.5, .5, 0], [.3, .3, .4]]], np.float32)
+    q = np.array([[[.1, .4, .5], [1, 0, 0], [0, 1, 0]]], np.float32)
+    nll = (-math.log(.6) - math.log(.5)) / 2
+    ce = (-(.1 * math.log(.2) + .4 * math.log(.2) + .5 * math.log(.6)) - math.log(.5)) / 2
+    for alpha in (0.0, 0.3, 1.0):
+        got = np.asarray(token_loss(alpha, arch="edit")(y, p, q))
+        np.testing.assert_allclose(got, [alpha * ce + (1 - alpha) * nll], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(token_loss(0.0, label_smoothing=0.1, arch="edit")(y, p, q)),
+                               np.asarray(edit_loss(0.1)(y, p)), rtol=1e-6)
+
+
+def test_an_edit_students_loss_is_its_teachers_actions_and_validation_its_own(tmp_path):
+    from transducer.networks.build import build_model, compile_model
+    from transducer.networks.edit import ActionKinds
+    from transducer.training.distill import ensemble_probs, frozen_members, token_loss, token_teacher
+
+    teacher = edit_teacher(tmp_path, members=3)
+    cfg = ModelConfig(**{k: v for k, v in EDIT_SMALL.items() if k not in ("batch_size", "seed")})
+    teaching = token_teacher(teacher, 0.7, cfg, TrainConfig())
+    info = teaching.info
+    assert teaching.aligner_dir == teacher
+    kinds = ActionKinds.of(info.output_vocab)
+    student = build_model(cfg.replace(input_vocab_size=len(info.input_vocab), output_vocab_size=len(info.output_vocab)),
+                          True, kinds)
+    compile_model(student, 1e-3)
+    trainer = teaching.trainer(student)
+    compile_model(trainer, 1e-3, like=student)
+    x, y = edit_batch(info, teacher_pairs(6))
+    p = student(x, training=False)
+    q = ensemble_probs(frozen_members(info), x)  # (B, S, A)
+    # The teacher's distribution puts nothing on actions the mask forbids at a step.
+    valid = np.asarray(p) > 0
+    assert float(np.asarray(q)[~valid].max()) < 1e-6
+    expected = np.mean(np.asarray(token_loss(0.7, arch="edit")(y, p, q)))
+    np.testing.assert_allclose(float(trainer.compute_loss(x, y, p, training=True)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(trainer.compute_loss(x, y, p, training=False)),
+                               float(student.compute_loss(x, y, p, training=False)), rtol=1e-6)
+
+
+def mean_action_probability(model_dir, pairs, action) -> float:
+    """Mean probability the trained edit model gives `action(actions)` over the real steps of
+    `pairs` where the pointer is still on the input (teacher-forced on its expert's path)."""
+    from transducer.core import artifacts
+    from transducer.networks.saved import load_keras_model
+
+    info = artifacts.read_info(model_dir)
+    (chars, pointers, prev), y = edit_batch(info, pairs)
+    probs = np.asarray(load_keras_model(info)((chars, pointers, prev), training=False))  # (B, S, A)
+    lengths = np.asarray(chars)[..., 4:].sum(axis=(1, 2))  # real characters (ids 4 on), per row
+    on_input = (np.asarray(y).sum(-1) > 0) & (np.asarray(pointers) < lengths[:, None])
+    return float(probs[..., action(info.output_vocab)][on_input].mean())
+
+
+@pytest.mark.slow  # trains two edit students
+@pytest.mark.graph
+def test_an_edit_student_fits_its_teachers_actions_and_takes_its_aligner(tmp_path):
+    """A teacher sure of SUBSTITUTE(z), an action no reference takes: with weight 1 the
+    student learns it; with weight 0 it does not. The student is an ordinary edit model
+    directory with the teacher's actions and aligner."""
+    sub_z = lambda actions: actions.substitute("z")  # noqa: E731
+    teacher = edit_teacher(tmp_path, peak=(sub_z, 30.0))
+    pairs = write_pairs(tmp_path / "pairs.tsv", teacher_pairs(60))
+    # No validation: early stopping would keep the first epoch, the one closest to the references.
+    opts = dict(EDIT_SMALL, epochs=2, learning_rate=0.05, val_split=0.0, label_smoothing=0.0, teacher=str(teacher))
+    fits = transducer.train(pairs, tmp_path / "fits", teacher_weight=1.0, **opts)
+    transducer.train(pairs, tmp_path / "ignores", teacher_weight=0.0, **opts)
+    sample = teacher_pairs(20, seed=5)
+    assert mean_action_probability(tmp_path / "fits", sample, sub_z) > 0.5
+    assert mean_action_probability(tmp_path / "ignores", sample, sub_z) < 0.05
+    assert (tmp_path / "fits" / "aligner.json").read_bytes() == (teacher / "aligner.json").read_bytes()
+    config = json.loads((tmp_path / "fits" / "config.json").read_text())
+    assert config["actions"] == json.loads((teacher / "config.json").read_text())["actions"]
+    assert config["distill"]["mode"] == "token" and config["distill"]["weight"] == 1.0
+    words = [w for w, _ in teacher_pairs(15, seed=9)]
+    assert fits.predict(words) == transducer.load(tmp_path / "fits", engine="keras").predict(words)
+
+
+def test_a_teacher_whose_members_differ_cannot_teach_token_by_token(tmp_path, pairs_file):
+    from transducer.core.artifacts import assemble
+
+    a, _ = random_model_dir(tmp_path, "a", arch="aligned", max_len=12, normalize="none")
+    b, _ = random_model_dir(tmp_path, "b", arch="aligned", max_len=12, normalize="none", hidden=4)
+    teacher = assemble([a, b], tmp_path / "teacher")
+    result = invoke("train", pairs_file, "-m", tmp_path / "s", "--arch", "aligned", "--max-len", "12",
+                    "--normalize", "none", "--teacher", teacher)
+    assert_clean_error(result, "members 1 and 2 differ in their architecture, so it has no one distribution per step;"
+                       " pass --teacher-mode sequence")
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -436,9 +436,10 @@ class TrainOptions:
                                   " that model has.")
     teacher: str | None = option(None, "Distil this model (e.g. an ensemble) into one: at every step of each"
                                  " training target the student fits the teacher's distribution as well as the"
-                                 " reference, and takes its vocabularies. Token level needs a teacher of the same"
-                                 " --arch (seq2seq or aligned; size may differ) and --normalize; any other (label"
-                                 " models included) is a one-line error: use --teacher-mode sequence for those."
+                                 " reference, and takes its vocabularies (an edit student its actions and aligner too)."
+                                 " Token level needs a teacher of the same --arch (seq2seq, aligned or edit; size"
+                                 " may differ) and --normalize; any other (label models included) is a one-line"
+                                 " error: use --teacher-mode sequence for those."
                                  " Validation stays on references.")
     teacher_mode: str = option("token", "token: fit the teacher's per-step distributions; sequence: train on its"
                                " beam outputs instead of the references (any teacher; measured no better than a"

@@ -100,14 +100,16 @@ def sequence_mean(values, y_true, masked: bool = True):
 
 def compile_model(
     model: keras.Model, learning_rate: float, masked: bool = True, label_smoothing: float = 0.0,
-    steps_per_execution: int = 1,
+    steps_per_execution: int = 1, like: keras.Model | None = None,
 ) -> None:
     """masked False: the loss of models written before masks (every position, padding too).
     steps_per_execution: training steps run per call into the compiled graph (the same
-    steps, so the same weights; callbacks see every Nth batch)."""
-    if model.name == "label":  # one label id per string (label.py), not a string of ids
+    steps, so the same weights; callbacks see every Nth batch). like: the network whose
+    loss and metrics `model` takes (a --teacher run's wrapper takes its student's); None: its own."""
+    kind = (like or model).name
+    if kind == "label":  # one label id per string (label.py), not a string of ids
         loss, metrics = "sparse_categorical_crossentropy", label_metrics()
-    elif model.name == "edit":  # multi-hot action sets (edit.py)
+    elif kind == "edit":  # multi-hot action sets (edit.py)
         loss, metrics = edit_loss(label_smoothing), edit_metrics()
     else:
         loss, metrics = sequence_loss(masked, label_smoothing), [char_acc, exact_match]

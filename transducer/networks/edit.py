@@ -312,11 +312,18 @@ def edit_loss(label_smoothing: float = 0.0):
             logp = ops.log(ops.clip(y_pred, eps, 1.0))  # (B, S, A)
             spread = -ops.sum(logp * valid, axis=-1) / ops.maximum(ops.sum(valid, axis=-1), 1.0)  # (B, S)
             nll = (1.0 - e) * nll + e * spread
-        real = _real_steps(y_true)  # (B, S)
-        return ops.sum(nll * real, axis=1) / ops.maximum(ops.sum(real, axis=1), 1.0)  # (B,)
+        return real_step_mean(nll, y_true)  # (B,)
 
     loss.__name__ = "edit_loss"
     return loss
+
+
+def real_step_mean(values, y_true):
+    """Per-step values (B, S) -> their mean over each sequence's real steps (B,): those
+    whose target set is not empty. The one place an edit loss decides which steps count
+    (training/distill.py too)."""
+    real = _real_steps(ops.cast(y_true, values.dtype))  # (B, S)
+    return ops.sum(values * real, axis=1) / ops.maximum(ops.sum(real, axis=1), 1.0)  # (B,)
 
 
 def edit_metrics() -> list:

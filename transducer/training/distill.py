@@ -14,6 +14,14 @@ run's loss. The teacher's distribution is its members' renormalised geometric me
 inference/ensemble.py combines them for prediction. Lines of --extra-inputs (unlabeled
 strings) get the teacher's beam output as their target, and its distributions along it.
 
+An edit student (`--arch edit`) fits its teacher's distributions over edit actions, at
+every step of the expert's action sequence (networks/edit.py): the teacher's members take
+the same characters, pointers and previous actions, so teacher and student must share
+the action vocabulary and the expert that makes the sequence. The student takes both from
+the teacher (its actions and its fitted aligner, aligner.json), as --init-from does; the
+reference term is the edit loss on the expert's action, and the counted positions are
+the real steps.
+
 Where the distributions come from: the teacher runs inside the training graph. Its member
 networks, rebuilt from their model directories and frozen, take the student's own batch
 (the same one-hot inputs: the student uses the teacher's vocabularies, as --init-from
@@ -64,6 +72,7 @@ from transducer.core.data import decode_line, display_name, iter_raw_lines, open
 from transducer.inference.ensemble import LOG_FLOOR
 from transducer.inference.predict import Predictor
 from transducer.networks.build import build_model, sequence_loss, sequence_mean
+from transducer.networks.edit import ActionKinds, edit_loss, real_step_mean
 from transducer.networks.saved import load_keras_model
 from transducer.networks.tf import keras, ops
 from transducer.training import stream
@@ -77,7 +86,7 @@ TEACHER_BATCH = 512  # inputs per teacher call
 # --teacher-weight's default, α: the share of the loss that fits the teacher's distribution
 # (docs/guides/small-data.md has the measurements it was chosen by).
 DEFAULT_WEIGHT = 0.5
-TOKEN_ARCHS = ("seq2seq", "aligned")  # architectures with a distribution per output step
+TOKEN_ARCHS = ("seq2seq", "aligned", "edit")  # architectures with a distribution per output step
 
 
 @dataclass(frozen=True)
@@ -166,16 +175,21 @@ def ensemble_probs(members, inputs):
     return ops.stop_gradient(ops.softmax(ops.mean(ops.stack(logp), axis=0), axis=-1))  # (B, T, V)
 
 
-def token_loss(weight: float, masked: bool = True, label_smoothing: float = 0.0):
-    """loss(y_true (B, T) ids, student (B, T, V), teacher (B, T, V)) -> (B,): per sequence,
-    weight · CE(teacher, student) + (1 − weight) · the student's ordinary loss on y_true
-    (networks/build.sequence_loss), over the same counted positions."""
-    reference = sequence_loss(masked, label_smoothing)
+def token_loss(weight: float, masked: bool = True, label_smoothing: float = 0.0, arch: str = "seq2seq"):
+    """loss(y_true, student (B, T, V), teacher (B, T, V)) -> (B,): per sequence,
+    weight · CE(teacher, student) + (1 − weight) · the student's ordinary loss on y_true,
+    over the same counted positions. y_true: (B, T) ids for seq2seq and aligned
+    (networks/build.sequence_loss), (B, S, A) the expert's action one-hot for edit
+    (networks/edit.edit_loss; T is then S steps and V the A actions)."""
+    if arch == "edit":
+        reference, mean = edit_loss(label_smoothing), real_step_mean
+    else:
+        reference, mean = sequence_loss(masked, label_smoothing), lambda v, y: sequence_mean(v, y, masked)
 
     def loss(y_true, student, teacher):
         logp = ops.log(ops.clip(student, keras.config.epsilon(), 1.0))  # (B, T, V)
         ce = -ops.sum(teacher * logp, axis=-1)  # (B, T)
-        return weight * sequence_mean(ce, y_true, masked) + (1.0 - weight) * reference(y_true, student)  # (B,)
+        return weight * mean(ce, y_true) + (1.0 - weight) * reference(y_true, student)  # (B,)
 
     return loss
 
@@ -208,7 +222,8 @@ def frozen_members(info: artifacts.ModelInfo) -> list:
     where batches are length-bucketed) and their weights loaded by layer name."""
     members = []
     for member in artifacts.read_members(info):
-        net = build_model(member.model, member.model.variable_length)
+        kinds = ActionKinds.of(member.output_vocab) if member.model.arch == "edit" else None
+        net = build_model(member.model, member.model.variable_length, kinds)
         copy_weights(load_keras_model(member), net)
         net.trainable = False
         members.append(net)
@@ -225,9 +240,15 @@ class TokenTeacher:
     label_smoothing: float  # the reference term's, as the student's run has it
     identity: dict = field(default_factory=dict)  # what --resume must match: teacher and weight
 
+    @property
+    def aligner_dir(self) -> Path | None:
+        """Where an edit student's aligner comes from: the teacher's (an assembled or
+        trained ensemble keeps member 1's at its top level); None for other archs."""
+        return self.info.path if self.info.model.arch == "edit" else None
+
     def trainer(self, student) -> Distiller:
         members = frozen_members(self.info)
-        loss = token_loss(self.weight, self.masked, self.label_smoothing)
+        loss = token_loss(self.weight, self.masked, self.label_smoothing, self.info.model.arch)
         return Distiller(student, lambda inputs: ensemble_probs(members, inputs), loss)
 
 
@@ -245,6 +266,9 @@ def check_token_teacher(info: artifacts.ModelInfo, cfg: ModelConfig, train_cfg: 
         raise TransducerError(f"{where}: it reads {t.normalize} text, the student --normalize {cfg.normalize}{fallback}")
     if not (t.masked and cfg.masked):
         raise TransducerError(f"{where}: a model written before masks can neither teach nor learn token by token{fallback}")
+    conflict = artifacts.mean_conflict(artifacts.read_members(info))
+    if conflict:
+        raise TransducerError(f"{where}: {conflict}, so it has no one distribution per step{fallback}")
     if not (t.variable_length and cfg.variable_length) and (t.max_len, t.bidirectional) != (cfg.max_len, cfg.bidirectional):
         raise TransducerError(
             f"{where}: an aligned bidirectional teacher and its student must agree on --max-len ({t.max_len})"

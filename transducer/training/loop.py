@@ -61,6 +61,7 @@ class Teaching(Protocol):
 
     info: artifacts.ModelInfo  # the teacher: the student takes its vocabularies
     identity: dict  # what a checkpoint of this run must match to be resumed (teacher, weight)
+    aligner_dir: Path | None  # an edit student's aligner comes from here (the teacher's)
 
     def trainer(self, student) -> object: ...  # the keras.Model fit trains; only `student` is published
 
@@ -178,7 +179,7 @@ def prepare(
     option = "--teacher" if teaching is not None else "--init-from"
     in_vocab, out_vocab = data.vocabs() if vocab_source is None else _source_vocabs(vocab_source, data, option)
     if model_cfg.arch == "edit":  # its output is edit actions, over the output characters
-        out_vocab = edit_data.training_actions(data.out_chars) if source is None else source.output_vocab
+        out_vocab = edit_data.training_actions(data.out_chars) if vocab_source is None else vocab_source.output_vocab
     cfg = model_cfg.replace(input_vocab_size=len(in_vocab), output_vocab_size=len(out_vocab))
     unseen_labels = 0
     if model_cfg.arch == "label":
@@ -228,6 +229,8 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
     edit, kinds = None, None
     if cfg.arch == "edit":
         reuse = prep.source.path if prep.source is not None else aligner_from
+        if teaching is not None:  # the teacher's members are fed the student's expert path
+            reuse = teaching.aligner_dir
         edit = edit_data.prepare_edit(prep, staging, ckpt is not None, reuse)
         kinds = ActionKinds.of(edit.actions)
 
@@ -258,7 +261,7 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         trainer = model
         if teaching is not None:
             trainer = teaching.trainer(model)
-            compile_model(trainer, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe)
+            compile_model(trainer, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe, like=model)
     distribute.patch_for_strategy(plan, trainer, dataset_for_epoch(0).element_spec)
     steps = math.ceil(prep.n_train / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
