@@ -31,7 +31,6 @@ from transducer._version import __version__
 from transducer.api import Format, LogFormat, PredictOptions, TrainOptions, TransducerError
 from transducer.ui import render
 from transducer.ui.help import Command as _Command, Group as _Group, choice
-from transducer.ui.render import Output
 
 
 app = typer.Typer(
@@ -42,8 +41,16 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-out = Output()  # a command's result (tables, pictures): stdout; unlimited width off a terminal
-err = Output(stderr=True)  # progress, warnings, errors: stderr
+
+
+def out():
+    """A command's result (tables, pictures): stdout; unlimited width off a terminal."""
+    return render.shared_console()
+
+
+def err():
+    """Progress, warnings, errors: stderr."""
+    return render.shared_console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -101,7 +108,7 @@ def _quiet_tensorflow(verbose: bool) -> None:
 
 def _fail(e: TransducerError) -> None:
     """End the command with the error's one line, in the command line's words."""
-    render.error(err, e.cli_message or str(e))
+    render.error(err(), e.cli_message or str(e))
     raise typer.Exit(e.exit_code)
 
 
@@ -180,12 +187,12 @@ def train(
     given = frozenset(k for k in api.TRAIN_NAMES if ctx.get_parameter_source(k).name != "DEFAULT")
     try:
         options = TrainOptions(**{k: v for k, v in ctx.params.items() if k in api.TRAIN_NAMES})
-        reporter = progress.make_reporter(log_format, err, exit_on_stop=True)  # a second Ctrl-C ends it at once
+        reporter = progress.make_reporter(log_format, err(), exit_on_stop=True)  # a second Ctrl-C ends it at once
         result = api.train_reported(pairs, model_dir, options, given, reporter)
     except TransducerError as e:
         _fail(e)
     if result.interrupted:
-        progress.interrupted(err, result, hasattr(result, "members"))
+        progress.interrupted(err(), result, hasattr(result, "members"))
         raise typer.Exit(api.exit_code(result))
 
 
@@ -242,7 +249,7 @@ def predict(
         _silence_broken_pipe()
     except KeyboardInterrupt:
         # Whole batches already written stay valid; exit as shell tools do on Ctrl-C.
-        err.print("interrupted; the output lines already written are complete", highlight=False)
+        err().print("interrupted; the output lines already written are complete", highlight=False)
         raise typer.Exit(130)
     except TransducerError as e:
         try:
@@ -267,7 +274,7 @@ def _check_input_file(file: str, model_dir: Path) -> None:
 
 def _warn_stats(stats, model) -> None:
     for said in render.predict_warnings(stats, model.options.on_long, model.copies_unseen, model.info.model.arch):
-        render.warn(err, "warning:", said)
+        render.warn(err(), "warning:", said)
 
 
 # --- evaluate ----------------------------------------------------------------------------
@@ -314,9 +321,9 @@ def evaluate(
     except TransducerError as e:
         _fail(e)
     if report.skipped:
-        render.warn(err, f"skipped {report.skipped} invalid row(s):", report.skipped_detail)
+        render.warn(err(), f"skipped {report.skipped} invalid row(s):", report.skipped_detail)
     # The result on stdout: the JSON object with --json (the tables then go to stderr, for people).
-    render.evaluate_report(err if json_out else out, report, f"{model_dir} on {test_file}", errors)
+    render.evaluate_report(err() if json_out else out(), report, f"{model_dir} on {test_file}", errors)
     if json_out:
         sys.stdout.write(render.json_line(report.to_dict(errors)) + "\n")
 
@@ -354,7 +361,7 @@ def explain(
     if json_out:
         sys.stdout.write(render.json_line(ex.to_dict()) + "\n")
         return
-    out.print("\n".join(render.explanation_lines(ex)), markup=False, highlight=False, soft_wrap=True)
+    out().print("\n".join(render.explanation_lines(ex)), markup=False, highlight=False, soft_wrap=True)
 
 
 # --- export ------------------------------------------------------------------------------
@@ -453,14 +460,14 @@ def summarize(
         if json_out:
             sys.stdout.write(render.json_line(api.summary(model_dir).to_dict()) + "\n")
         elif model_dir is not None:
-            summary.model_dir(out, model_dir)
+            summary.model_dir(out(), model_dir)
         else:
             architecture = dict(arch=_label_arch(arch, return_sequences), max_len=max_len, hidden=hidden, layers=layers,
                                 bidirectional=bidirectional, reset_after=reset_after, head=head, attention=attention)
             if compare_heads:
-                summary.compare_heads(out, api.compare_heads(input_size, output_size, **architecture))
+                summary.compare_heads(out(), api.compare_heads(input_size, output_size, **architecture))
             else:
-                summary.network(out, api.network_summary(input_size, output_size, **architecture))
+                summary.network(out(), api.network_summary(input_size, output_size, **architecture))
     except TransducerError as e:
         _fail(e)
 
@@ -480,7 +487,7 @@ def main() -> None:
     except BrokenPipeError:
         _silence_broken_pipe()
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err().print("interrupted")
         sys.exit(130)
 
 

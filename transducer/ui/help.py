@@ -22,14 +22,12 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.padding import Padding
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 from typer import _coercion  # Typer's runtime conversion of values (see _Plain)
 
 from transducer.core.config import TransducerError
+
+# rich is imported where help is drawn, not here: a command that only parses its
+# arguments (predict in a pipe) never loads it.
 
 # Typer ships its own copy of click; its exception classes are reached through public names.
 _UsageError = typer.BadParameter.__mro__[1]
@@ -88,6 +86,8 @@ def reflow(help_text: str | None) -> str | None:
 def names(param, compact: bool = True) -> Text:
     """An option's names and value placeholder (`-m, --model-dir DIR`, `--[no-]force`, or
     not compact `--force, --no-force`), or an argument's name (`PAIRS`)."""
+    from rich.text import Text
+
     if param.param_type_name == "argument":
         return Text(param.metavar or param.name.upper(), style="bold cyan")
     longs = [o for o in param.opts if o.startswith("--")]
@@ -118,6 +118,8 @@ def metavar(param) -> str:
 def details(param) -> Text:
     """An option's help, then its values (unless the help names them all), its default and
     whether it is required."""
+    from rich.text import Text
+
     text = Text(param.help or "")
     choices = choices_of(param)
     if choices is not None and not all(v in (param.help or "") for v in choices.values()):
@@ -164,6 +166,10 @@ def help_rows(command, ctx) -> list[tuple[str, str]]:
 def rows_panel(title: str, rows: list[tuple[Text, Text]], names_width: int, width: int) -> Panel:
     """A panel of (name, help) rows: two columns where the help column keeps
     MIN_HELP_WIDTH characters, else each help under its name."""
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.table import Table
+
     if width - 4 - names_width - 2 >= MIN_HELP_WIDTH:
         table = Table.grid(padding=(0, 2), expand=True)
         table.add_column(width=names_width, no_wrap=True)
@@ -181,6 +187,10 @@ def rows_panel(title: str, rows: list[tuple[Text, Text]], names_width: int, widt
 
 def print_help(command, ctx) -> None:
     """The whole --help of a command or of the group: usage, docstring, panels."""
+    from rich.console import Console
+    from rich.padding import Padding
+    from rich.text import Text
+
     console = Console(highlight=False)
     usage = command.get_usage(ctx).removeprefix("Usage: ")
     console.print(Padding(Text.assemble(("Usage: ", "yellow"), (usage, "bold")), 1))
@@ -199,6 +209,9 @@ def print_help(command, ctx) -> None:
 def docstring(console: Console, help_text: str) -> None:
     """A command's docstring: the first paragraph, then the rest dimmed; prose wraps
     between words, an indented paragraph (an example) keeps its lines whole."""
+    from rich.padding import Padding
+    from rich.text import Text
+
     for k, paragraph in enumerate(inspect.cleandoc(help_text).split("\n\n")):
         if paragraph.startswith(" "):
             for line in paragraph.splitlines():

@@ -12,24 +12,41 @@ from __future__ import annotations
 import json
 import unicodedata
 
-from rich.console import Console, ConsoleDimensions
-from rich.markup import escape
-from rich.table import Table
+import functools
+
+# rich is imported by the functions that draw with it (and the first console made), not
+# here: predict writes its lines without it, and saves the import (about 30 ms).
 
 UNLIMITED = 100_000  # columns of an Output that is not a terminal: no table is ever cut
 
 # --- consoles ------------------------------------------------------------------------------
 
 
-class Output(Console):
+def Output(**kwargs) -> Console:  # noqa: N802 (it makes consoles as a class would)
     """A rich Console whose width is the terminal's when it writes to one, and unlimited
-    otherwise (a file, a pipe, CliRunner), whatever COLUMNS says."""
+    otherwise (a file, a pipe, CliRunner), whatever COLUMNS says; kwargs: Console's."""
+    return _output_class()(**kwargs)
 
-    def _size(self) -> ConsoleDimensions:
-        size = Console.size.fget(self)
-        return size if self.is_terminal else ConsoleDimensions(UNLIMITED, size.height)
 
-    size = property(_size, Console.size.fset)
+@functools.cache
+def shared_console(stderr: bool = False) -> Console:
+    """The process's console on stdout (a command's result) or stderr (progress, warnings,
+    errors), made on first use. It writes to whatever sys.stdout / sys.stderr is then."""
+    return Output(stderr=stderr)
+
+
+@functools.cache
+def _output_class():
+    from rich.console import Console, ConsoleDimensions
+
+    class _Output(Console):
+        def _size(self) -> ConsoleDimensions:
+            size = Console.size.fget(self)
+            return size if self.is_terminal else ConsoleDimensions(UNLIMITED, size.height)
+
+        size = property(_size, Console.size.fset)
+
+    return _Output
 
 
 def print_lines(console: Console, text: str, style: str | None = None) -> None:
@@ -40,11 +57,15 @@ def print_lines(console: Console, text: str, style: str | None = None) -> None:
 
 def warn(console: Console, label: str, text: str) -> None:
     """`label` (e.g. "warning:") in yellow, then plain `text`."""
+    from rich.markup import escape
+
     console.print(f"[yellow]{escape(label)}[/] {escape(text)}", highlight=False, soft_wrap=not console.is_terminal)
 
 
 def error(console: Console, text: str) -> None:
     """The one-line error every command ends with on a problem the user can fix."""
+    from rich.markup import escape
+
     console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
@@ -207,6 +228,8 @@ def predict_warnings(stats, on_long: str, copied: bool, arch: str = "") -> list[
 
 
 def metric_table(rows: list[tuple[str, str]]) -> Table:
+    from rich.table import Table
+
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -242,6 +265,9 @@ def mistakes(console: Console, title: str, columns: tuple[str, ...], rows: list[
         lines = [f"{title} ({', '.join(columns)}; tab-separated):", *("\t".join(r) for r in rows)]
         console.file.write("\n".join(lines) + "\n")  # as they are: rich would expand the tabs
         return
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table()
     for col in columns:
         table.add_column(col, justify="right" if col == "edits" else "left", overflow="fold")
@@ -252,6 +278,9 @@ def mistakes(console: Console, title: str, columns: tuple[str, ...], rows: list[
 
 def confusion_table(report) -> Table:
     """Rows: reference labels, columns: predicted; the diagonal in bold."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table()
     table.add_column("reference", style="bold")
     for label in report.labels:
