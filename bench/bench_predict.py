@@ -114,7 +114,9 @@ def main() -> None:
     ap.add_argument("--busy", type=int, default=0, help="busy loops running beside the measurements")
     ap.add_argument("--no-baseline", action="store_true", help="measure transducer predict only")
     args = ap.parse_args()
-
+    # Children write and read bytecode, as an installed package does (bench/first_contact.py
+    # says why): the first one-line run writes any that is missing, so the median is not its.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     model = ensure_model(args.work, args.epochs)
     bulk = first_inputs(args.work, args.lines)
     busy = busy_loops(args.busy)
