@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from conftest import LINE, TINY_MAX_LEN, invoke_in_fresh_process, make_pairs, write_pairs
 from transducer.api import TrainOptions, train_configs
@@ -280,6 +280,7 @@ PAIRS_DOCUMENT = st.tuples(st.lists(ROW, max_size=12), st.sampled_from([b"\n", b
 
 @settings(max_examples=150, deadline=None)
 @given(data=PAIRS_DOCUMENT, arch=st.sampled_from(["aligned", "label", "seq2seq"]), skip_invalid=st.booleans())
+@example(data=b"\xef\xbb\xbf\xef\xbb\xbf", arch="seq2seq", skip_invalid=False)  # a BOM, then U+FEFF in line 1
 def test_the_preflight_accepts_and_refuses_rows_as_the_scan_does(tmp_path_factory, data, arch, skip_invalid):
     from transducer.training.stream import scan_pairs  # imports TensorFlow: this process only
 

@@ -134,6 +134,10 @@ def local_copy(path: str, normalize: str = "none") -> str:
             if normalize == "none":
                 shutil.copyfileobj(source, out, 1 << 20)
             else:
+                # The copy's readers drop a BOM from its line 1, as iter_raw_lines dropped the
+                # source's: one is written first, so a line 1 that starts with a second BOM
+                # keeps it (as every reader of the source sees that line).
+                out.write(BOM)
                 for _, raw in iter_raw_lines(source):  # drops the BOM and line endings
                     try:
                         raw = normalization.normalize(normalize, raw.decode("utf-8")).encode("utf-8")
