@@ -87,7 +87,7 @@ TEACHER_BATCH = 512  # inputs per teacher call
 # (docs/guides/small-data.md has the measurements it was chosen by).
 DEFAULT_WEIGHT = 0.5
 # An edit student's (docs/benchmarks/sigmorphon.md): 0.8 measured better on dev than 0.5 on
-# three of five languages (by 0.4-1.4) and equal on the other two; 0.5 on test on average too.
+# three of five languages (by 0.4-1.4) and equal on the other two, and better on test on average.
 DEFAULT_WEIGHTS = {"edit": 0.8}
 TOKEN_ARCHS = ("seq2seq", "aligned", "edit")  # architectures with a distribution per output step
 
@@ -382,8 +382,9 @@ def train_student(
     """Train (one model, or an ensemble with train_cfg.ensemble > 1) as the teacher's
     student and publish it with its "distill" record; returns train's or
     train_ensemble's result. mode: "token" or "sequence" (--teacher-mode); weight: α (token only;
-    None: DEFAULT_WEIGHTS for the student's arch, else DEFAULT_WEIGHT). --resume works as for any run: the teacher labels the same
-    inputs the same way, so the data matches the checkpoint's."""
+    None: DEFAULT_WEIGHTS for the student's arch, else DEFAULT_WEIGHT). --resume works as for
+    any run: the teacher labels the same inputs the same way, so the data matches the
+    checkpoint's."""
     if teacher is None:
         raise TransducerError("--extra-inputs needs --teacher (the model that labels them)")
     mode = TeacherMode.check(mode, "--teacher-mode")

@@ -9,10 +9,9 @@ long values are folded onto further lines, never cut.
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
-
-import functools
 
 # rich is imported by the functions that draw with it (and the first console made), not
 # here: predict writes its lines without it, and saves the import (about 30 ms).
