@@ -422,6 +422,9 @@ class TrainOptions:
     label_smoothing: float | None = option(None, "Spread this share of each target's probability over all symbols"
                                            " (default: aligned 0, seq2seq 0.1); confidences then stay below 1 - this"
                                            " share.")
+    rollin: float = option(TrainConfig.rollin, "--arch edit: K of roll-in, training also at the states the model's"
+                           " own actions reach; the share of steps that follow the expert falls as"
+                           " K / (K + exp(epoch / K)) (published: 12). 0: the expert's path only.")
     init_from: str | None = option(None, "Start from this trained model's weights and vocabularies (architecture"
                                    " options default to its own).")
     seed: int = option(TrainConfig.seed, "Random seed: same seed and data give the same model on CPU.")
@@ -469,6 +472,7 @@ def train_configs(options: TrainOptions, given: frozenset[str]) -> tuple[ModelCo
         patience=o.patience, min_delta=o.min_delta, lr_schedule=o.lr_schedule, lr_patience=o.lr_patience,
         label_smoothing=o.label_smoothing, epochs=o.epochs, batch_size=o.batch_size, learning_rate=o.learning_rate,
         val_split=o.val_split, seed=o.seed, skip_invalid=o.skip_invalid, distribute=o.distribute, ensemble=o.ensemble,
+        rollin=o.rollin,
     )
     return resolve(architecture, o.dropout, training, given & ARCHITECTURE_OPTIONS, o.init_from)
 

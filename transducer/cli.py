@@ -151,6 +151,7 @@ def train(
     lr_schedule: Annotated[Optional[str], opt(TrainOptions, "lr_schedule", panel=TRAINING)] = TrainOptions.lr_schedule,
     lr_patience: Annotated[Optional[int], opt(TrainOptions, "lr_patience", panel=TRAINING)] = TrainOptions.lr_patience,
     label_smoothing: Annotated[Optional[float], opt(TrainOptions, "label_smoothing", panel=TRAINING)] = TrainOptions.label_smoothing,
+    rollin: Annotated[float, opt(TrainOptions, "rollin", metavar="K", panel=TRAINING)] = TrainOptions.rollin,
     seed: Annotated[int, opt(TrainOptions, "seed", panel=TRAINING)] = TrainOptions.seed,
     skip_invalid: Annotated[bool, opt(TrainOptions, "skip_invalid", panel=TRAINING)] = TrainOptions.skip_invalid,
     ensemble: Annotated[Optional[int], opt(TrainOptions, "ensemble", metavar="N", panel=ENSEMBLES)] = TrainOptions.ensemble,

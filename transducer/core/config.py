@@ -8,6 +8,7 @@ config.json.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -260,6 +261,8 @@ class TrainConfig:
     lr_patience: int = 2  # plateau: epochs without improvement before each reduction
     lr_factor: float = 0.5  # plateau: what the learning rate is multiplied by
     label_smoothing: float = 0.0  # share of each target's probability spread over all symbols
+    rollin: float = 0.0  # edit models: K of the roll-in schedule, the share of steps following the
+    #                      expert being K / (K + exp(epoch / K)); 0: the expert's path only (training/rollin.py)
     init_from: str | None = None  # model directory whose weights (and vocabularies) start training
     seed: int = 0  # seeds the split, weight init and shuffling: same seed, same result on CPU
     skip_invalid: bool = False  # train on valid rows instead of stopping at the first bad one
@@ -291,6 +294,8 @@ class TrainConfig:
             raise TransducerError("--lr-factor must be in (0, 1)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise TransducerError("--label-smoothing must be in [0, 1)")
+        if not (self.rollin >= 0.0 and math.isfinite(self.rollin)):
+            raise TransducerError("--rollin must be 0 (off) or a positive number")
         Distribute.check(self.distribute, "--distribute")
 
     def to_dict(self) -> dict:

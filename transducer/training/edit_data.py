@@ -45,6 +45,8 @@ class EditData:
     aligner: StochasticEditDistance  # the fitted stochastic edit distance
     train: EditArrays  # the training pairs, encoded with the expert's answers
     val: EditArrays | None  # the validation pairs, likewise (None: nothing held out)
+    train_pairs: list  # the training pairs (x, y), in the order of train's rows (roll-in walks them)
+    expert: Expert  # the aligner's expert over the actions (roll-in asks it at the states it reaches)
 
 
 def training_actions(out_chars) -> EditActions:
@@ -84,7 +86,8 @@ def prepare_edit(prep, staging: Path, resume: bool, reuse: Path | None) -> EditD
     val_pairs = [p for p in val_pairs if set(p[1]) <= known]
     max_len = prep.cfg.max_len
     val = edit_arrays(val_pairs, prep.in_vocab, actions, expert, max_len) if val_pairs else None
-    return EditData(actions, aligner, edit_arrays(train_pairs, prep.in_vocab, actions, expert, max_len), val)
+    train = edit_arrays(train_pairs, prep.in_vocab, actions, expert, max_len)
+    return EditData(actions, aligner, train, val, train_pairs, expert)
 
 
 def batch_order(arrays: EditArrays, batch_size: int, max_len: int, shuffle_seed: int | None) -> list[np.ndarray]:
@@ -107,7 +110,8 @@ def batch_order(arrays: EditArrays, batch_size: int, max_len: int, shuffle_seed:
 def edit_dataset(arrays: EditArrays, depths: tuple[int, int], batch_size: int, max_len: int,
                  shuffle_seed: int | None = None):
     """One pass of batches ((chars one-hot, pointers, previous actions one-hot), the path's
-    action one-hot) over `arrays`; depths: (input vocabulary, actions)."""
+    action one-hot) over `arrays` (the expert's paths, or an epoch's roll-in paths:
+    training/rollin.py); depths: (input vocabulary, actions)."""
     Vin, A = depths
     order = batch_order(arrays, batch_size, max_len, shuffle_seed)
 

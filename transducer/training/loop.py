@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 from transducer.core import artifacts
-from transducer.training import checkpoint, distribute, edit_data, recipe, stream
+from transducer.training import checkpoint, distribute, edit_data, recipe, rollin, stream
 from transducer.core.config import ARCHITECTURE, ModelConfig, OutputLength, TrainConfig, TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, Vocab
 from transducer.inference.evaluate import validation_metrics  # decoded strings: exact match and CER
+from transducer.inference.numpy_engine import NumpyEngine  # roll-in walks with the weights being trained
 from transducer.networks.export import export_weights, weight_arrays
 from transducer.networks.build import build_model, compile_model
 from transducer.networks.edit import ActionKinds
@@ -234,9 +235,10 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         edit = edit_data.prepare_edit(prep, staging, ckpt is not None, reuse)
         kinds = ActionKinds.of(edit.actions)
 
-    def pipeline(scan, side, shuffle_seed=None):
+    def pipeline(scan, side, shuffle_seed=None, arrays=None):
         if edit is not None:
-            arrays = edit.train if scan is prep.data and side == "train" else edit.val
+            if arrays is None:
+                arrays = edit.train if scan is prep.data and side == "train" else edit.val
             ds = edit_data.edit_dataset(arrays, (len(prep.in_vocab), len(edit.actions)), plan.global_batch,
                                         cfg.max_len, shuffle_seed)
         else:
@@ -245,9 +247,17 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
             )
         return distribute.prepare_dataset(plan, ds)
 
+    roll = rollin.RollIn(edit.train_pairs, edit.train, edit.expert, cfg.max_len) if edit and train_cfg.rollin else None
+
     def dataset_for_epoch(epoch: int):
-        # Re-seeded per epoch so a resumed run shuffles exactly like an uninterrupted one.
-        return pipeline(prep.data, "train", checkpoint.epoch_seed(init_seed, epoch))
+        # Re-seeded per epoch so a resumed run shuffles (and rolls in) like an uninterrupted one.
+        seed = checkpoint.epoch_seed(init_seed, epoch)
+        p_expert = rollin.expert_probability(train_cfg.rollin, epoch)
+        if roll is None or p_expert >= 1.0:
+            return pipeline(prep.data, "train", seed)
+        # The model being trained walks the training pairs on its current weights (numpy engine).
+        info = artifacts.ModelInfo(staging, cfg, prep.in_vocab, edit.actions, {})
+        return pipeline(prep.data, "train", seed, roll.arrays(NumpyEngine(info, weight_arrays(model)), p_expert, seed))
 
     val_ds = None
     if prep.n_val and (edit is None or edit.val is not None):
