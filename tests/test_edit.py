@@ -309,7 +309,9 @@ def test_it_learns_an_edit_task_and_copies_unseen_characters(tmp_path):
 @pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted_and_keeps_the_aligner(tmp_path):
     """SIGTERM after epoch 1, then --resume: the weights of an uninterrupted run, and the
-    aligner is the one stored in DIR.partial/ before the interruption, not refitted."""
+    aligner is the one stored in DIR.partial/ before the interruption, not refitted. With
+    roll-in (K = 1: epoch 2 follows the expert at only 27% of its steps), so the resumed
+    run's walk, on the restored weights, is the uninterrupted run's too."""
     import json
     import signal
 
@@ -322,7 +324,7 @@ def test_interrupted_then_resumed_equals_uninterrupted_and_keeps_the_aligner(tmp
 
     pairs = str(write_pairs(tmp_path / "p.tsv", TASK * 3))
     mcfg = ModelConfig(arch="edit", max_len=8, hidden=6, normalize="none")
-    tcfg = TrainConfig(epochs=2, batch_size=8, patience=100, seed=3)
+    tcfg = TrainConfig(epochs=2, batch_size=8, patience=100, seed=3, rollin=1.0)
     train(pairs, tmp_path / "whole", mcfg, tcfg)
     stopped = train(pairs, tmp_path / "m", mcfg, tcfg, reporter=SignalAfterEpoch(1, signal.SIGTERM))
     assert stopped.interrupted and stopped.epochs_run == 1
