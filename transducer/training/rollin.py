@@ -67,9 +67,13 @@ class RollIn:
         if p_expert >= 1.0:
             return self.base
         rng = np.random.default_rng(seed)
-        paths = []
-        for start in range(0, len(self.pairs), CHUNK):
-            paths += self._walk(engine, np.arange(start, min(start + CHUNK, len(self.pairs))), p_expert, rng)
+        # Chunks of like lengths: each is encoded to, and stepped until, its own longest.
+        order = np.argsort(self.base.in_lengths * (2 * self.max_output + 2) + self.base.steps, kind="stable")
+        paths: list = [None] * len(self.pairs)
+        for start in range(0, len(order), CHUNK):
+            idx = order[start : start + CHUNK]
+            for r, path in zip(idx, self._walk(engine, idx, p_expert, rng)):
+                paths[r] = path
         return self._encode(paths)
 
     def _walk(self, engine, idx: np.ndarray, p_expert: float, rng) -> list[list[tuple]]:
