@@ -420,13 +420,14 @@ def mean_action_probability(model_dir, pairs, action) -> float:
 def test_an_edit_student_fits_its_teachers_actions_and_takes_its_aligner(tmp_path):
     """A teacher sure of SUBSTITUTE(z), an action no reference takes: with weight 1 the
     student learns it; with weight 0 it does not. The student is an ordinary edit model
-    directory with the teacher's actions and aligner."""
+    directory with the teacher's actions and aligner. The first rolls in (its second epoch
+    walks its own actions, where the frozen teacher is asked too)."""
     sub_z = lambda actions: actions.substitute("z")  # noqa: E731
     teacher = edit_teacher(tmp_path, peak=(sub_z, 30.0))
     pairs = write_pairs(tmp_path / "pairs.tsv", teacher_pairs(60))
     # No validation: early stopping would keep the first epoch, the one closest to the references.
     opts = dict(EDIT_SMALL, epochs=2, learning_rate=0.05, val_split=0.0, label_smoothing=0.0, teacher=str(teacher))
-    fits = transducer.train(pairs, tmp_path / "fits", teacher_weight=1.0, **opts)
+    fits = transducer.train(pairs, tmp_path / "fits", teacher_weight=1.0, rollin=1.0, **opts)
     transducer.train(pairs, tmp_path / "ignores", teacher_weight=0.0, **opts)
     sample = teacher_pairs(20, seed=5)
     assert mean_action_probability(tmp_path / "fits", sample, sub_z) > 0.5

@@ -98,3 +98,6 @@ def test_rollin_is_refused_for_other_architectures_before_training(tmp_path, pai
     assert_clean_error(result, "--rollin applies to --arch edit only", code=2)
     result = invoke("train", str(pairs_file), "-m", str(tmp_path / "m"), "--arch", "edit", "--rollin", "-1")
     assert_clean_error(result, "--rollin must be 0")
+    result = invoke("train", str(pairs_file), "-m", str(tmp_path / "m"), "--arch", "edit", "--rollin", "12",
+                    "--distribute", "mirrored")
+    assert_clean_error(result, "--rollin cannot be combined with --distribute")

@@ -84,6 +84,8 @@ def check_options(request: Request, model_cfg: ModelConfig, train_cfg: TrainConf
         raise TransducerError("--label-smoothing does not apply to --arch label (its loss is plain cross-entropy)")
     if train_cfg.rollin and arch != "edit":
         raise TransducerError(f"--rollin applies to --arch edit only; this run's --arch is {arch}")
+    if train_cfg.rollin and train_cfg.distribute != "none":
+        raise TransducerError("--rollin cannot be combined with --distribute: the walk runs on this process's CPU")
     if "lr_patience" in given and train_cfg.lr_schedule != "plateau":
         raise TransducerError(
             f"--lr-patience applies to --lr-schedule plateau only; this run's schedule is {train_cfg.lr_schedule}"
