@@ -367,21 +367,30 @@ def multi_hot(optimal: np.ndarray, n_actions: int) -> np.ndarray:
 def edit_arrays(pairs, in_vocab: Vocab, actions: EditActions, expert: Expert, max_len: int) -> EditArrays:
     """The pairs encoded for training, from the expert's answers (core/edits.py): its
     action sequence (END last), the pointer before each action and each step's set of
-    optimal actions; the previous action at step 0 is START_ACTION."""
+    optimal actions."""
     N = len(pairs)
-    paths = expert.expert_batch(pairs)
-    steps = np.array([len(p.actions) for p in paths], np.int64)  # (N,)
-    S = max(int(steps.max(initial=0)), 1)
-    K = max((p.optimal.shape[1] for p in paths), default=1)
     chars, _ = in_vocab.encode_batch([p[0] for p in pairs], input_len(max_len), fill=PAD_ID)  # (N, T)
     in_lengths = np.array([min(len(p[0]), max_len) for p in pairs], np.int64)  # (N,)
     chars[np.arange(N), in_lengths] = END_ID
+    paths = [(p.actions, p.pointers, p.optimal) for p in expert.expert_batch(pairs)]
+    return walked_arrays(chars, in_lengths, paths)
+
+
+def walked_arrays(chars: np.ndarray, in_lengths: np.ndarray, walks) -> EditArrays:
+    """EditArrays of one walk per row of chars (N, T): (actions taken, END last; the
+    pointer before each; the targets of each step, (L, K) ids -1 filled, the first the
+    target the loss uses). The previous action at step 0 is START_ACTION, <pad> after END.
+    The expert's paths (edit_arrays) and roll-in's walks (training/rollin.py) alike."""
+    N = len(walks)
+    steps = np.array([len(w[0]) for w in walks], np.int64)  # (N,)
+    S = max(int(steps.max(initial=0)), 1)
+    K = max((np.shape(w[2])[1] for w in walks if len(w[0])), default=1)
     pointers = np.zeros((N, S), np.int32)  # (N, S)
     prev = np.full((N, S), PAD_ACTION, np.int32)  # (N, S)
     optimal = np.full((N, S, K), -1, np.int32)  # (N, S, K)
-    for i, path in enumerate(paths):
-        n = len(path.actions)
-        pointers[i, :n] = path.pointers
-        prev[i, :n] = [START_ACTION, *path.actions[:-1]]
-        optimal[i, :n, : path.optimal.shape[1]] = path.optimal
+    for i, (taken, before, targets) in enumerate(walks):
+        n = len(taken)
+        pointers[i, :n] = before
+        prev[i, :n] = [START_ACTION, *taken[:-1]]
+        optimal[i, :n, : np.shape(targets)[1]] = targets
     return EditArrays(chars, pointers, prev, optimal, in_lengths, steps)

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from transducer.core.edits import END_ACTION, START_ACTION, EditActions, Expert
-from transducer.networks.edit import EditArrays
+from transducer.networks.edit import EditArrays, walked_arrays
 
 CHUNK = 512  # pairs walked together: bounds the encoder outputs held (CHUNK x T x 3H floats)
 OPTIMAL_KEPT = 3  # optimal actions stored per step (the first is the target)
@@ -72,12 +72,13 @@ class RollIn:
         paths: list = [None] * len(self.pairs)
         for start in range(0, len(order), CHUNK):
             idx = order[start : start + CHUNK]
-            for r, path in zip(idx, self._walk(engine, idx, p_expert, rng)):
-                paths[r] = path
-        return self._encode(paths)
+            for r, walk in zip(idx, self._walk(engine, idx, p_expert, rng)):
+                paths[r] = walk
+        return walked_arrays(self.base.chars, self.base.in_lengths, paths)
 
-    def _walk(self, engine, idx: np.ndarray, p_expert: float, rng) -> list[list[tuple]]:
-        """(pointer, previous action, optimal actions) at each step of each pair in idx."""
+    def _walk(self, engine, idx: np.ndarray, p_expert: float, rng) -> list[tuple]:
+        """Each pair's walk in idx: (actions taken, the pointer before each, the expert's
+        optimal actions at each step's state (L, OPTIMAL_KEPT), -1 filled)."""
         base, acts = self.base, self.actions
         B = len(idx)
         lengths = base.in_lengths[idx].astype(np.int64)  # (B,)
@@ -88,7 +89,9 @@ class RollIn:
         written = [""] * B  # the text each path has written
         on_reference = np.ones(B, bool)  # written is still a prefix of the reference
         alive = np.ones(B, bool)
-        paths: list[list[tuple]] = [[] for _ in range(B)]
+        taken: list[list[int]] = [[] for _ in range(B)]
+        before: list[list[int]] = [[] for _ in range(B)]
+        targets = np.full((B, int(lengths.max()) + self.max_output + 1, OPTIMAL_KEPT), -1, np.int32)  # (B, L, K)
         writes = acts.writes  # (A,)
         for _ in range(int(lengths.max()) + self.max_output + 1):  # every path ends by then
             live = np.flatnonzero(alive)
@@ -105,8 +108,10 @@ class RollIn:
                 x, y = self.pairs[idx[b]]
                 state = len(written[b]) if on_reference[b] else written[b]
                 optimal = self.expert.optimal_actions(x, y, int(pointer[b]), state, self.tables[idx[b]], self.max_output)
-                paths[b].append((int(pointer[b]), int(prev[b]), optimal[:OPTIMAL_KEPT]))
+                targets[b, len(taken[b]), : min(len(optimal), OPTIMAL_KEPT)] = optimal[:OPTIMAL_KEPT]
                 action = optimal[0] if follow[k] or draws[k] < 0 else int(draws[k])
+                before[b].append(int(pointer[b]))
+                taken[b].append(action)
                 if action == END_ACTION:
                     alive[b] = False
                     continue
@@ -114,20 +119,7 @@ class RollIn:
                 written[b] += char
                 on_reference[b] = on_reference[b] and y.startswith(written[b])
                 prev[b] = action
-        return paths
-
-    def _encode(self, paths: list[list[tuple]]) -> EditArrays:
-        N = len(paths)
-        steps = np.array([len(p) for p in paths], np.int64)  # (N,)
-        S = max(int(steps.max(initial=0)), 1)
-        pointers = np.zeros((N, S), np.int32)  # (N, S)
-        prev = np.zeros((N, S), np.int32)  # (N, S) <pad> after END
-        optimal = np.full((N, S, OPTIMAL_KEPT), -1, np.int32)  # (N, S, K)
-        for r, path in enumerate(paths):
-            for t, (ptr, before, best) in enumerate(path):
-                pointers[r, t], prev[r, t] = ptr, before
-                optimal[r, t, : len(best)] = best
-        return EditArrays(self.base.chars, pointers, prev, optimal, self.base.in_lengths, steps)
+        return [(taken[b], before[b], targets[b, : len(taken[b])]) for b in range(B)]
 
 
 def _sample(probs: np.ndarray, rng) -> np.ndarray:
