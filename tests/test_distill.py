@@ -92,6 +92,25 @@ def test_token_loss_is_the_formula_on_hand_computed_numbers():
                                np.asarray(sequence_loss(True, 0.1)(y, p)), rtol=1e-6)
 
 
+def test_a_temperature_softens_both_distributions_and_scales_the_fitted_term_by_its_square():
+    from transducer.training.distill import token_loss
+
+    y = np.array([[4, END_ID, END_ID]])  # "x</s>" then padding, as above
+    p = np.array([[[.1, .1, .1, .1, .6], [.05, .05, .1, .7, .1], [.2, .2, .2, .2, .2]]], np.float32)
+    rng = np.random.default_rng(1)
+    q = rng.dirichlet(np.ones(5), size=(1, 3)).astype(np.float32)  # an already softened teacher (B, T, V)
+    nll = (-math.log(.6) - math.log(.7)) / 2
+    for t in (0.5, 2.0, 4.0):
+        soft = np.exp(np.log(p) / t) / np.exp(np.log(p) / t).sum(-1, keepdims=True)  # the student softened
+        ce = -(q[0, :2] * np.log(soft[0, :2])).sum(-1).mean()  # the two counted positions
+        for alpha in (0.0, 0.6, 1.0):
+            got = np.asarray(token_loss(alpha, temperature=t)(y, p, q))
+            np.testing.assert_allclose(got, [alpha * t * t * ce + (1 - alpha) * nll], rtol=1e-5)
+    # T = 1 is the plain term.
+    np.testing.assert_allclose(np.asarray(token_loss(0.6, temperature=1.0)(y, p, q)),
+                               np.asarray(token_loss(0.6)(y, p, q)), rtol=1e-6)
+
+
 def test_teacher_distribution_is_the_ensembles_combination():
     from transducer.inference.ensemble import combine
     from transducer.training.distill import ensemble_probs
@@ -102,6 +121,12 @@ def test_teacher_distribution_is_the_ensembles_combination():
     np.testing.assert_allclose(np.asarray(ensemble_probs(members, None)), combine(probs), rtol=1e-4, atol=1e-6)
     # One member is its own distribution.
     np.testing.assert_allclose(np.asarray(ensemble_probs(members[:1], None)), probs[0], rtol=1e-4, atol=1e-6)
+    # Softened by T: softmax(mean log p / T), the same order of symbols and flatter.
+    mean_log = np.mean([np.log(p) for p in probs], axis=0)
+    soft = np.exp(mean_log / 3.0) / np.exp(mean_log / 3.0).sum(-1, keepdims=True)
+    got = np.asarray(ensemble_probs(members, None, temperature=3.0))
+    np.testing.assert_allclose(got, soft, rtol=1e-4, atol=1e-6)
+    assert (got.max(-1) <= combine(probs).max(-1) + 1e-6).all()
 
 
 def distiller_for(tmp_path, alpha: float, teacher_fn=None):
@@ -186,7 +211,7 @@ def student_probability_of(model_dir, pairs, symbol: str) -> float:
 
 
 @pytest.mark.slow  # trains two students
-@pytest.mark.graph  # the teacher runs in every step: compiled, that is faster
+@pytest.mark.graph  # the teacher runs in every step: compiled, that is faster (23 CPU s against 30 s eager)
 def test_the_student_fits_the_teachers_distribution_even_a_wrong_one(tmp_path):
     """A teacher sure of a symbol no reference has: with weight 1 the student learns
     that symbol; with weight 0 (references only) it does not."""
@@ -204,15 +229,16 @@ def test_the_student_fits_the_teachers_distribution_even_a_wrong_one(tmp_path):
 @pytest.mark.slow  # trains a student of an ensemble, then resumes one
 def test_student_of_an_ensemble_records_its_teacher_and_weight_and_resumes(tmp_path, ensemble_teacher):
     pairs = write_pairs(tmp_path / "pairs.tsv", teacher_pairs(80))
-    opts = dict(SMALL, epochs=2, patience=100, teacher=str(ensemble_teacher), teacher_weight=0.8)
+    opts = dict(SMALL, epochs=2, patience=100, teacher=str(ensemble_teacher), teacher_weight=0.8, teacher_temperature=2.0)
     with pytest.raises(TransducerError, match="SIGINT"):
         transducer.train(pairs, tmp_path / "s", progress=SignalAfterEpoch(1), **opts)
-    with pytest.raises(TransducerError, match="cannot resume=True: .*teacher was"):
-        transducer.train(pairs, tmp_path / "s", resume=True, **{**opts, "teacher_weight": 0.5})
+    for changed in ({"teacher_weight": 0.5}, {"teacher_temperature": None}, {"teacher_temperature": 3.0}):
+        with pytest.raises(TransducerError, match="cannot resume=True: .*teacher was"):
+            transducer.train(pairs, tmp_path / "s", resume=True, **{**opts, **changed})
     model = transducer.train(pairs, tmp_path / "s", resume=True, **opts)
     config = json.loads((tmp_path / "s" / "config.json").read_text())
     record = config["distill"]
-    assert record["mode"] == "token" and record["weight"] == 0.8
+    assert record["mode"] == "token" and record["weight"] == 0.8 and record["temperature"] == 2.0
     assert record["teacher"]["members"] == 2
     teacher_config = (ensemble_teacher / "config.json").read_bytes()
     assert record["teacher"]["config_sha256"] == hashlib.sha256(teacher_config).hexdigest()
@@ -296,6 +322,7 @@ def test_train_teacher_writes_a_student_with_its_record(tmp_path, tiny_model, pa
     assert record["teacher"]["members"] == 1
     assert record["mode"] == mode
     assert record["weight"] == (0.5 if mode == "token" else None)
+    assert record["temperature"] == (1.0 if mode == "token" else None)
     assert record["extra_inputs"]["n"] == 2
     assert config["data"]["train_file"] == str(pairs_file)
     assert config["data"]["n_train"] == record["pairs"] + 2
@@ -415,8 +442,7 @@ def mean_action_probability(model_dir, pairs, action) -> float:
     return float(probs[..., action(info.output_vocab)][on_input].mean())
 
 
-@pytest.mark.slow  # trains two edit students
-@pytest.mark.graph
+@pytest.mark.slow  # trains two edit students (eagerly: 18 CPU s against 28 s traced)
 def test_an_edit_student_fits_its_teachers_actions_and_takes_its_aligner(tmp_path):
     """A teacher sure of SUBSTITUTE(z), an action no reference takes: with weight 1 the
     student learns it; with weight 0 it does not. The student is an ordinary edit model
@@ -472,8 +498,6 @@ def test_bad_extra_inputs_are_one_line_errors(tmp_path, tiny_model, pairs_file, 
 @pytest.mark.parametrize("args, fragment", [
     (["--arch", "seq2seq"], "its --arch is aligned, the student's seq2seq; pass --teacher-mode sequence"),
     (["--normalize", "nfd"], "it reads none text, the student --normalize nfd; pass --teacher-mode sequence"),
-    (["--teacher-mode", "sequence", "--teacher-weight", "0.5"], "--teacher-weight applies to --teacher-mode token only"),
-    (["--teacher-weight", "1.5"], "--teacher-weight must be in [0, 1], got 1.5"),
     (["--distribute", "mirrored"], "--teacher (token level) trains on one device; drop --distribute"),
 ])
 def test_teachers_token_level_cannot_use_are_one_line_errors(tmp_path, tiny_model, pairs_file, args, fragment):

@@ -370,8 +370,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(a[k], b[k])
 
 
-@pytest.mark.slow
-@pytest.mark.graph  # mirrored replicas run faster compiled
+@pytest.mark.slow  # eager here and in its worker: 20 CPU s against 26 s traced
 def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path):
     """--distribute mirrored trains a label model as one device does with the global batch."""
     import subprocess

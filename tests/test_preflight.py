@@ -119,6 +119,18 @@ MISTAKES = {
                                           s.root / "nope.txt"], ["--extra-inputs", "nope.txt: no such file"]),
     "empty --extra-inputs": lambda s: ([s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--extra-inputs",
                                         s.write("none.txt", b"")], ["--extra-inputs", "none.txt: no inputs"]),
+    "--teacher-weight without --teacher": lambda s: ([s.ok, "-m", s.root / "m", "--teacher-weight", 0.5],
+                                                     ["--teacher-weight needs --teacher"]),
+    "--teacher-weight above 1": lambda s: ([s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--teacher-weight", 1.5],
+                                           ["--teacher-weight must be in [0, 1], got 1.5"]),
+    "--teacher-temperature 0": lambda s: ([s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--teacher-temperature", 0],
+                                          ["--teacher-temperature must be a number above 0, got 0.0"]),
+    "--teacher-weight at sequence level": lambda s: (
+        [s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--teacher-mode", "sequence", "--teacher-weight", 0.5],
+        ["--teacher-weight applies to --teacher-mode token only"]),
+    "--teacher-temperature at sequence level": lambda s: (
+        [s.ok, "-m", s.root / "m", "--teacher", s.teacher, "--teacher-mode", "sequence", "--teacher-temperature", 2],
+        ["--teacher-temperature applies to --teacher-mode token only"]),
     # the model directory
     "existing model directory": lambda s: ([s.ok, "-m", s.root / "existing"], ["existing: already exists", "--force"]),
     "a file as the model directory": lambda s: ([s.ok, "-m", s.a_file, "--force"], ["a_file: exists and is not a directory"]),

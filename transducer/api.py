@@ -449,6 +449,9 @@ class TrainOptions:
                                " single model).", TeacherMode)
     teacher_weight: float | None = option(None, "Token level: the loss's share that fits the teacher's distribution,"
                                           " the rest fits the reference (default 0.5; 0.8 for --arch edit).")
+    teacher_temperature: float | None = option(None, "Token level: soften the teacher's and the student's"
+                                               " distributions by this temperature T in the fitted term"
+                                               " (scaled by T squared; Hinton et al. 2015). Default 1: as they are.")
     extra_inputs: str | None = option(None, "With --teacher: a file of unlabeled strings, one a line, that the"
                                       " teacher labels for training too.")
 
@@ -498,7 +501,7 @@ def run_training(pairs, model_dir: str | Path, options: TrainOptions, given: fro
         if options.teacher is not None or options.extra_inputs is not None:
             return train_student(path, model_dir, mcfg, tcfg, options.teacher, options.extra_inputs,
                                  on_member=on_member, mode=options.teacher_mode, weight=options.teacher_weight,
-                                 **common)
+                                 temperature=options.teacher_temperature, **common)
         return train_members(path, model_dir, mcfg, tcfg, on_member=on_member, **common)
 
 
@@ -508,7 +511,8 @@ def _preflight(path: str, model_dir, options: TrainOptions, given: frozenset, mc
 
     o = options
     request = Request(pairs=path, model_dir=Path(model_dir), val_file=o.val_file, teacher=o.teacher,
-                      extra_inputs=o.extra_inputs, force=o.force, resume=o.resume, given=given)
+                      extra_inputs=o.extra_inputs, teacher_mode=o.teacher_mode, teacher_weight=o.teacher_weight,
+                      teacher_temperature=o.teacher_temperature, force=o.force, resume=o.resume, given=given)
     check_run(request, mcfg, tcfg)
 
 

@@ -158,6 +158,7 @@ def train(
     teacher: Annotated[Optional[str], opt(TrainOptions, "teacher", metavar="DIR", panel=ENSEMBLES)] = TrainOptions.teacher,
     teacher_mode: Annotated[str, opt(TrainOptions, "teacher_mode", panel=ENSEMBLES)] = TrainOptions.teacher_mode,
     teacher_weight: Annotated[Optional[float], opt(TrainOptions, "teacher_weight", metavar="FLOAT", panel=ENSEMBLES)] = TrainOptions.teacher_weight,
+    teacher_temperature: Annotated[Optional[float], opt(TrainOptions, "teacher_temperature", metavar="T", panel=ENSEMBLES)] = TrainOptions.teacher_temperature,
     extra_inputs: Annotated[Optional[str], opt(TrainOptions, "extra_inputs", metavar="FILE", panel=ENSEMBLES)] = TrainOptions.extra_inputs,
     distribute: Annotated[str, opt(TrainOptions, "distribute")] = TrainOptions.distribute,
     log_format: Annotated[Optional[str], typer.Option(

@@ -8,6 +8,13 @@ distribution as well as the reference:
 
     loss = α · CE(teacher distribution, student) + (1 − α) · NLL(reference)    α = --teacher-weight
 
+With --teacher-temperature T (Hinton et al. 2015, "Distilling the knowledge in a neural
+network") the fitted term compares both distributions softened, softmax(log p / T), and is
+scaled by T² so that its gradients keep their size as T grows; T = 1 is the term above.
+A teacher that has learnt its training words puts nearly all its mass on the reference
+there, so at T = 1 its term says little more than the reference does; softened, the
+relative weights it gives the other symbols (the accent it nearly chose) are fitted too.
+
 per counted position (the characters and the first </s>, as for any loss here), the
 reference term label-smoothed as in a run without a teacher, so α = 0 is exactly that
 run's loss. The teacher's distribution is its members' renormalised geometric mean, as
@@ -78,6 +85,7 @@ from transducer.networks.tf import keras, ops
 from transducer.training import stream
 from transducer.training.ensemble import train_members
 from transducer.training.loop import copy_weights, scan_data
+from transducer.training.preflight import check_teaching
 
 # The teacher's beam width: its beam outputs, not greedy ones, are the targets it writes
 # (aligned teachers search exactly with any width above 1; label teachers ignore it).
@@ -171,17 +179,22 @@ def teacher_record(info: artifacts.ModelInfo) -> dict:
 # --- token level: the loss and the training model ----------------------------------------
 
 
-def ensemble_probs(members, inputs):
+def ensemble_probs(members, inputs, temperature: float = 1.0):
     """The frozen members' per-step distributions on `inputs`, combined as
-    inference/ensemble.combine does: exp(mean_k log p_k), renormalised. (B, T, V)"""
+    inference/ensemble.combine does: exp(mean_k log p_k), renormalised, then softened by
+    `temperature` (softmax of the mean log-probabilities over it). (B, T, V)"""
     logp = [ops.log(ops.clip(m(inputs, training=False), LOG_FLOOR, 1.0)) for m in members]  # each (B, T, V)
-    return ops.stop_gradient(ops.softmax(ops.mean(ops.stack(logp), axis=0), axis=-1))  # (B, T, V)
+    mean = ops.mean(ops.stack(logp), axis=0)  # (B, T, V)
+    return ops.stop_gradient(ops.softmax(mean / temperature, axis=-1))  # (B, T, V)
 
 
-def token_loss(weight: float, masked: bool = True, label_smoothing: float = 0.0, arch: str = "seq2seq"):
+def token_loss(weight: float, masked: bool = True, label_smoothing: float = 0.0, arch: str = "seq2seq",
+               temperature: float = 1.0):
     """loss(y_true, student (B, T, V), teacher (B, T, V)) -> (B,): per sequence,
     weight · CE(teacher, student) + (1 − weight) · the student's ordinary loss on y_true,
-    over the same counted positions. y_true: (B, T) ids for seq2seq and aligned
+    over the same counted positions. With temperature T ≠ 1 the CE term is
+    T² · CE(teacher, softmax(log student / T)), the teacher already softened by
+    ensemble_probs(..., T). y_true: (B, T) ids for seq2seq and aligned
     (networks/build.sequence_loss), (B, S, A) the expert's action one-hot for edit
     (networks/edit.edit_loss; T is then S steps and V the A actions)."""
     if arch == "edit":
@@ -191,6 +204,8 @@ def token_loss(weight: float, masked: bool = True, label_smoothing: float = 0.0,
 
     def loss(y_true, student, teacher):
         logp = ops.log(ops.clip(student, keras.config.epsilon(), 1.0))  # (B, T, V)
+        if temperature != 1.0:
+            logp = temperature**2 * ops.log_softmax(logp / temperature, axis=-1)  # softened, scaled by T² (B, T, V)
         ce = -ops.sum(teacher * logp, axis=-1)  # (B, T)
         return weight * mean(ce, y_true) + (1.0 - weight) * reference(y_true, student)  # (B,)
 
@@ -241,7 +256,8 @@ class TokenTeacher:
     weight: float  # α, --teacher-weight
     masked: bool  # the student's loss counts its targets' positions only (ModelConfig.masked)
     label_smoothing: float  # the reference term's, as the student's run has it
-    identity: dict = field(default_factory=dict)  # what --resume must match: teacher and weight
+    identity: dict = field(default_factory=dict)  # what --resume must match: teacher, weight (and temperature)
+    temperature: float = 1.0  # T, --teacher-temperature: both distributions softened in the fitted term
 
     @property
     def aligner_dir(self) -> Path | None:
@@ -251,8 +267,8 @@ class TokenTeacher:
 
     def trainer(self, student) -> Distiller:
         members = frozen_members(self.info)
-        loss = token_loss(self.weight, self.masked, self.label_smoothing, self.info.model.arch)
-        return Distiller(student, lambda inputs: ensemble_probs(members, inputs), loss)
+        loss = token_loss(self.weight, self.masked, self.label_smoothing, self.info.model.arch, self.temperature)
+        return Distiller(student, lambda inputs: ensemble_probs(members, inputs, self.temperature), loss)
 
 
 def check_token_teacher(info: artifacts.ModelInfo, cfg: ModelConfig, train_cfg: TrainConfig) -> None:
@@ -366,40 +382,44 @@ def record_in_model(model_dir: str | Path, record: dict, pairs_path: str, val_pa
     artifacts.write_json(path, config)
 
 
-def token_teacher(teacher: str | Path, weight: float, model_cfg: ModelConfig, train_cfg: TrainConfig) -> TokenTeacher:
+def token_teacher(teacher: str | Path, weight: float, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                  temperature: float = 1.0) -> TokenTeacher:
     """The checked token-level teacher of this run."""
     info = teacher_info(teacher)
     check_token_teacher(info, model_cfg, train_cfg)
     identity = {**teacher_record(info), "weight": weight}
-    return TokenTeacher(info, weight, model_cfg.masked, train_cfg.label_smoothing, identity)
+    if temperature != 1.0:  # absent at 1, so checkpoints written before the option resume
+        identity["temperature"] = temperature
+    return TokenTeacher(info, weight, model_cfg.masked, train_cfg.label_smoothing, identity, temperature)
 
 
 def train_student(
     pairs_path: str, model_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig, teacher: str | Path | None,
     extra_inputs: str | None = None, val_path: str | None = None, force: bool = False, reporter=None,
     resume: bool = False, on_member=None, mode: str = "token", weight: float | None = None,
+    temperature: float | None = None,
 ):
     """Train (one model, or an ensemble with train_cfg.ensemble > 1) as the teacher's
     student and publish it with its "distill" record; returns train's or
     train_ensemble's result. mode: "token" or "sequence" (--teacher-mode); weight: α (token only;
-    None: DEFAULT_WEIGHTS for the student's arch, else DEFAULT_WEIGHT). --resume works as for
+    None: DEFAULT_WEIGHTS for the student's arch, else DEFAULT_WEIGHT); temperature: T
+    (token only; None: 1). --resume works as for
     any run: the teacher labels the same inputs the same way, so the data matches the
     checkpoint's."""
     if teacher is None:
         raise TransducerError("--extra-inputs needs --teacher (the model that labels them)")
+    check_teaching(mode, weight, temperature)  # as preflight checked it, for callers that skip preflight
     mode = TeacherMode.check(mode, "--teacher-mode")
-    if weight is not None and mode != "token":
-        raise TransducerError("--teacher-weight applies to --teacher-mode token only")
     weight = DEFAULT_WEIGHTS.get(model_cfg.arch, DEFAULT_WEIGHT) if weight is None else weight
-    if not 0.0 <= weight <= 1.0:
-        raise TransducerError(f"--teacher-weight must be in [0, 1], got {weight}")
-    teaching = token_teacher(teacher, weight, model_cfg, train_cfg) if mode == "token" else None
+    temperature = 1.0 if temperature is None else float(temperature)
+    teaching = token_teacher(teacher, weight, model_cfg, train_cfg, temperature) if mode == "token" else None
     artifacts.check_writable(Path(model_dir), force or resume)  # before the teacher's work
     with distilled_data(pairs_path, teacher, extra_inputs, model_cfg, train_cfg, val_path, mode) as data:
         result = train_members(data.train_path, model_dir, model_cfg, train_cfg, on_member=on_member,
                                val_path=data.val_path, force=force, reporter=reporter, resume=resume,
                                teaching=teaching)
     if not (result.interrupted and train_cfg.ensemble > 1):  # an interrupted ensemble publishes nothing
-        record = {**data.record, "weight": weight if mode == "token" else None}
+        token = mode == "token"
+        record = {**data.record, "weight": weight if token else None, "temperature": temperature if token else None}
         record_in_model(model_dir, record, pairs_path, val_path)
     return result

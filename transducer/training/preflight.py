@@ -29,6 +29,7 @@ __init__.py imports nothing), which tests/test_preflight.py checks.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import tempfile
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transducer.core import artifacts, normalization
-from transducer.core.config import ARCHITECTURE, ModelConfig, TrainConfig, TransducerError
+from transducer.core.config import ARCHITECTURE, ModelConfig, TeacherMode, TrainConfig, TransducerError
 from transducer.core.data import (
     MAX_REPORTED, TOO_LONG, InvalidRow, _row_problem, check_usable, display_name, fix_for_long_rows, iter_raw_lines,
     open_binary, row_length,
@@ -56,6 +57,9 @@ class Request:
     val_file: str | None = None  # --val-file
     teacher: str | None = None  # --teacher: the model directory that labels the inputs
     extra_inputs: str | None = None  # --extra-inputs: unlabeled strings for the teacher
+    teacher_mode: str = "token"  # --teacher-mode: token or sequence
+    teacher_weight: float | None = None  # --teacher-weight: α, token level (None: the arch's default)
+    teacher_temperature: float | None = None  # --teacher-temperature: T, token level (None: 1)
     force: bool = False  # --force: replace DIR (and an interrupted run in DIR.partial)
     resume: bool = False  # --resume: continue the interrupted run in DIR.partial
     given: frozenset = field(default_factory=frozenset)  # options set explicitly, by field name
@@ -78,6 +82,11 @@ def check_options(request: Request, model_cfg: ModelConfig, train_cfg: TrainConf
     given, arch = request.given, model_cfg.arch
     if request.extra_inputs is not None and request.teacher is None:
         raise TransducerError("--extra-inputs needs --teacher (the model that labels them)")
+    for name in ("teacher_mode", "teacher_weight", "teacher_temperature"):
+        if name in given and request.teacher is None:
+            raise TransducerError(f"--{name.replace('_', '-')} needs --teacher (the model to learn from)")
+    if request.teacher is not None:
+        check_teaching(request.teacher_mode, request.teacher_weight, request.teacher_temperature)
     if "attention" in given and arch != "seq2seq":
         raise TransducerError(f"--attention applies to --arch seq2seq only; this run's --arch is {arch}")
     if "label_smoothing" in given and arch == "label":
@@ -98,6 +107,19 @@ def check_options(request: Request, model_cfg: ModelConfig, train_cfg: TrainConf
                                      ("--extra-inputs", request.extra_inputs)) if path == "-"]
     if len(stdin) > 1:
         raise TransducerError(f"{' and '.join(stdin)} cannot both read stdin (-); give one of them a file")
+
+
+def check_teaching(mode: str, weight: float | None, temperature: float | None) -> None:
+    """--teacher-mode, --teacher-weight and --teacher-temperature: one-line errors for
+    values out of range or for token-level options given with --teacher-mode sequence."""
+    mode = TeacherMode.check(mode, "--teacher-mode")
+    for name, value in (("--teacher-weight", weight), ("--teacher-temperature", temperature)):
+        if value is not None and mode != "token":
+            raise TransducerError(f"{name} applies to --teacher-mode token only")
+    if weight is not None and not 0.0 <= weight <= 1.0:
+        raise TransducerError(f"--teacher-weight must be in [0, 1], got {weight}")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise TransducerError(f"--teacher-temperature must be a number above 0, got {temperature}")
 
 
 # --- the model directories the run reads ---------------------------------------------------
