@@ -342,9 +342,12 @@ PER_REPLICA, GLOBAL = 8, 16
 
 
 # --- optional cost log: CPU seconds per test (load-independent, for choosing `slow` marks) ---
+# Columns: CPU seconds, test id, then the worker and the wall-clock start and end (epoch
+# seconds): a timeline of the run, which shows a worker left alone at the end.
 
 if os.environ.get("TRANSDUCER_TEST_COST_LOG"):
     import resource
+    import time
 
     def _cpu_seconds() -> float:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -352,10 +355,11 @@ if os.environ.get("TRANSDUCER_TEST_COST_LOG"):
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(item, nextitem):
-        start = _cpu_seconds()
+        start, wall = _cpu_seconds(), time.time()
         yield
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         with open(os.environ["TRANSDUCER_TEST_COST_LOG"], "a") as log:
-            log.write(f"{_cpu_seconds() - start:.2f}\t{item.nodeid}\n")
+            log.write(f"{_cpu_seconds() - start:.2f}\t{item.nodeid}\t{worker}\t{wall:.1f}\t{time.time():.1f}\n")
 
 
 def run_in_pty(argv: list[str], columns: int, stdin: bytes | None = None, timeout: float = 120) -> str:
