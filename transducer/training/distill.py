@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Iterator
 
 from transducer.core import artifacts, normalization
-from transducer.core.config import ModelConfig, PredictOptions, TeacherMode, TrainConfig, TransducerError
+from transducer.core.config import ModelConfig, PredictOptions, TrainConfig, TransducerError
 from transducer.core.data import decode_line, display_name, iter_raw_lines, open_binary
 from transducer.inference.ensemble import LOG_FLOOR
 from transducer.inference.predict import Predictor
@@ -402,14 +402,12 @@ def train_student(
     """Train (one model, or an ensemble with train_cfg.ensemble > 1) as the teacher's
     student and publish it with its "distill" record; returns train's or
     train_ensemble's result. mode: "token" or "sequence" (--teacher-mode); weight: α (token only;
-    None: DEFAULT_WEIGHTS for the student's arch, else DEFAULT_WEIGHT); temperature: T
-    (token only; None: 1). --resume works as for
-    any run: the teacher labels the same inputs the same way, so the data matches the
-    checkpoint's."""
+    None: DEFAULT_WEIGHTS for the student's arch, else DEFAULT_WEIGHT); temperature: T (token
+    only; None: 1). --resume works as for any run: the teacher labels the same inputs the
+    same way, so the data matches the checkpoint's."""
     if teacher is None:
         raise TransducerError("--extra-inputs needs --teacher (the model that labels them)")
-    check_teaching(mode, weight, temperature)  # as preflight checked it, for callers that skip preflight
-    mode = TeacherMode.check(mode, "--teacher-mode")
+    mode = check_teaching(mode, weight, temperature)  # as preflight checked it, for callers that skip preflight
     weight = DEFAULT_WEIGHTS.get(model_cfg.arch, DEFAULT_WEIGHT) if weight is None else weight
     temperature = 1.0 if temperature is None else float(temperature)
     teaching = token_teacher(teacher, weight, model_cfg, train_cfg, temperature) if mode == "token" else None

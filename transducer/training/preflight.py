@@ -109,9 +109,9 @@ def check_options(request: Request, model_cfg: ModelConfig, train_cfg: TrainConf
         raise TransducerError(f"{' and '.join(stdin)} cannot both read stdin (-); give one of them a file")
 
 
-def check_teaching(mode: str, weight: float | None, temperature: float | None) -> None:
-    """--teacher-mode, --teacher-weight and --teacher-temperature: one-line errors for
-    values out of range or for token-level options given with --teacher-mode sequence."""
+def check_teaching(mode: str, weight: float | None, temperature: float | None) -> str:
+    """--teacher-mode as a plain string, after one-line errors for --teacher-weight or
+    --teacher-temperature out of range or given with --teacher-mode sequence."""
     mode = TeacherMode.check(mode, "--teacher-mode")
     for name, value in (("--teacher-weight", weight), ("--teacher-temperature", temperature)):
         if value is not None and mode != "token":
@@ -120,6 +120,7 @@ def check_teaching(mode: str, weight: float | None, temperature: float | None) -
         raise TransducerError(f"--teacher-weight must be in [0, 1], got {weight}")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise TransducerError(f"--teacher-temperature must be a number above 0, got {temperature}")
+    return mode
 
 
 # --- the model directories the run reads ---------------------------------------------------
