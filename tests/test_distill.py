@@ -506,6 +506,14 @@ def test_teachers_token_level_cannot_use_are_one_line_errors(tmp_path, tiny_mode
     assert not (tmp_path / "s").exists()
 
 
+def test_python_callers_get_the_teacher_options_by_their_argument_names(tmp_path, tiny_model, pairs_file):
+    with pytest.raises(TransducerError, match=r"^teacher_temperature must be a number above 0, got -1\.0$"):
+        transducer.train(pairs_file, tmp_path / "s", teacher=str(tiny_model), teacher_temperature=-1.0)
+    with pytest.raises(TransducerError, match=r"^teacher_weight needs teacher \(the model to learn from\)$"):
+        transducer.train(pairs_file, tmp_path / "s", teacher_weight=0.5)
+    assert not (tmp_path / "s").exists()
+
+
 def test_missing_teacher_and_extra_inputs_without_teacher_are_errors(tmp_path, pairs_file):
     result = invoke("train", pairs_file, "-m", tmp_path / "s", "--teacher", tmp_path / "nope")
     assert_clean_error(result, f"--teacher {tmp_path / 'nope'}: no such model directory")
