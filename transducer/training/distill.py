@@ -8,18 +8,19 @@ distribution as well as the reference:
 
     loss = α · CE(teacher distribution, student) + (1 − α) · NLL(reference)    α = --teacher-weight
 
-With --teacher-temperature T (Hinton et al. 2015, "Distilling the knowledge in a neural
-network") the fitted term compares both distributions softened, softmax(log p / T), and is
-scaled by T² so that its gradients keep their size as T grows; T = 1 is the term above.
-A teacher that has learnt its training words puts nearly all its mass on the reference
-there, so at T = 1 its term says little more than the reference does; softened, the
-relative weights it gives the other symbols (the accent it nearly chose) are fitted too.
-
 per counted position (the characters and the first </s>, as for any loss here), the
 reference term label-smoothed as in a run without a teacher, so α = 0 is exactly that
 run's loss. The teacher's distribution is its members' renormalised geometric mean, as
 inference/ensemble.py combines them for prediction. Lines of --extra-inputs (unlabeled
 strings) get the teacher's beam output as their target, and its distributions along it.
+
+With --teacher-temperature T (Hinton et al. 2015, "Distilling the knowledge in a neural
+network") the fitted term compares both distributions softened, softmax(log p / T), and is
+scaled by T² so that its gradients keep their size as T grows; T = 1 is the term above.
+The aim: a teacher that has learnt its training words puts nearly all its mass on the
+reference there, and softened, the relative weights it gives the other symbols are fitted
+too. Measured at T = 2 on edit students it was worse on dev on four of five languages
+(docs/benchmarks/sigmorphon.md), so T is 1 unless given.
 
 An edit student (`--arch edit`) fits its teacher's distributions over edit actions, at
 every step of the expert's action sequence (networks/edit.py): the teacher's members take
