@@ -255,7 +255,7 @@ def _assert_answers(models, first: list, lines, reader) -> None:
 def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
     """A real producer process writes one line, then waits (here: until the test has
     seen the first answer) before writing the next. predict must answer the first line
-    while the second has not been sent: with the default --batch-size 1024 that means
+    while the second has not been sent: with the default --batch-size 8192 that means
     flushing on a pause, not on a full batch or the end of input."""
     go_on = tmp_path / "go_on"
     producer_code = (
@@ -282,6 +282,28 @@ def test_each_line_is_answered_while_a_slow_producer_pauses(models, tmp_path):
             if proc.poll() is None:
                 proc.kill()
     _assert_answers(models, [first], lines, reader)
+
+
+@pytest.mark.parametrize(
+    "variant,beam,members",
+    [("dense", 1, 1), ("bidirectional", 1, 1), ("bidirectional", 3, 1), ("two-layers", 1, 2)],
+    ids=["greedy", "bidirectional", "beam", "ensemble"],
+)
+def test_a_call_of_many_lines_gives_each_line_what_small_calls_give(models, tmp_path, variant, beam, members):
+    """predict hands the engine a whole chunk (--batch-size, 8,192 lines by default): the
+    numpy engine sorts it by length and shares it out to its threads, costliest first, and
+    whatever holds (B, T, V) probabilities does it probs.CALL_ROWS rows at a time. Every
+    line still gets what calls of 100 lines give it, in order (2,500 lines: three slices,
+    the last one partial)."""
+    model = models[variant] if members == 1 else artifacts.assemble([models[variant]] * members, tmp_path / "ens")
+    predictor = Predictor(model, beam=beam, nbest=beam, cache=0)
+    lines = random_inputs(2500, seed=7)
+    whole = predictor.predict_candidates(lines)
+    pieces = [r for i in range(0, len(lines), 100) for r in predictor.predict_candidates(lines[i : i + 100])]
+    assert [out for out, _, _ in whole] == [out for out, _, _ in pieces]
+    np.testing.assert_allclose([c for _, c, _ in whole], [c for _, c, _ in pieces], rtol=1e-5)
+    if beam > 1:
+        assert [[c for c, _, _ in nb] for _, _, nb in whole] == [[c for c, _, _ in nb] for _, _, nb in pieces]
 
 
 # --- export -> predict, every combination ------------------------------------------------

@@ -326,7 +326,7 @@ def load(model_dir: str | Path, **options) -> Model:
 
     options: predict's, in snake_case, with its defaults (PredictOptions): engine="numpy",
     beam=1, nbest=1, unk="copy", on_long="error", encoding_errors="strict",
-    batch_size=1024, cache=20000, combine="auto" (an ensemble's rule: "mean" | "vote" |
+    batch_size=8192, cache=20000, combine="auto" (an ensemble's rule: "mean" | "vote" |
     "rescore", inference/combine.py; "auto" is mean where the members share an
     architecture and a vocabulary, rescore where they do not). Errors (a missing or damaged directory, a bad or
     unknown option) raise TransducerError.

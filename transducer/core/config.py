@@ -318,7 +318,8 @@ class PredictOptions:
     on_long: str = option("error", "Inputs longer than max_len: error, truncate, or copy (the output is the"
                                    " input).", OnLong)
     encoding_errors: str = option("strict", "Invalid UTF-8 input: strict (an error) or replace.", EncodingErrors)
-    batch_size: int = option(1024, "Lines per model call.")
+    batch_size: int = option(8192, "Lines per model call (at most; a pause in the input ends a call early);"
+                                   " the engine sorts them by length and shares them out to its threads.")
     cache: int = option(CACHE_LINES, "Distinct lines whose results are kept and reused (about 250 bytes each);"
                                      " 0 computes every line.")
     combine: str = option("auto", "An ensemble's rule: mean (of the members' step distributions; one"

@@ -33,7 +33,7 @@ import numpy as np
 from transducer.core.artifacts import ModelInfo, mean_conflict, read_members
 from transducer.core.config import TransducerError
 from transducer.inference.engine import load_engine as load_one
-from transducer.inference.probs import decode_probs
+from transducer.inference.probs import decode_in_slices
 
 LOG_FLOOR = 1e-30  # probabilities are clamped here before the log, as in decode.py
 
@@ -148,4 +148,4 @@ class EnsembleEngine:
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) ids -> (B, T) chosen ids (per-position argmax of the combined
         distribution) and (B,) P(output string) under it; copy_unk as in probs.decode_probs."""
-        return decode_probs(self.aligned_probs(ids), ids, copy_unk)
+        return decode_in_slices(self.aligned_probs, ids, copy_unk)

@@ -8,7 +8,7 @@ import numpy as np
 
 from transducer.core.artifacts import ModelInfo
 from transducer.core.vocab import PAD_ID, one_hot
-from transducer.inference.probs import decode_probs
+from transducer.inference.probs import decode_in_slices, in_slices
 from transducer.networks.export import load_keras
 
 
@@ -51,11 +51,12 @@ class KerasEngine:
         return self._scores_step
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
-        """The whole model over (B, T) ids, as float32."""
+        """The whole model over (B, T) ids, as float32, probs.CALL_ROWS rows at a time (the
+        one-hot input grows with the rows; the traced function takes any batch)."""
         if self._forward is None:
             self._forward = predict_function(self.model)
-        x = one_hot(ids, self.info.model.input_vocab_size)  # (B, T, Vin)
-        return np.asarray(self._forward(x), dtype=np.float32)
+        vin = self.info.model.input_vocab_size
+        return np.concatenate(in_slices(lambda rows: np.asarray(self._forward(one_hot(rows, vin)), np.float32), ids))
 
     def seq2seq_encode(self, ids: np.ndarray):
         """(B, T) ids -> encoder outputs (B, T, W), the decoder's initial state (B, W) and
@@ -120,7 +121,7 @@ class KerasEngine:
     def aligned_decode(self, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) ids -> (B, T) chosen output ids and (B,) P(output string); see
         probs.decode_probs for copy_unk."""
-        return decode_probs(self.aligned_probs(ids), ids, copy_unk)
+        return decode_in_slices(self.aligned_probs, ids, copy_unk)
 
     def label_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) right-padded ids -> (B, n_labels) probabilities (label models)."""

@@ -246,10 +246,11 @@ class NumpyEngine:
 
         Positions after a row's first </s> (or <pad>) are filled with </s>: they do not
         change the decoded string or its probability."""
-        if self.info.model.bidirectional:
-            return decode_probs(self.aligned_probs(ids), ids, copy_unk)
         if not len(ids):
             return np.zeros(ids.shape, dtype=np.int64), np.zeros(0)
+        if self.info.model.bidirectional:  # each sub-batch decoded where it is computed: memory stays flat
+            parts = _map_parts(lambda part: decode_probs(self.head(self.recurrent_stack(part)), part, copy_unk), ids)
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         # Sub-batches of lines of like length: a sub-batch steps until its longest row ends,
         # so mixed lengths cost steps (and row drops) for a few long rows.
         order = np.argsort(np.count_nonzero(ids != PAD_ID, axis=1), kind="stable")  # (B,)
@@ -454,5 +455,9 @@ def _map_parts(fn, ids: np.ndarray) -> list:
         return [fn(p) for p in parts]
     from concurrent.futures import ThreadPoolExecutor
 
+    # Costliest first (characters stand for steps), so no thread is left alone with a long
+    # part at the end while the others idle; results go back in order.
+    costs = [np.count_nonzero(p != PAD_ID) for p in parts]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, parts))
+        futures = {i: pool.submit(fn, parts[i]) for i in sorted(range(len(parts)), key=lambda i: -costs[i])}
+        return [futures[i].result() for i in range(len(parts))]

@@ -32,6 +32,7 @@ from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
 from transducer.inference import combine, decode, edit_decode, forced
 from transducer.inference.ensemble import EnsembleEngine, load_engine
+from transducer.inference.probs import CALL_ROWS
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 
@@ -269,17 +270,31 @@ class Predictor:
         model written before masks (it was trained on max_len-long rows)."""
         if self.members is not None:
             return self._combined(strings)
-        return self._grouped(strings, lambda ids, rows: self.candidates_for_ids(ids, [strings[i] for i in rows]))
+
+        def run(ids, rows):
+            return self.candidates_for_ids(ids, [strings[i] for i in rows])
+
+        if self.info.model.arch == "aligned" and self.beam == 1 and self.nbest == 1 and strings:
+            # The engine's aligned_decode takes the whole chunk: it sorts the lines by length
+            # and shares them out to its threads (numpy_engine), holding little at once.
+            return run(self.info.input_vocab.encode_batch(strings, self.max_len, fill=PAD_ID)[0], range(len(strings)))
+        return self._grouped(strings, run)
 
     def _grouped(self, strings: list[str], run) -> list:
         """run(ids, rows) -> one result per row, for (B, T) right-padded input ids of
-        strings[rows]: over all strings at once, or in groups of similar length (see
-        _compute); the results in the order of `strings`."""
+        strings[rows]: in input order, CALL_ROWS at a time, or in groups of similar length
+        (see _compute); the results in the order of `strings`."""
         if not strings:
             return []
         encode = self.info.input_vocab.encode_batch
         if not (self.info.model.arch in ("seq2seq", "edit") and self.info.model.masked):
-            return run(encode(strings, self.max_len, fill=PAD_ID)[0], list(range(len(strings))))
+            # max_len wide, in input order, CALL_ROWS lines at a time: what a call holds
+            # ((B, T, V) probabilities, an unmasked encoder's outputs) grows with its lines.
+            out = []
+            for g in range(0, len(strings), CALL_ROWS):
+                rows = list(range(g, min(g + CALL_ROWS, len(strings))))
+                out += run(encode([strings[i] for i in rows], self.max_len, fill=PAD_ID)[0], rows)
+            return out
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
         for g in range(0, len(order), GROUP):

@@ -1,11 +1,17 @@
 """From an aligned model's per-position probabilities to its output: the chosen symbols
-and P(output string). Shared by both engines, ensembles and explain."""
+and P(output string). Shared by both engines, ensembles and explain.
+
+A (B, T, V) array grows with the rows of a call, and predict hands an engine a whole
+chunk (--batch-size lines, 8,192 by default) so it can sort and share them out: whatever
+holds such an array does it CALL_ROWS rows at a time (`in_slices`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
+
+CALL_ROWS = 1024  # rows whose (B, T, V) probabilities are held at once
 
 
 def aligned_confidence(probs: np.ndarray, chosen: np.ndarray, copied: np.ndarray | None = None) -> np.ndarray:
@@ -34,3 +40,15 @@ def decode_probs(probs: np.ndarray, ids: np.ndarray, copy_unk: bool = False) -> 
         copied = ids == UNK_ID  # (B, T)
         best[copied] = UNK_ID
     return best, aligned_confidence(probs, best, copied)
+
+
+def in_slices(fn, ids: np.ndarray, *args) -> list:
+    """fn(ids[rows], *args) over slices of CALL_ROWS rows, in order: what fn holds at once
+    stays one slice's size, however many rows `ids` has."""
+    return [fn(ids[i : i + CALL_ROWS], *args) for i in range(0, max(len(ids), 1), CALL_ROWS)]
+
+
+def decode_in_slices(probs_fn, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """decode_probs(probs_fn(ids), ids, copy_unk), CALL_ROWS rows at a time."""
+    parts = in_slices(lambda rows: decode_probs(probs_fn(rows), rows, copy_unk), ids)
+    return np.concatenate([b for b, _ in parts]), np.concatenate([p for _, p in parts])
