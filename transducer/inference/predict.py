@@ -32,7 +32,7 @@ from transducer.core.config import OnLong, PredictOptions, TransducerError
 from transducer.core.data import LongLine, decode_line, iter_bounded_lines, line_reader
 from transducer.inference import combine, decode, edit_decode, forced
 from transducer.inference.ensemble import EnsembleEngine, load_engine
-from transducer.inference.probs import CALL_ROWS
+from transducer.inference.probs import row_slices
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 
 
@@ -282,19 +282,16 @@ class Predictor:
 
     def _grouped(self, strings: list[str], run) -> list:
         """run(ids, rows) -> one result per row, for (B, T) right-padded input ids of
-        strings[rows]: in input order, CALL_ROWS at a time, or in groups of similar length
-        (see _compute); the results in the order of `strings`."""
+        strings[rows]: in input order, probs.CALL_ROWS at a time, or in groups of similar
+        length (see _compute); the results in the order of `strings`."""
         if not strings:
             return []
         encode = self.info.input_vocab.encode_batch
         if not (self.info.model.arch in ("seq2seq", "edit") and self.info.model.masked):
             # max_len wide, in input order, CALL_ROWS lines at a time: what a call holds
             # ((B, T, V) probabilities, an unmasked encoder's outputs) grows with its lines.
-            out = []
-            for g in range(0, len(strings), CALL_ROWS):
-                rows = list(range(g, min(g + CALL_ROWS, len(strings))))
-                out += run(encode([strings[i] for i in rows], self.max_len, fill=PAD_ID)[0], rows)
-            return out
+            ids = encode(strings, self.max_len, fill=PAD_ID)[0]  # (B, max_len)
+            return [result for rows in row_slices(len(strings)) for result in run(ids[rows.start : rows.stop], rows)]
         order = sorted(range(len(strings)), key=lambda i: len(strings[i]))
         out: list = [None] * len(strings)
         for g in range(0, len(order), GROUP):

@@ -3,7 +3,7 @@ and P(output string). Shared by both engines, ensembles and explain.
 
 A (B, T, V) array grows with the rows of a call, and predict hands an engine a whole
 chunk (--batch-size lines, 8,192 by default) so it can sort and share them out: whatever
-holds such an array does it CALL_ROWS rows at a time (`in_slices`)."""
+holds such an array does it CALL_ROWS rows at a time (`row_slices`, `in_slices`)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,15 @@ def decode_probs(probs: np.ndarray, ids: np.ndarray, copy_unk: bool = False) -> 
     return best, aligned_confidence(probs, best, copied)
 
 
-def in_slices(fn, ids: np.ndarray, *args) -> list:
-    """fn(ids[rows], *args) over slices of CALL_ROWS rows, in order: what fn holds at once
-    stays one slice's size, however many rows `ids` has."""
-    return [fn(ids[i : i + CALL_ROWS], *args) for i in range(0, max(len(ids), 1), CALL_ROWS)]
+def row_slices(n: int) -> list[range]:
+    """Rows 0..n-1 in slices of CALL_ROWS, in order (one empty slice when n is 0)."""
+    return [range(i, min(i + CALL_ROWS, n)) for i in range(0, max(n, 1), CALL_ROWS)]
+
+
+def in_slices(fn, ids: np.ndarray) -> list:
+    """fn(ids[rows]) over row_slices, in order: what fn holds at once stays one slice's
+    size, however many rows `ids` has."""
+    return [fn(ids[rows.start : rows.stop]) for rows in row_slices(len(ids))]
 
 
 def decode_in_slices(probs_fn, ids: np.ndarray, copy_unk: bool = False) -> tuple[np.ndarray, np.ndarray]:
