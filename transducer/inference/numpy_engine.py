@@ -233,10 +233,14 @@ class NumpyEngine:
         kernel, bias = self.head_params()
         return softmax(h @ kernel + bias)
 
+    def _aligned_part(self, ids: np.ndarray) -> np.ndarray:
+        """One sub-batch of an aligned model: (b, T) ids -> (b, T, V) probabilities."""
+        return self.head(self.recurrent_stack(ids))
+
     @_limited_blas
     def aligned_probs(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) ids -> (B, T, V) probabilities."""
-        parts = _map_parts(lambda part: self.head(self.recurrent_stack(part)), ids)
+        parts = _map_parts(self._aligned_part, ids)
         return np.concatenate(parts) if parts else np.zeros((*ids.shape, self.info.model.output_vocab_size), np.float32)
 
     @_limited_blas
@@ -249,7 +253,7 @@ class NumpyEngine:
         if not len(ids):
             return np.zeros(ids.shape, dtype=np.int64), np.zeros(0)
         if self.info.model.bidirectional:  # each sub-batch decoded where it is computed: memory stays flat
-            parts = _map_parts(lambda part: decode_probs(self.head(self.recurrent_stack(part)), part, copy_unk), ids)
+            parts = _map_parts(lambda part: decode_probs(self._aligned_part(part), part, copy_unk), ids)
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         # Sub-batches of lines of like length: a sub-batch steps until its longest row ends,
         # so mixed lengths cost steps (and row drops) for a few long rows.
