@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_MAX_LEN, make_pairs, runner, invoke, assert_clean_error, default_sigint
+from conftest import TINY_MAX_LEN, make_pairs, runner, invoke, assert_clean_error, default_sigint, subprocess_env
 from transducer.cli import app
 
 # --- startup ---------------------------------------------------------------------------
@@ -60,6 +60,27 @@ def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "transducer", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert "predict" in out.stdout
+
+
+def test_the_command_line_shows_each_command_as_the_whole_app_does():
+    """`transducer CMD` builds only CMD's click command (cli._only_the_command): its help,
+    its usage errors and the group's own help must read as they do when every command is
+    built (CliRunner on the app), and a mistyped command still finds its neighbour."""
+    from transducer.cli import app
+
+    code = (
+        "import sys\n"
+        "from transducer.cli import main\n"
+        "sys.argv = ['transducer', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    env = {**subprocess_env(), "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    cases = [["--help"], ["predct", "m"]] + [[n, "--help"] for n in names] + [[n, "--no-such-option"] for n in names]
+    for argv in cases:
+        got = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, env=env)
+        want = runner.invoke(app, argv, env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}, prog_name="transducer")
+        assert (got.returncode, got.stdout, got.stderr) == (want.exit_code, want.stdout, want.stderr), argv
 
 
 # --- train -------------------------------------------------------------------------------

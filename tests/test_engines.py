@@ -422,41 +422,54 @@ def test_unseen_characters_are_copied_through_at_their_position(models, variant,
 
 BLAS_PROBE = """
 import json, sys
-import threadpoolctl
-from transducer.inference.numpy_engine import NumpyEngine
 
 def blas_threads():
+    import threadpoolctl
     return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
 
-inside = []
-head_params = NumpyEngine.head_params
-def probe(self):  # every engine path reads the head's weights, inside the engine's call
-    inside.append(blas_threads())
-    return head_params(self)
-NumpyEngine.head_params = probe
+seen = {}
+def install_probe():  # imports numpy; every engine path reads the head's weights inside its call
+    from transducer.inference.numpy_engine import NumpyEngine
+    seen["before"], seen["inside"] = blas_threads(), []
+    head_params = NumpyEngine.head_params
+    def probe(self):
+        seen["inside"].append(blas_threads())
+        return head_params(self)
+    NumpyEngine.head_params = probe
 
 how, model_dir = sys.argv[1:3]
-before = blas_threads()
-if how == "cli":
-    from transducer.cli import main
+if how.startswith("cli"):
+    import transducer.cli as cli
+    if how == "cli":  # the `transducer` command: nothing has loaded numpy before main()
+        start = cli.api.start_with_one_blas_thread
+        def start_then_probe():  # main() starts with this, before its command loads numpy
+            start()
+            install_probe()
+        cli.api.start_with_one_blas_thread = start_then_probe
+    else:  # main() called from a process that has numpy loaded already
+        install_probe()
     sys.argv = ["transducer", "predict", model_dir]
     try:
-        main()
+        cli.main()
     except SystemExit as e:
         assert not e.code, e.code
 else:
+    install_probe()
     import transducer
     transducer.load(model_dir).predict(["abc", "ba"])
-print(json.dumps({"before": before, "inside": sorted(set(inside)), "after": blas_threads()}), file=sys.stderr)
+print(json.dumps({"before": seen["before"], "inside": sorted(set(seen["inside"])), "after": blas_threads()}), file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("how", ["cli", "api"])
+@pytest.mark.parametrize("how", ["cli", "cli-after-numpy", "api"])
 @pytest.mark.parametrize("user", [{}, {"OPENBLAS_NUM_THREADS": "2"}, {"TRANSDUCER_BLAS_THREADS": "2"}], ids=["default", "openblas-env", "transducer-env"])
 def test_predict_runs_with_one_blas_thread_unless_the_user_asks(models, how, user):
     """Counted inside the engine's call (threadpoolctl's view of the loaded BLAS), in a
     fresh process: as shipped, one thread, and the process's own setting back afterwards;
-    a user's OPENBLAS_NUM_THREADS is left as it is; TRANSDUCER_BLAS_THREADS is obeyed."""
+    a user's OPENBLAS_NUM_THREADS is left as it is; TRANSDUCER_BLAS_THREADS is obeyed.
+    The `transducer` command has OpenBLAS start with one thread when the user chose none
+    (no idle BLAS threads spinning in a short process); called from a process that loaded
+    numpy first, the engine's limit still holds."""
     env = {k: v for k, v in subprocess_env().items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TRANSDUCER_BLAS_THREADS")}
     out = subprocess.run(
         [sys.executable, "-c", BLAS_PROBE, how, str(models["two-layers"])], input="abc\nba\n",
@@ -467,6 +480,8 @@ def test_predict_runs_with_one_blas_thread_unless_the_user_asks(models, how, use
     assert seen["inside"] and seen["after"] == seen["before"]
     if not user:
         assert seen["inside"] == [1]
+        if how == "cli":
+            assert seen["before"] == 1  # OpenBLAS started with one thread
     elif "OPENBLAS_NUM_THREADS" in user:
         assert seen["inside"] == [seen["before"]]
     else:
@@ -474,7 +489,7 @@ def test_predict_runs_with_one_blas_thread_unless_the_user_asks(models, how, use
 
 
 def test_the_blas_thread_setting():
-    from transducer.inference.numpy_engine import blas_threads
+    from transducer.core.blas import blas_threads
 
     assert blas_threads({}) == 1
     assert blas_threads({"OMP_NUM_THREADS": "4"}) is None and blas_threads({"OPENBLAS_NUM_THREADS": "1"}) is None

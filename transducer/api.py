@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 # Re-exported for the command line, which imports nothing below this module but these.
+from transducer.core.blas import start_with_one_blas_thread  # noqa: F401
 from transducer.core.config import (  # noqa: F401
     ARCHITECTURE, Arch, Attention, Combine, TeacherMode, Distribute, EncodingErrors, Engine, Format, Head, LogFormat, LrSchedule,
     ModelConfig, Normalize, OnLong, PredictOptions, TrainConfig, TransducerError, Unk, check_choices, help_of, option,

@@ -17,7 +17,6 @@ import numpy as np
 
 from transducer.core.artifacts import ModelInfo
 from transducer.core.config import ENGINES, TransducerError
-from transducer.inference.keras_engine import KerasEngine
 from transducer.inference.numpy_engine import NumpyEngine
 
 
@@ -86,6 +85,8 @@ def load_engine(info: ModelInfo, engine: str = "numpy") -> Engine:
     """The engine `engine` ("numpy" | "keras") for one model (an ensemble's member)."""
     if engine not in ENGINES:
         raise TransducerError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "keras":
+    if engine == "keras":  # imported here: the numpy engine's processes never need it
+        from transducer.inference.keras_engine import KerasEngine
+
         return KerasEngine(info)
     return NumpyEngine(info)

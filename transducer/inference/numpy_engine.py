@@ -35,10 +35,10 @@ units): BLAS's own threads cost more than they give, and on a busy machine they 
 (3.6-8x slower with two other busy processes on 2 cores). So every public call runs with
 BLAS limited to one thread (threadpoolctl, for the CLI and the Python API alike; the
 previous limit is restored when the last concurrent call returns), and the engine runs
-sub-batches in threads of its own instead (_map_parts). A user's explicit choice wins:
-  TRANSDUCER_BLAS_THREADS=N                 BLAS gets N threads during the engine's calls
-  OPENBLAS_NUM_THREADS, OMP_NUM_THREADS     set (and TRANSDUCER_BLAS_THREADS not): the
-  or MKL_NUM_THREADS                        engine leaves BLAS as they configured it
+sub-batches in threads of its own instead (_map_parts). A user's explicit choice wins
+(TRANSDUCER_BLAS_THREADS, or BLAS's own variables: core/blas.py reads them). The
+`transducer` command goes further and has OpenBLAS start with one thread at all
+(core/blas.start_with_one_blas_thread), which this limit then finds in place.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ import numpy as np
 
 from transducer.core import names
 from transducer.core.artifacts import WEIGHTS, ModelInfo
+from transducer.core.blas import blas_threads
 from transducer.core.config import TransducerError
 from transducer.core.vocab import END_ID, PAD_ID, UNK_ID
 from transducer.inference.kernels import (
@@ -61,21 +62,6 @@ from transducer.inference.kernels import (
 from transducer.inference.probs import decode_probs
 
 SUB_BATCH = 256  # rows per numpy pass: keeps h, gates and projections in the CPU caches
-BLAS_THREADS = "TRANSDUCER_BLAS_THREADS"  # the user's BLAS thread count for the engine
-BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # BLAS's own settings
-
-
-def blas_threads(env=os.environ) -> int | None:
-    """The BLAS threads the engine runs with: TRANSDUCER_BLAS_THREADS, else None (leave
-    BLAS alone) when the user configured BLAS through its own variables, else 1."""
-    value = env.get(BLAS_THREADS, "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise TransducerError(f"{BLAS_THREADS} must be a whole number of threads, at least 1; got {value!r}")
-        return int(value)
-    if any(env.get(name, "").strip() for name in BLAS_ENV):
-        return None
-    return 1
 
 
 class _BlasLimit:
