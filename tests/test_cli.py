@@ -76,7 +76,7 @@ def test_the_command_line_shows_each_command_as_the_whole_app_does():
     )
     env = {**subprocess_env(), "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
     names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
-    cases = [["--help"], ["predct", "m"]] + [[n, "--help"] for n in names] + [[n, "--no-such-option"] for n in names]
+    cases = [["--help"], ["predct", "m"], ["predict", "--no-such-option"], ["train", "--hidden", "x"]] + [[n, "--help"] for n in names]
     for argv in cases:
         got = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, env=env)
         want = runner.invoke(app, argv, env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}, prog_name="transducer")
