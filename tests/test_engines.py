@@ -488,6 +488,20 @@ def test_predict_runs_with_one_blas_thread_unless_the_user_asks(models, how, use
         assert seen["inside"] == [min(2, seen["before"])]
 
 
+def test_a_bad_blas_thread_count_is_one_line_through_the_command(models):
+    """The `transducer` command reads the BLAS variables before anything else (to start
+    OpenBLAS with one thread): a bad TRANSDUCER_BLAS_THREADS is still the command's own
+    one-line error, not a traceback from that early read."""
+    env = {**subprocess_env(), "TRANSDUCER_BLAS_THREADS": "two"}
+    code = "import sys\nfrom transducer.cli import main\nsys.argv = ['transducer', *sys.argv[1:]]\nmain()\n"
+    out = subprocess.run([sys.executable, "-c", code, "predict", str(models["two-layers"])], input="abc\n",
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "Traceback" not in out.stderr
+    assert [l for l in out.stderr.splitlines() if l.strip()] == [
+        "error: TRANSDUCER_BLAS_THREADS must be a whole number of threads, at least 1; got 'two'"]
+
+
 def test_the_blas_thread_setting():
     from transducer.core.blas import blas_threads
 

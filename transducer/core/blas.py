@@ -43,5 +43,9 @@ def start_with_one_blas_thread(env=os.environ) -> None:
     engine's own limit must stay in charge there, so the variable must not say "set")."""
     if "numpy" in sys.modules:
         return
-    if blas_threads({k: env.get(k, "") for k in (BLAS_THREADS, *BLAS_ENV)}) == 1:
+    try:
+        one = blas_threads(env) == 1
+    except TransducerError:  # a bad TRANSDUCER_BLAS_THREADS: the command reports it, as its own error
+        return
+    if one:
         env["OPENBLAS_NUM_THREADS"] = "1"
