@@ -20,7 +20,6 @@ agreement.jsonl beside this script.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import statistics
@@ -31,7 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import run  # noqa: E402  (bench/sigmorphon/run.py: the splits, phone maps, WER)
+import run  # noqa: E402  (bench/sigmorphon/run.py: the splits, phone maps)
+from combine import errors, members_of, wer  # noqa: E402  (model globs, WER as combine.py scores it)
 
 import transducer  # noqa: E402
 
@@ -39,23 +39,10 @@ SPLITS = ("dev", "test")
 RECORD = HERE / "agreement.jsonl"
 
 
-def models(root: Path, patterns: list[str], lang: str) -> list[Path]:
-    """The model directories the globs match for `lang`, in pattern order, each sorted."""
-    found = []
-    for pattern in patterns:
-        found += sorted(Path(h) for h in glob.glob(str(root / pattern.format(lang=lang))) if (Path(h) / "config.json").is_file())
-    return list(dict.fromkeys(found))
-
-
 def outputs(model: Path, words: dict[str, list[str]]) -> dict[str, list[str]]:
     """The model's greedy output for every word of every split."""
     loaded = transducer.load(model)
     return {split: loaded.predict(ws) for split, ws in words.items()}
-
-
-def wer(outs: list[str], rows: list, mapping: dict[str, str]) -> float:
-    back = {c: p for p, c in mapping.items()}
-    return 100.0 * sum([back.get(c, c) for c in o] != phones for o, (_, phones) in zip(outs, rows)) / len(rows)
 
 
 def differ(a: list[str], b: list[str]) -> float:
@@ -69,8 +56,8 @@ def mean_sd(xs: list[float]) -> str:
 
 def measure(lang: str, args) -> dict | None:
     root = Path(args.source)
-    teacher = models(root, [args.teacher], lang)
-    groups = {"members": models(root, args.members, lang), "students": models(root, args.students, lang)}
+    teacher = members_of(root, [args.teacher], lang)
+    groups = {"members": members_of(root, args.members, lang), "students": members_of(root, args.students, lang)}
     if not teacher or not all(groups.values()):
         print(f"{lang}: no teacher, members or students under {root}; skipped", file=sys.stderr)
         return None
@@ -80,13 +67,13 @@ def measure(lang: str, args) -> dict | None:
     row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "lang": lang, "commit": run.commit(),
            "load": round(os.getloadavg()[0], 1), "teacher": str(teacher[0])}
     for split in SPLITS:
-        row[f"teacher_{split}_wer"] = round(wer(t_out[split], splits[split], mapping), 2)
+        row[f"teacher_{split}_wer"] = wer(errors(t_out[split], splits[split], mapping))
     for name, dirs in groups.items():
         row[name] = [str(d) for d in dirs]
         outs = [outputs(d, words) for d in dirs]
         for split in SPLITS:
             row[f"{name}_{split}_differ"] = [round(differ(o[split], t_out[split]), 2) for o in outs]
-            row[f"{name}_{split}_wer"] = [round(wer(o[split], splits[split], mapping), 2) for o in outs]
+            row[f"{name}_{split}_wer"] = [wer(errors(o[split], splits[split], mapping)) for o in outs]
     with open(RECORD, "a", encoding="utf-8") as f:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return row
