@@ -438,15 +438,19 @@ def test_edit_options_in_the_cli(tmp_path):
 
 
 def test_edit_recipe_defaults():
-    """The seq2seq recipe (not yet tuned for edit), NFD, and a bidirectional encoder
-    unless --no-bidirectional is given; --init-from keeps the source's."""
+    """The seq2seq recipe with batches of 16 (64 for the other architectures) unless
+    --batch-size is given, NFD, and a bidirectional encoder unless --no-bidirectional is
+    given; --init-from keeps the source's."""
     from transducer.training.recipe import SEQ2SEQ_DROPOUT, SEQ2SEQ_TRAIN, resolve
 
     arch = {"arch": "edit", "max_len": 8, "hidden": 4, "layers": 1, "bidirectional": False, "reset_after": True,
             "head": "dense", "attention": "luong", "normalize": None}
-    model, train = resolve(arch, None, {})
+    model, train = resolve(arch, None, {"batch_size": None})
     assert model.bidirectional and model.normalize == "nfd" and model.dropout == SEQ2SEQ_DROPOUT
     assert model.attention == "none"
     assert {k: getattr(train, k) for k in SEQ2SEQ_TRAIN} == SEQ2SEQ_TRAIN
+    assert train.batch_size == 16
+    assert resolve(arch, None, {"batch_size": 64})[1].batch_size == 64
+    assert resolve({**arch, "arch": "seq2seq"}, None, {"batch_size": None})[1].batch_size == 64
     model, _ = resolve(arch, None, {}, given=frozenset({"bidirectional"}))
     assert not model.bidirectional

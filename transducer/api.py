@@ -46,6 +46,8 @@ from transducer.core.config import (  # noqa: F401
     ModelConfig, Normalize, OnLong, PredictOptions, TrainConfig, TransducerError, Unk, check_choices, help_of, option,
 )
 
+from transducer.training.recipe import EDIT_TRAIN  # plain Python: the edit recipe's batch size, for help
+
 if TYPE_CHECKING:
     from transducer.core.artifacts import ModelInfo
     from transducer.core.history import TrainingSummary
@@ -398,30 +400,34 @@ class TrainOptions:
                        " dense only).", Head)
     hidden: int = option(ModelConfig.hidden, "Units in each GRU layer.")
     layers: int = option(ModelConfig.layers, "Stacked GRU layers.")
-    bidirectional: bool = option(ModelConfig.bidirectional, "Read the input both ways (each position sees all of it).")
+    bidirectional: bool = option(ModelConfig.bidirectional, "Read the input both ways (each position sees all of it). --arch edit:"
+                                  " on unless --no-bidirectional.")
     dropout: float | None = option(None, "Dropout after each GRU layer (seq2seq: and on attention weights)."
-                                   " Default: aligned 0, seq2seq 0.1.")
+                                   " Default: aligned 0, seq2seq and edit 0.1.")
     reset_after: bool = option(ModelConfig.reset_after, "GRU reset gate after the matmul (Keras 3's default); off:"
                                " Keras 2's GRU and parameter counts.")
     attention: str = option(ModelConfig.attention, "seq2seq attention: luong (dot product), bahdanau (additive)"
                             " or none.", Attention)
     max_len: int = option(ModelConfig.max_len, "Longest input/output string in characters (after Unicode normalization).")
     normalize: str | None = option(None, "Unicode normalization of training pairs and, later, of inputs: none, nfc,"
-                                   " nfd, nfkc or nfkd. Default: aligned none, seq2seq nfd.", Normalize)
+                                   " nfd, nfkc or nfkd. Default: aligned none, seq2seq and"
+                                   " edit nfd.", Normalize)
     epochs: int = option(TrainConfig.epochs, "Maximum epochs (early stopping usually ends sooner).")
-    batch_size: int = option(TrainConfig.batch_size, "Sequences per training step (per replica with --distribute).")
+    batch_size: int | None = option(None, "Sequences per training step (per replica with --distribute)."
+                                    f" Default: edit {EDIT_TRAIN['batch_size']}, others {TrainConfig.batch_size}.")
     learning_rate: float = option(TrainConfig.learning_rate, "Adam learning rate.")
     val_split: float = option(TrainConfig.val_split, "Fraction of pairs held out for validation.")
     val_file: str | None = option(None, "Validation pairs file (instead of --val-split).")
-    patience: int | None = option(None, "Epochs without improvement before stopping. Default: aligned 2, seq2seq 4.")
+    patience: int | None = option(None, "Epochs without improvement before stopping. Default: aligned 2, seq2seq and"
+                                  " edit 4.")
     min_delta: float | None = option(None, "Smallest validation-loss drop that counts as improvement: aligned, absolute"
-                                     " (default 1e-3); seq2seq, a fraction of the best loss (default 1e-3 = 0.1%).")
+                                     " (default 1e-3); seq2seq and edit, a fraction of the best loss (default 1e-3 = 0.1%).")
     lr_schedule: str | None = option(None, "Learning-rate schedule: constant; plateau (halve after --lr-patience"
                                      " epochs without improvement); cosine (fall towards 0 over --epochs, for a fixed"
-                                     " time budget). Default: aligned constant, seq2seq plateau.", LrSchedule)
+                                     " time budget). Default: aligned constant, seq2seq and edit plateau.", LrSchedule)
     lr_patience: int | None = option(None, "plateau: epochs without improvement before halving (default 2).")
     label_smoothing: float | None = option(None, "Spread this share of each target's probability over all symbols"
-                                           " (default: aligned 0, seq2seq 0.1); confidences then stay below 1 - this"
+                                           " (default: aligned 0, seq2seq and edit 0.1); confidences then stay below 1 - this"
                                            " share.")
     rollin: float = option(TrainConfig.rollin, "--arch edit: K of roll-in, training also at the states the model's"
                            " own actions reach; the share of steps that follow the expert falls as"

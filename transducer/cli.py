@@ -143,7 +143,7 @@ def train(
     max_len: Annotated[int, opt(TrainOptions, "max_len", panel=NETWORK)] = TrainOptions.max_len,
     normalize: Annotated[Optional[str], opt(TrainOptions, "normalize", panel=NETWORK)] = TrainOptions.normalize,
     epochs: Annotated[int, opt(TrainOptions, "epochs", panel=TRAINING)] = TrainOptions.epochs,
-    batch_size: Annotated[int, opt(TrainOptions, "batch_size", panel=TRAINING)] = TrainOptions.batch_size,
+    batch_size: Annotated[Optional[int], opt(TrainOptions, "batch_size", panel=TRAINING)] = TrainOptions.batch_size,
     learning_rate: Annotated[float, opt(TrainOptions, "learning_rate", panel=TRAINING)] = TrainOptions.learning_rate,
     val_split: Annotated[float, opt(TrainOptions, "val_split", panel=TRAINING)] = TrainOptions.val_split,
     val_file: Annotated[Optional[str], opt(TrainOptions, "val_file", metavar="FILE", panel=TRAINING)] = TrainOptions.val_file,
