@@ -232,6 +232,30 @@ def show_seeds(tags: list[str]) -> str:
     return "\n".join(out)
 
 
+def show_paired(base: str, tags: list[str]) -> str:
+    """Markdown: each tag against `base` on the seeds both ran (the same seed is the same
+    initial weights and data order, so seed-to-seed noise cancels): per language, dev and
+    test WER as mean ± sd, and the paired difference tag − base (negative: tag better)."""
+    latest = latest_rows()
+    out = ["| setting | language | seeds | dev | dev: " + base + " | dev: paired difference | test | test: "
+           + base + " | test: paired difference | train s |", "| --- " * 10 + "|"]
+    for tag in tags:
+        for lang in LANGS:
+            seeds = sorted(s for (t, l, s) in latest if t == tag and l == lang and (base, lang, s) in latest)
+            if not seeds:
+                continue
+            rows = [(latest[(tag, lang, s)], latest[(base, lang, s)]) for s in seeds]
+            cells = []
+            for split in ("dev_wer", "test_wer"):
+                cells += [f"{m:.2f} ± {sd:.2f}" for m, sd in (mean_sd([r[split] for r, _ in rows]),
+                                                             mean_sd([b[split] for _, b in rows]))]
+                cells.append("{:+.2f} ± {:.2f}".format(*mean_sd([r[split] - b[split] for r, b in rows])))
+            secs = [r["train_s"] for r, _ in rows if r["train_s"] is not None]
+            cells.append(f"{min(secs):.0f}-{max(secs):.0f}" if secs else "-")
+            out.append(f"| {tag} | {lang} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def show(tags: list[str]) -> str:
     """A markdown table of results.jsonl's latest row per (tag, language): test WER (dev WER,
     train seconds). A tag TAG+beamN names the rows scored with --beam N."""
@@ -257,12 +281,16 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="score the models already in work/TAG/ (no training)")
     p.add_argument("--show", nargs="+", metavar="TAG", help="print results.jsonl's rows of these tags as markdown; no run")
     p.add_argument("--show-seeds", nargs="+", metavar="TAG", help="as --show, mean ± sd over each tag's seeds")
+    p.add_argument("--paired", metavar="BASE", help="with --show-seeds: each tag against BASE on their common seeds")
     p.add_argument("--seeds", nargs="+", type=int, help="train one model per seed (work/TAG/LANG/seedK)")
     p.add_argument("--train-words", type=int, help="keep the first N training words")
     p.add_argument("--train-only", action="store_true", help="train, score nothing (score later with --reuse)")
     args = p.parse_args()
     if args.show or args.show_seeds:
-        print(show(args.show) if args.show else show_seeds(args.show_seeds))
+        if args.paired and args.show_seeds:
+            print(show_paired(args.paired, args.show_seeds))
+        else:
+            print(show(args.show) if args.show else show_seeds(args.show_seeds))
         return
     print(f"tag {args.tag}: transducer train {' '.join(ARCH_FLAGS)} --val-file dev {args.train_flags}".rstrip()
           + f"; predict --beam {args.beam}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
