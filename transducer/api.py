@@ -400,8 +400,8 @@ class TrainOptions:
                        " dense only).", Head)
     hidden: int = option(ModelConfig.hidden, "Units in each GRU layer.")
     layers: int = option(ModelConfig.layers, "Stacked GRU layers.")
-    bidirectional: bool = option(ModelConfig.bidirectional, "Read the input both ways (each position sees all of it). --arch edit:"
-                                  " on unless --no-bidirectional.")
+    bidirectional: bool = option(ModelConfig.bidirectional, "Read the input both ways (each position sees all of"
+                                 " it). --arch edit: on unless --no-bidirectional.")
     dropout: float | None = option(None, "Dropout after each GRU layer (seq2seq: and on attention weights)."
                                    " Default: aligned 0, seq2seq and edit 0.1.")
     reset_after: bool = option(ModelConfig.reset_after, "GRU reset gate after the matmul (Keras 3's default); off:"
@@ -421,14 +421,15 @@ class TrainOptions:
     patience: int | None = option(None, "Epochs without improvement before stopping. Default: aligned 2, seq2seq and"
                                   " edit 4.")
     min_delta: float | None = option(None, "Smallest validation-loss drop that counts as improvement: aligned, absolute"
-                                     " (default 1e-3); seq2seq and edit, a fraction of the best loss (default 1e-3 = 0.1%).")
+                                     " (default 1e-3); seq2seq and edit, a fraction of the best loss (default 1e-3 ="
+                                     " 0.1%).")
     lr_schedule: str | None = option(None, "Learning-rate schedule: constant; plateau (halve after --lr-patience"
                                      " epochs without improvement); cosine (fall towards 0 over --epochs, for a fixed"
                                      " time budget). Default: aligned constant, seq2seq and edit plateau.", LrSchedule)
     lr_patience: int | None = option(None, "plateau: epochs without improvement before halving (default 2).")
     label_smoothing: float | None = option(None, "Spread this share of each target's probability over all symbols"
-                                           " (default: aligned 0, seq2seq and edit 0.1); confidences then stay below 1 - this"
-                                           " share.")
+                                           " (default: aligned 0, seq2seq and edit 0.1); confidences then stay below"
+                                           " 1 - this share.")
     rollin: float = option(TrainConfig.rollin, "--arch edit: K of roll-in, training also at the states the model's"
                            " own actions reach; the share of steps that follow the expert falls as"
                            " K / (K + exp(epoch / K)) (published: 12). 0: the expert's path only.")

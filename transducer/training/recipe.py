@@ -30,8 +30,8 @@ SEQ2SEQ_TRAIN = {
 SEQ2SEQ_DROPOUT = 0.1  # 0.3 learned slower on 3,600-7,200 pairs; 0.1 matched it with smoothing
 # The edit model (--arch edit) starts from the seq2seq recipe (dropout, NFD, SEQ2SEQ_TRAIN)
 # with smaller batches: 16 pairs a step gave a lower dev WER than 64 on SIGMORPHON
-# (docs/benchmarks/sigmorphon.md, "Tuning the edit recipe") in about the same time, as
-# fewer epochs were needed. Its encoder is bidirectional unless --no-bidirectional (the
+# (docs/benchmarks/sigmorphon.md, "Tuning the edit recipe"), for about twice the training
+# time (four times the steps per epoch, somewhat fewer epochs). Its encoder is bidirectional unless --no-bidirectional (the
 # published edit transducer's is, and seq2seq measured better so on sigmorphon).
 EDIT_TRAIN = {**SEQ2SEQ_TRAIN, "batch_size": 16}
 RECIPE_ARCHS = ("seq2seq", "edit")  # the architectures trained with the seq2seq recipe
@@ -40,11 +40,10 @@ EDIT_BIDIRECTIONAL = True
 
 def train_defaults(arch: str) -> dict:
     """TrainConfig fields the user did not set, for `arch`."""
-    if arch == "edit":
-        return dict(EDIT_TRAIN)
+    if arch in RECIPE_ARCHS:
+        return dict(EDIT_TRAIN if arch == "edit" else SEQ2SEQ_TRAIN)
     fields = TrainConfig()
-    base = {k: getattr(fields, k) for k in EDIT_TRAIN}
-    return dict(SEQ2SEQ_TRAIN, batch_size=fields.batch_size) if arch in RECIPE_ARCHS else base
+    return {k: getattr(fields, k) for k in SEQ2SEQ_TRAIN}
 
 
 def default_dropout(arch: str) -> float:
