@@ -286,8 +286,10 @@ def main() -> None:
     p.add_argument("--train-words", type=int, help="keep the first N training words")
     p.add_argument("--train-only", action="store_true", help="train, score nothing (score later with --reuse)")
     args = p.parse_args()
+    if args.paired and not args.show_seeds:
+        p.error("--paired goes with --show-seeds")
     if args.show or args.show_seeds:
-        if args.paired and args.show_seeds:
+        if args.paired:
             print(show_paired(args.paired, args.show_seeds))
         else:
             print(show(args.show) if args.show else show_seeds(args.show_seeds))

@@ -31,8 +31,9 @@ SEQ2SEQ_DROPOUT = 0.1  # 0.3 learned slower on 3,600-7,200 pairs; 0.1 matched it
 # The edit model (--arch edit) starts from the seq2seq recipe (dropout, NFD, SEQ2SEQ_TRAIN)
 # with smaller batches: 16 pairs a step gave a lower dev WER than 64 on SIGMORPHON
 # (docs/benchmarks/sigmorphon.md, "Tuning the edit recipe"), for about twice the training
-# time (four times the steps per epoch, somewhat fewer epochs). Its encoder is bidirectional unless --no-bidirectional (the
-# published edit transducer's is, and seq2seq measured better so on sigmorphon).
+# time (four times the steps per epoch, somewhat fewer epochs). Its encoder is
+# bidirectional unless --no-bidirectional (the published edit transducer's is, and
+# seq2seq measured better so on sigmorphon).
 EDIT_TRAIN = {**SEQ2SEQ_TRAIN, "batch_size": 16}
 RECIPE_ARCHS = ("seq2seq", "edit")  # the architectures trained with the seq2seq recipe
 EDIT_BIDIRECTIONAL = True
