@@ -445,6 +445,10 @@ class TrainOptions:
     ensemble: int | None = option(None, "Train N members (seeds --seed, --seed+1, ...) into one model directory;"
                                   " predict and evaluate average them. Default 1, or with --init-from as many as"
                                   " that model has.")
+    bootstrap: bool = option(TrainConfig.bootstrap, "Bagging: each member (or this one model) trains on its own"
+                             " bootstrap resample of the training pairs, drawn with its seed (each pair 0, 1, 2..."
+                             " times; about 63% of them at least once); validation unchanged. Members then"
+                             " disagree more, which a vote or mean can use.")
     teacher: str | None = option(None, "Distil this model (e.g. an ensemble) into one: at every step of each"
                                  " training target the student fits the teacher's distribution as well as the"
                                  " reference, and takes its vocabularies (an edit student its actions and aligner too)."
@@ -483,7 +487,7 @@ def train_configs(options: TrainOptions, given: frozenset[str]) -> tuple[ModelCo
         patience=o.patience, min_delta=o.min_delta, lr_schedule=o.lr_schedule, lr_patience=o.lr_patience,
         label_smoothing=o.label_smoothing, epochs=o.epochs, batch_size=o.batch_size, learning_rate=o.learning_rate,
         val_split=o.val_split, seed=o.seed, skip_invalid=o.skip_invalid, distribute=o.distribute, ensemble=o.ensemble,
-        rollin=o.rollin,
+        rollin=o.rollin, bootstrap=o.bootstrap,
     )
     return resolve(architecture, o.dropout, training, given & ARCHITECTURE_OPTIONS, o.init_from)
 

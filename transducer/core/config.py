@@ -271,6 +271,8 @@ class TrainConfig:
     ensemble: int = 1  # members trained into one model directory (training/ensemble.py, inference/ensemble.py)
     member: int = 0  # this member's 0-based index: weights and shuffling are seeded with
     #                  seed + member, the validation split with seed (shared by all members)
+    bootstrap: bool = False  # train on a bootstrap resample of the training pairs drawn with
+    #                          seed + member (bagging: members that disagree; training/stream.py)
 
     def __post_init__(self):
         if self.epochs < 1:

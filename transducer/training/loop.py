@@ -214,6 +214,7 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
     """Step 2: seed, make the datasets, build and compile the model, find the checkpoint.
     aligner_from: an edit model's aligner comes from this model directory (see edit_data)."""
     cfg, init_seed = prep.cfg, train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
+    resample = resample_seed(train_cfg)
     keras.utils.set_random_seed(init_seed)
     tf.config.experimental.enable_op_determinism()
     # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
@@ -232,7 +233,7 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         reuse = prep.source.path if prep.source is not None else aligner_from
         if teaching is not None:  # the teacher's members are fed the student's expert path
             reuse = teaching.aligner_dir
-        edit = edit_data.prepare_edit(prep, staging, ckpt is not None, reuse)
+        edit = edit_data.prepare_edit(prep, staging, ckpt is not None, reuse, resample)
         kinds = ActionKinds.of(edit.actions)
 
     def pipeline(scan, side, shuffle_seed=None, arrays=None):
@@ -243,7 +244,8 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
                                         cfg.max_len, shuffle_seed)
         else:
             ds = stream.pairs_dataset(
-                scan, cfg, prep.in_vocab, prep.out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed
+                scan, cfg, prep.in_vocab, prep.out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed,
+                bootstrap=resample,
             )
         return distribute.prepare_dataset(plan, ds)
 
@@ -273,11 +275,25 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
             trainer = teaching.trainer(model)
             compile_model(trainer, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe, like=model)
     distribute.patch_for_strategy(plan, trainer, dataset_for_epoch(0).element_spec)
-    steps = math.ceil(prep.n_train / plan.global_batch)
+    steps = math.ceil(epoch_rows(prep, resample) / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
     return Run(prep, train_cfg, plan, model, trainer, keeper, written, staging, identity, ckpt, dataset_for_epoch,
                val_ds, pipeline, edit)
+
+
+def resample_seed(train_cfg: TrainConfig) -> int | None:
+    """--bootstrap: the seed of this member's resample (its own, as its weights'), else None."""
+    return train_cfg.seed + train_cfg.member if train_cfg.bootstrap else None
+
+
+def epoch_rows(prep: Prepared, resample: int | None) -> int:
+    """Training rows one epoch holds: the training pairs, or with --bootstrap as many as the
+    resample `resample` draws (each pair 0, 1, 2... times)."""
+    if resample is None:
+        return prep.n_train
+    labels = prep.out_vocab if prep.cfg.arch == "label" else None
+    return stream.resampled_rows(prep.data, resample, labels)
 
 
 def start_counts(run: Run) -> dict:
@@ -286,6 +302,7 @@ def start_counts(run: Run) -> dict:
     return {
         "n_train": data.n_train,
         "n_val": run.prep.n_val,
+        "bootstrap_rows": epoch_rows(run.prep, resample_seed(run.train_cfg)) if run.train_cfg.bootstrap else None,
         "skipped": data.n_invalid,
         "skipped_detail": data.describe_invalid() if data.invalid else "",
         "skipped_by_kind": data.invalid_by_kind(),
@@ -415,6 +432,8 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
         "final_on": "validation" if run.val_ds is not None else "training",
     }
     data.update(learned_length(prep))
+    if run.train_cfg.bootstrap:  # rows an epoch of this member's resample holds
+        data["bootstrap_rows"] = epoch_rows(prep, resample_seed(run.train_cfg))
     cfg_json = artifacts.config_dict(prep.cfg, prep.in_vocab, prep.out_vocab, train=run.train_cfg.to_dict(), data=data)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
     metrics = {

@@ -17,6 +17,13 @@ Two steps:
    prefetch. Nothing holds the whole file. (A model written before masks, or an aligned
    bidirectional one, gets max_len-long batches instead: ModelConfig.variable_length.)
 
+Bootstrap resample (`train --bootstrap`, bagging). Each training row is drawn k times,
+k ~ Poisson(1) from another hash of (seed, line content): about 63% of the rows at least
+once, some twice or more, the epoch about as long as without (Oza and Russell's online
+bagging: the same distribution as drawing n of n with replacement, as n grows). Decided per
+row from its content, like the split, so the pipeline repeats rows as it streams them and
+`resampled_rows` counts the epoch in one pass; validation rows are never resampled.
+
 Train/validation split. Each row goes to validation when a hash of (seed, line content)
 falls below `val_split` of the hash range. Hashing the *content* rather than the line
 number keeps the split disjoint by content: a line repeated in the file is always on one
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 import shutil
 import sys
@@ -63,6 +71,9 @@ READ_CHUNK = 4_096  # lines per vectorised read/filter step in the pipeline
 BUCKET_WINDOW = 32  # batches sorted by length together (length buckets); also the number
 #                     of batches shuffled together afterwards
 BOM = b"\xef\xbb\xbf"
+# P(k <= j) for k ~ Poisson(1), j = 0..7: a row's bootstrap count is how many of these its
+# uniform hash reaches (capped at 8: P(k > 8) is 1e-6).
+POISSON1_CDF = tuple(math.exp(-1) * sum(1 / math.factorial(i) for i in range(j + 1)) for j in range(8))
 
 
 @dataclass
@@ -92,6 +103,7 @@ class ScannedPairs:
     label_rows: dict = field(default_factory=dict)  # label -> [training rows, validation rows]
     output_ratio: float = 0.0  # largest len(output) / max(len(input), 1) of a training row:
     #                            what config.OutputLength bounds decoding by
+    resampled: dict = field(default_factory=dict)  # bootstrap seed -> training rows drawn (resampled_rows)
 
     @property
     def n_train(self) -> int:
@@ -302,22 +314,46 @@ def split_buckets(lines, seed: int):
     return tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS)  # same shape as lines
 
 
-def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None):
+def bootstrap_counts(lines, seed: int):
+    """How many times each line (bytes, as split_buckets reads them) is drawn into the
+    bootstrap resample of `seed`: Poisson(1), from a hash of (seed, line) that is
+    independent of the split's. The pipeline calls it on its string tensors too."""
+    salted = tf.constant(f"bootstrap {seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
+    u = tf.cast(tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS), tf.float64) / VAL_BUCKETS  # (n,) in [0, 1)
+    return tf.reduce_sum(tf.cast(u[:, None] >= tf.constant(POISSON1_CDF, tf.float64), tf.int32), axis=1)  # (n,)
+
+
+def resampled_rows(scan: ScannedPairs, seed: int, labels=None) -> int:
+    """Training rows an epoch of the bootstrap resample `seed` holds (counted once per scan
+    and seed); labels: count only rows whose output is one of them (a label model's pipeline
+    leaves the others out)."""
+    key = (seed, None if labels is None else tuple(labels.symbols))
+    if key not in scan.resampled:
+        rows = iter_pairs(scan, "train", bootstrap=seed)
+        scan.resampled[key] = sum(1 for _, out in rows if labels is None or out in labels)
+    return scan.resampled[key]
+
+
+def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None, bootstrap: int | None = None):
     """(input, output) pairs of `side` ("train", "val" or "all") in file order, read from the
-    file again in Python: for code that needs strings (e.g. decoded validation metrics)."""
-    return itertools.islice(_iter_side(scan, side), limit)
+    file again in Python: for code that needs strings (e.g. decoded validation metrics).
+    bootstrap: a seed; each training pair then comes as many times as its resample draws
+    it (bootstrap_counts; consecutively), validation pairs once."""
+    return itertools.islice(_iter_side(scan, side, bootstrap), limit)
 
 
-def _iter_side(scan: ScannedPairs, side: str):
+def _iter_side(scan: ScannedPairs, side: str, bootstrap: int | None = None):
     excluded = set(scan.excluded)
     chunk: list[tuple[bytes, str]] = []
 
     def sides():
-        buckets = split_buckets([raw for raw, _ in chunk], seed=scan.seed).numpy()  # (n,)
-        for (_, text), bucket in zip(chunk, buckets):
+        raws = [raw for raw, _ in chunk]
+        buckets = split_buckets(raws, seed=scan.seed).numpy()  # (n,)
+        counts = bootstrap_counts(raws, bootstrap).numpy() if bootstrap is not None else np.ones(len(raws), int)
+        for (_, text), bucket, count in zip(chunk, buckets, counts):
             is_val = bucket < scan.val_threshold
             if side == "all" or is_val == (side == "val"):
-                yield tuple(text.split("\t"))
+                yield from [tuple(text.split("\t"))] * (int(count) if side == "train" else 1)
         chunk.clear()
 
     with open(scan.path, "rb") as stream:
@@ -426,9 +462,11 @@ def pairs_dataset(
     seed: int,
     shuffle_seed: int | None,
     shuffle_buffer: int = SHUFFLE_BUFFER,
+    bootstrap: int | None = None,
 ):
     """One pass of batches (one-hot features, target ids) over `side` "train", "val" or
-    "all"; `seed` picks the split, `shuffle_seed` the order (None: file order).
+    "all"; `seed` picks the split, `shuffle_seed` the order (None: file order), `bootstrap`
+    (a seed; "train" only) the resample of the training rows (each repeated as drawn).
 
     Build one dataset per epoch with that epoch's seed (see `loop.build`'s `dataset_for_epoch`) rather than
     relying on reshuffle_each_iteration: tf.distribute rebuilds the dataset graph and loses
@@ -439,6 +477,9 @@ def pairs_dataset(
     n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
     if labels:
         n = scan.rows_with_labels(side, out_vocab)  # rows with a label the model has
+    resample = bootstrap is not None and side == "train"
+    if resample:
+        n = resampled_rows(scan, bootstrap, out_vocab if labels else None)
     # Line 0 does not exist; it keeps the table non-empty (TF refuses empty tables).
     excluded = tf.constant(np.concatenate([[0], np.frombuffer(scan.excluded, dtype=np.int64)]))
     skip = tf.lookup.StaticHashTable(
@@ -464,7 +505,10 @@ def pairs_dataset(
         if labels:  # a validation label the model has no output for cannot be scored
             label = tf.strings.regex_replace(chunk, "^[^\t]*\t", "")  # (C,) the output column
             keep = tf.logical_and(keep, out_table.lookup(label) >= 0)
-        return tf.boolean_mask(chunk, keep)  # (kept,)
+        chunk = tf.boolean_mask(chunk, keep)  # (kept,)
+        if resample:
+            chunk = tf.repeat(chunk, bootstrap_counts(chunk, bootstrap))  # (drawn,): each row as often as drawn
+        return chunk
 
     def split(lines):
         return tf.strings.split(lines, "\t").to_tensor(shape=[None, 2])  # (B, 2): one tab per row

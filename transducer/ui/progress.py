@@ -54,6 +54,9 @@ def start_messages(info: dict) -> list[tuple[str, bool]]:
         f" {info['parameters']:,} parameters)",
         False,
     )]
+    if info.get("bootstrap_rows") is not None:
+        lines.append((f"bootstrap resample: {info['bootstrap_rows']} rows an epoch, drawn from the"
+                      f" {info['n_train']} training pairs", False))
     if info.get("unseen_input_chars"):
         chars = info["unseen_input_chars"]
         lines.append((
