@@ -1,8 +1,9 @@
-"""`train --bootstrap` (bagging): each member trains on its own resample of the training
-pairs, each pair drawn k ~ Poisson(1) times; validation untouched. Checked: the draw's
-distribution, that the streamed pipeline, the in-memory iterator and the epoch's step
-count agree on one resample, and a round trip through train and predict for every
-architecture (their data paths differ: streamed, label-filtered, edit's in-memory arrays)."""
+"""`train --bootstrap` (bagging) and `--subsample F`: each member trains on its own draw of
+the training pairs, each pair k ~ Poisson(1) times or once with probability F; validation
+untouched. Checked: the draws' distributions, that the streamed pipeline, the in-memory
+iterator and the epoch's step count agree on one draw, and a round trip through train and
+predict for every architecture (their data paths differ: streamed, label-filtered, edit's
+in-memory arrays)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import TINY_MAX_LEN, invoke, make_pairs, write_pairs
+from conftest import TINY_MAX_LEN, assert_clean_error, invoke, make_pairs, write_pairs
 from transducer.core.config import ModelConfig, TrainConfig
 from transducer.core.vocab import Vocab
 
@@ -25,17 +26,27 @@ def _lines(n: int) -> list[bytes]:
     return [f"w{i}\tx{i}".encode() for i in range(n)]
 
 
-def test_counts_follow_poisson_one_and_differ_by_seed():
-    from transducer.training.stream import bootstrap_counts
+def test_bootstrap_counts_follow_poisson_one_and_differ_by_seed():
+    from transducer.training.stream import Resample, draw_counts
 
-    a = bootstrap_counts(_lines(20_000), 1).numpy()  # (20000,)
-    b = bootstrap_counts(_lines(20_000), 2).numpy()
+    a = draw_counts(_lines(20_000), Resample(1)).numpy()  # (20000,)
+    b = draw_counts(_lines(20_000), Resample(2)).numpy()
     # 20,000 draws: the standard error of a share near 0.37 is 0.0034, of the mean 0.007.
     assert abs(a.mean() - 1.0) < 0.03 and abs(b.mean() - 1.0) < 0.03
     assert abs((a == 0).mean() - LEFT_OUT) < 0.015
     assert abs((a == 2).mean() - LEFT_OUT / 2) < 0.015  # P(k = 2) = e^-1 / 2
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.05  # another seed, another resample
-    np.testing.assert_array_equal(a, bootstrap_counts(_lines(20_000), 1).numpy())  # same seed, same draw
+    np.testing.assert_array_equal(a, draw_counts(_lines(20_000), Resample(1)).numpy())  # same seed, same draw
+
+
+def test_subsample_keeps_each_row_at_most_once_with_its_probability():
+    from transducer.training.stream import Resample, draw_counts
+
+    kept = draw_counts(_lines(20_000), Resample(1, keep=0.8)).numpy()  # (20000,)
+    assert set(np.unique(kept)) == {0, 1}
+    assert abs(kept.mean() - 0.8) < 0.015
+    other = draw_counts(_lines(20_000), Resample(2, keep=0.8)).numpy()
+    assert abs(np.corrcoef(kept, other)[0, 1]) < 0.05
 
 
 def _scan(tmp_path, pairs, val_split=0.2):
@@ -46,41 +57,43 @@ def _scan(tmp_path, pairs, val_split=0.2):
 
 
 def test_iterator_repeats_training_pairs_as_drawn_and_leaves_validation_alone(tmp_path):
-    from transducer.training.stream import iter_pairs, resampled_rows
+    from transducer.training.stream import Resample, iter_pairs, resampled_rows
 
     pairs = sorted(set(make_pairs(400, seed=3)))
     scan = _scan(tmp_path, pairs)
     train = list(iter_pairs(scan, "train"))
-    drawn = Counter(iter_pairs(scan, "train", bootstrap=5))
+    drawn = Counter(iter_pairs(scan, "train", resample=Resample(5)))
     assert set(drawn) <= set(train)  # only training pairs are drawn
     left_out = sum(1 for p in train if p not in drawn)
     assert 0.2 < left_out / len(train) < 0.55  # about e^-1 of them, on a few hundred
     assert max(drawn.values()) >= 2  # some more than once
-    assert sum(drawn.values()) == resampled_rows(scan, 5)
-    assert list(iter_pairs(scan, "val", bootstrap=5)) == list(iter_pairs(scan, "val"))
-    assert Counter(iter_pairs(scan, "train", bootstrap=6)) != drawn
+    assert sum(drawn.values()) == resampled_rows(scan, Resample(5))
+    assert list(iter_pairs(scan, "val", resample=Resample(5))) == list(iter_pairs(scan, "val"))
+    assert Counter(iter_pairs(scan, "train", resample=Resample(6))) != drawn
 
 
 def _decode(vocab: Vocab, ids) -> str:
     return "".join(vocab.symbols[i] for i in ids if i >= 4)  # 0-3: <pad>, <unk>, <s>, </s>
 
 
+@pytest.mark.parametrize("keep", [0.0, 0.7], ids=["bootstrap", "subsample"])
 @pytest.mark.parametrize("arch", ["aligned", "seq2seq"])
-def test_streamed_epoch_holds_exactly_the_resample(tmp_path, arch):
+def test_streamed_epoch_holds_exactly_the_draw(tmp_path, arch, keep):
     """What the tf.data pipeline trains on, decoded back to strings, is the iterator's
-    resample, pair for pair, in batches of the declared count."""
-    from transducer.training.stream import iter_pairs, pairs_dataset
+    draw, pair for pair, in batches of the declared count."""
+    from transducer.training.stream import Resample, iter_pairs, pairs_dataset
 
     scan = _scan(tmp_path, make_pairs(300, seed=4))
     iv, ov = scan.vocabs()
     cfg = ModelConfig(arch=arch, max_len=24, input_vocab_size=len(iv), output_vocab_size=len(ov))
-    batches = list(pairs_dataset(scan, cfg, iv, ov, "train", 16, 0, shuffle_seed=7, bootstrap=9))
+    draw = Resample(9, keep)
+    batches = list(pairs_dataset(scan, cfg, iv, ov, "train", 16, 0, shuffle_seed=7, resample=draw))
     seen = Counter()
     for x, y in batches:
         src = (x[0] if isinstance(x, tuple) else x).numpy().argmax(-1)  # (B, T): one-hot back to ids
         for s, t in zip(src, y.numpy()):
             seen[(_decode(iv, s), _decode(ov, t))] += 1
-    expected = Counter(iter_pairs(scan, "train", bootstrap=9))
+    expected = Counter(iter_pairs(scan, "train", resample=draw))
     assert seen == expected
     assert len(batches) == -(-sum(expected.values()) // 16)
 
@@ -106,8 +119,8 @@ def _arch_pairs(arch: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("arch", ["aligned", "seq2seq", "edit", "label"])
 def test_each_architecture_trains_on_its_resample_and_round_trips(tmp_path, arch):
-    from transducer.training.stream import iter_pairs, scan_pairs
     from transducer.training.loop import train
+    from transducer.training.stream import Resample, iter_pairs, scan_pairs
 
     path = write_pairs(tmp_path / "p.tsv", _arch_pairs(arch))
     steps = _Steps()
@@ -115,10 +128,11 @@ def test_each_architecture_trains_on_its_resample_and_round_trips(tmp_path, arch
     tcfg = TrainConfig(epochs=1, batch_size=16, seed=3, bootstrap=True)
     train(str(path), tmp_path / "m", mcfg, tcfg, reporter=steps)
     drawn = sum(1 for _ in iter_pairs(scan_pairs(str(path), TINY_MAX_LEN, False, tcfg.val_split, 3), "train",
-                                      bootstrap=3))
+                                      resample=Resample(3)))
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["train"]["bootstrap"] is True
-    assert config["data"]["bootstrap_rows"] == steps.info["bootstrap_rows"] == drawn
+    assert config["data"]["resampled"] == steps.info["resampled"] == "bootstrap resample"
+    assert config["data"]["resampled_rows"] == steps.info["resampled_rows"] == drawn
     assert steps.declared == steps.run == [-(-drawn // 16)]  # the epoch trained on the resample
     inputs = "".join(f"{a}\n" for a, _ in _arch_pairs(arch)[:20])
     result = invoke("predict", tmp_path / "m", input=inputs)
@@ -138,6 +152,23 @@ def test_bagged_ensemble_members_train_on_different_resamples(tmp_path):
     configs = [json.loads((m / "config.json").read_text()) for m in members]
     assert [c["train"]["seed"] + c["train"]["member"] for c in configs] == [0, 1]
     assert all(c["train"]["bootstrap"] for c in configs)
-    assert configs[0]["data"]["bootstrap_rows"] != configs[1]["data"]["bootstrap_rows"]  # two draws
+    assert configs[0]["data"]["resampled_rows"] != configs[1]["data"]["resampled_rows"]  # two draws
     # Both members share the aligner fitted on all the training pairs, not on a resample.
     assert len({(m / "aligner.json").read_text() for m in members}) == 1
+
+
+def test_subsample_run_reports_its_draw_and_bad_values_are_one_line_errors(tmp_path):
+    path = write_pairs(tmp_path / "p.tsv", make_pairs(120, seed=6))
+    small = ["--epochs", 1, "--max-len", TINY_MAX_LEN, "--hidden", 8, "--batch-size", 16, "--log-format", "plain"]
+    result = invoke("train", path, "-m", tmp_path / "m", "--subsample", 0.5, *small)
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["train"]["subsample"] == 0.5 and config["data"]["resampled"] == "subsample 0.5"
+    assert 0.3 * config["data"]["n_train"] < config["data"]["resampled_rows"] < 0.7 * config["data"]["n_train"]
+    assert f"subsample 0.5: {config['data']['resampled_rows']} rows an epoch" in result.stderr
+    for bad, fragment in ((["--subsample", 0], "--subsample must be in (0, 1]"),
+                          (["--subsample", 1.5], "--subsample must be in (0, 1]"),
+                          (["--subsample", 0.5, "--bootstrap"], "give one")):
+        failed = invoke("train", path, "-m", tmp_path / "x", *bad, *small)
+        assert_clean_error(failed, fragment)
+        assert not (tmp_path / "x").exists()

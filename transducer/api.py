@@ -449,6 +449,9 @@ class TrainOptions:
                              " bootstrap resample of the training pairs, drawn with its seed (each pair 0, 1, 2..."
                              " times; about 63% of them at least once); validation unchanged. Members then"
                              " disagree more, which a vote or mean can use.")
+    subsample: float = option(TrainConfig.subsample, "Each member (or this one model) trains on its own random"
+                              " fraction of the training pairs, drawn with its seed, each pair at most once;"
+                              " validation unchanged. As --bootstrap, keeping more of the data. 1: all.")
     teacher: str | None = option(None, "Distil this model (e.g. an ensemble) into one: at every step of each"
                                  " training target the student fits the teacher's distribution as well as the"
                                  " reference, and takes its vocabularies (an edit student its actions and aligner too)."
@@ -487,7 +490,7 @@ def train_configs(options: TrainOptions, given: frozenset[str]) -> tuple[ModelCo
         patience=o.patience, min_delta=o.min_delta, lr_schedule=o.lr_schedule, lr_patience=o.lr_patience,
         label_smoothing=o.label_smoothing, epochs=o.epochs, batch_size=o.batch_size, learning_rate=o.learning_rate,
         val_split=o.val_split, seed=o.seed, skip_invalid=o.skip_invalid, distribute=o.distribute, ensemble=o.ensemble,
-        rollin=o.rollin, bootstrap=o.bootstrap,
+        rollin=o.rollin, bootstrap=o.bootstrap, subsample=o.subsample,
     )
     return resolve(architecture, o.dropout, training, given & ARCHITECTURE_OPTIONS, o.init_from)
 

@@ -157,6 +157,7 @@ def train(
     skip_invalid: Annotated[bool, opt(TrainOptions, "skip_invalid", panel=TRAINING)] = TrainOptions.skip_invalid,
     ensemble: Annotated[Optional[int], opt(TrainOptions, "ensemble", metavar="N", panel=ENSEMBLES)] = TrainOptions.ensemble,
     bootstrap: Annotated[bool, opt(TrainOptions, "bootstrap", panel=ENSEMBLES)] = TrainOptions.bootstrap,
+    subsample: Annotated[float, opt(TrainOptions, "subsample", metavar="FRACTION", panel=ENSEMBLES)] = TrainOptions.subsample,
     teacher: Annotated[Optional[str], opt(TrainOptions, "teacher", metavar="DIR", panel=ENSEMBLES)] = TrainOptions.teacher,
     teacher_mode: Annotated[str, opt(TrainOptions, "teacher_mode", panel=ENSEMBLES)] = TrainOptions.teacher_mode,
     teacher_weight: Annotated[Optional[float], opt(TrainOptions, "teacher_weight", metavar="FLOAT", panel=ENSEMBLES)] = TrainOptions.teacher_weight,

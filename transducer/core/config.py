@@ -273,6 +273,7 @@ class TrainConfig:
     #                  seed + member, the validation split with seed (shared by all members)
     bootstrap: bool = False  # train on a bootstrap resample of the training pairs drawn with
     #                          seed + member (bagging: members that disagree; training/stream.py)
+    subsample: float = 1.0  # train on this fraction of the training pairs, drawn with seed + member
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -298,6 +299,10 @@ class TrainConfig:
             raise TransducerError("--label-smoothing must be in [0, 1)")
         if not (self.rollin >= 0.0 and math.isfinite(self.rollin)):
             raise TransducerError("--rollin must be 0 (off) or a positive number")
+        if not 0.0 < self.subsample <= 1.0:
+            raise TransducerError("--subsample must be in (0, 1]")
+        if self.bootstrap and self.subsample < 1.0:
+            raise TransducerError("--bootstrap and --subsample are two ways to draw a member's pairs: give one")
         Distribute.check(self.distribute, "--distribute")
 
     def to_dict(self) -> dict:

@@ -70,11 +70,12 @@ def aligner_for_run(train_pairs, staging: Path, resume: bool, reuse: Path | None
     return aligner
 
 
-def prepare_edit(prep, staging: Path, resume: bool, reuse: Path | None, bootstrap: int | None = None) -> EditData:
+def prepare_edit(prep, staging: Path, resume: bool, reuse: Path | None,
+                 resample: stream.Resample | None = None) -> EditData:
     """The aligner and the expert's answers for the training and validation pairs.
-    bootstrap: the seed of the run's resample (--bootstrap), which the training arrays (and
-    roll-in) hold; the aligner is fitted on the training pairs as they are, so every member
-    of a bagged ensemble shares one, as members do without it."""
+    resample: the run's draw of training rows (--bootstrap, --subsample), which the training
+    arrays (and roll-in) hold; the aligner is fitted on the training pairs as they are, so
+    every member of such an ensemble shares one, as members do without it."""
     train_pairs = list(stream.iter_pairs(prep.data, "train"))
     if prep.val is not None:
         val_pairs = list(stream.iter_pairs(prep.val, "all"))
@@ -89,8 +90,8 @@ def prepare_edit(prep, staging: Path, resume: bool, reuse: Path | None, bootstra
     val_pairs = [p for p in val_pairs if set(p[1]) <= known]
     max_len = prep.cfg.max_len
     val = edit_arrays(val_pairs, prep.in_vocab, actions, expert, max_len) if val_pairs else None
-    if bootstrap is not None:
-        train_pairs = list(stream.iter_pairs(prep.data, "train", bootstrap=bootstrap))
+    if resample is not None:
+        train_pairs = list(stream.iter_pairs(prep.data, "train", resample=resample))
     train = edit_arrays(train_pairs, prep.in_vocab, actions, expert, max_len)
     return EditData(actions, aligner, train, val, train_pairs, expert)
 

@@ -214,7 +214,7 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
     """Step 2: seed, make the datasets, build and compile the model, find the checkpoint.
     aligner_from: an edit model's aligner comes from this model directory (see edit_data)."""
     cfg, init_seed = prep.cfg, train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
-    resample = resample_seed(train_cfg)
+    resample = member_resample(train_cfg)
     keras.utils.set_random_seed(init_seed)
     tf.config.experimental.enable_op_determinism()
     # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
@@ -245,7 +245,7 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
         else:
             ds = stream.pairs_dataset(
                 scan, cfg, prep.in_vocab, prep.out_vocab, side, plan.global_batch, train_cfg.seed, shuffle_seed,
-                bootstrap=resample,
+                resample=resample,
             )
         return distribute.prepare_dataset(plan, ds)
 
@@ -282,18 +282,29 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
                val_ds, pipeline, edit)
 
 
-def resample_seed(train_cfg: TrainConfig) -> int | None:
-    """--bootstrap: the seed of this member's resample (its own, as its weights'), else None."""
-    return train_cfg.seed + train_cfg.member if train_cfg.bootstrap else None
+def member_resample(train_cfg: TrainConfig) -> stream.Resample | None:
+    """--bootstrap or --subsample: this member's draw of training rows, seeded as its weights are."""
+    if not (train_cfg.bootstrap or train_cfg.subsample < 1.0):
+        return None
+    return stream.Resample(train_cfg.seed + train_cfg.member, 0.0 if train_cfg.bootstrap else train_cfg.subsample)
 
 
-def epoch_rows(prep: Prepared, resample: int | None) -> int:
-    """Training rows one epoch holds: the training pairs, or with --bootstrap as many as the
-    resample `resample` draws (each pair 0, 1, 2... times)."""
+def epoch_rows(prep: Prepared, resample: stream.Resample | None) -> int:
+    """Training rows one epoch holds: the training pairs, or as many as the member's draw
+    (--bootstrap, --subsample) holds."""
     if resample is None:
         return prep.n_train
     labels = prep.out_vocab if prep.cfg.arch == "label" else None
     return stream.resampled_rows(prep.data, resample, labels)
+
+
+def resample_counts(run: Run) -> dict:
+    """{"resampled": what drew the rows, "resampled_rows": rows an epoch holds}, or {}
+    without --bootstrap or --subsample."""
+    resample = member_resample(run.train_cfg)
+    if resample is None:
+        return {}
+    return {"resampled": resample.name, "resampled_rows": epoch_rows(run.prep, resample)}
 
 
 def start_counts(run: Run) -> dict:
@@ -302,7 +313,7 @@ def start_counts(run: Run) -> dict:
     return {
         "n_train": data.n_train,
         "n_val": run.prep.n_val,
-        "bootstrap_rows": epoch_rows(run.prep, resample_seed(run.train_cfg)) if run.train_cfg.bootstrap else None,
+        **resample_counts(run),
         "skipped": data.n_invalid,
         "skipped_detail": data.describe_invalid() if data.invalid else "",
         "skipped_by_kind": data.invalid_by_kind(),
@@ -432,8 +443,7 @@ def publish(run: Run, model_dir: Path, val_path: str | None, fitted: Fitted,
         "final_on": "validation" if run.val_ds is not None else "training",
     }
     data.update(learned_length(prep))
-    if run.train_cfg.bootstrap:  # rows an epoch of this member's resample holds
-        data["bootstrap_rows"] = epoch_rows(prep, resample_seed(run.train_cfg))
+    data.update(resample_counts(run))
     cfg_json = artifacts.config_dict(prep.cfg, prep.in_vocab, prep.out_vocab, train=run.train_cfg.to_dict(), data=data)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
     metrics = {

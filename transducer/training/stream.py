@@ -17,12 +17,14 @@ Two steps:
    prefetch. Nothing holds the whole file. (A model written before masks, or an aligned
    bidirectional one, gets max_len-long batches instead: ModelConfig.variable_length.)
 
-Bootstrap resample (`train --bootstrap`, bagging). Each training row is drawn k times,
-k ~ Poisson(1) from another hash of (seed, line content): about 63% of the rows at least
-once, some twice or more, the epoch about as long as without (Oza and Russell's online
-bagging: the same distribution as drawing n of n with replacement, as n grows). Decided per
-row from its content, like the split, so the pipeline repeats rows as it streams them and
-`resampled_rows` counts the epoch in one pass; validation rows are never resampled.
+Resampled training rows (`train --bootstrap`, `--subsample`: members that disagree). With
+--bootstrap each training row is drawn k times, k ~ Poisson(1) from another hash of (seed,
+line content): about 63% of the rows at least once, some twice or more, the epoch about as
+long as without (Oza and Russell's online bagging: the same distribution as drawing n of n
+with replacement, as n grows). With --subsample F a row is kept once with probability F.
+Decided per row from its content, like the split, so the pipeline repeats rows as it
+streams them and `resampled_rows` counts the epoch in one pass; validation rows are never
+resampled.
 
 Train/validation split. Each row goes to validation when a hash of (seed, line content)
 falls below `val_split` of the hash range. Hashing the *content* rather than the line
@@ -103,7 +105,7 @@ class ScannedPairs:
     label_rows: dict = field(default_factory=dict)  # label -> [training rows, validation rows]
     output_ratio: float = 0.0  # largest len(output) / max(len(input), 1) of a training row:
     #                            what config.OutputLength bounds decoding by
-    resampled: dict = field(default_factory=dict)  # bootstrap seed -> training rows drawn (resampled_rows)
+    resampled: dict = field(default_factory=dict)  # (Resample, labels) -> training rows drawn (resampled_rows)
 
     @property
     def n_train(self) -> int:
@@ -314,42 +316,56 @@ def split_buckets(lines, seed: int):
     return tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS)  # same shape as lines
 
 
-def bootstrap_counts(lines, seed: int):
-    """How many times each line (bytes, as split_buckets reads them) is drawn into the
-    bootstrap resample of `seed`: Poisson(1), from a hash of (seed, line) that is
-    independent of the split's. The pipeline calls it on its string tensors too."""
-    salted = tf.constant(f"bootstrap {seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
+@dataclass(frozen=True)
+class Resample:
+    """How one member draws its training rows (train --bootstrap or --subsample)."""
+
+    seed: int  # the member's own seed (seed + member), so each member draws its own rows
+    keep: float = 0.0  # --subsample: each row once with this probability; 0: --bootstrap, Poisson(1) times
+
+    @property
+    def name(self) -> str:
+        return f"subsample {self.keep:g}" if self.keep else "bootstrap resample"
+
+
+def draw_counts(lines, resample: Resample):
+    """How many times each line (bytes, as split_buckets reads them) is drawn into
+    `resample`, from a hash of (seed, line) independent of the split's. The pipeline calls
+    it on its string tensors too."""
+    salted = tf.constant(f"bootstrap {resample.seed}\x1f") + tf.convert_to_tensor(lines, dtype=tf.string)
     u = tf.cast(tf.strings.to_hash_bucket_fast(salted, VAL_BUCKETS), tf.float64) / VAL_BUCKETS  # (n,) in [0, 1)
+    if resample.keep:
+        return tf.cast(u < resample.keep, tf.int32)  # (n,) 0 or 1
     return tf.reduce_sum(tf.cast(u[:, None] >= tf.constant(POISSON1_CDF, tf.float64), tf.int32), axis=1)  # (n,)
 
 
-def resampled_rows(scan: ScannedPairs, seed: int, labels=None) -> int:
-    """Training rows an epoch of the bootstrap resample `seed` holds (counted once per scan
-    and seed); labels: count only rows whose output is one of them (a label model's pipeline
-    leaves the others out)."""
-    key = (seed, None if labels is None else tuple(labels.symbols))
+def resampled_rows(scan: ScannedPairs, resample: Resample, labels=None) -> int:
+    """Training rows an epoch of `resample` holds (counted once per scan and draw);
+    labels: count only rows whose output is one of them (a label model's pipeline leaves
+    the others out)."""
+    key = (resample, None if labels is None else tuple(labels.symbols))
     if key not in scan.resampled:
-        rows = iter_pairs(scan, "train", bootstrap=seed)
+        rows = iter_pairs(scan, "train", resample=resample)
         scan.resampled[key] = sum(1 for _, out in rows if labels is None or out in labels)
     return scan.resampled[key]
 
 
-def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None, bootstrap: int | None = None):
+def iter_pairs(scan: ScannedPairs, side: str, limit: int | None = None, resample: Resample | None = None):
     """(input, output) pairs of `side` ("train", "val" or "all") in file order, read from the
     file again in Python: for code that needs strings (e.g. decoded validation metrics).
-    bootstrap: a seed; each training pair then comes as many times as its resample draws
-    it (bootstrap_counts; consecutively), validation pairs once."""
-    return itertools.islice(_iter_side(scan, side, bootstrap), limit)
+    resample: each training pair comes as many times as it draws it (draw_counts;
+    consecutively, 0 to 8 times); validation pairs once."""
+    return itertools.islice(_iter_side(scan, side, resample), limit)
 
 
-def _iter_side(scan: ScannedPairs, side: str, bootstrap: int | None = None):
+def _iter_side(scan: ScannedPairs, side: str, resample: Resample | None = None):
     excluded = set(scan.excluded)
     chunk: list[tuple[bytes, str]] = []
 
     def sides():
         raws = [raw for raw, _ in chunk]
         buckets = split_buckets(raws, seed=scan.seed).numpy()  # (n,)
-        counts = bootstrap_counts(raws, bootstrap).numpy() if bootstrap is not None else np.ones(len(raws), int)
+        counts = draw_counts(raws, resample).numpy() if resample is not None else np.ones(len(raws), int)  # (n,)
         for (_, text), bucket, count in zip(chunk, buckets, counts):
             is_val = bucket < scan.val_threshold
             if side == "all" or is_val == (side == "val"):
@@ -462,11 +478,11 @@ def pairs_dataset(
     seed: int,
     shuffle_seed: int | None,
     shuffle_buffer: int = SHUFFLE_BUFFER,
-    bootstrap: int | None = None,
+    resample: Resample | None = None,
 ):
     """One pass of batches (one-hot features, target ids) over `side` "train", "val" or
-    "all"; `seed` picks the split, `shuffle_seed` the order (None: file order), `bootstrap`
-    (a seed; "train" only) the resample of the training rows (each repeated as drawn).
+    "all"; `seed` picks the split, `shuffle_seed` the order (None: file order), `resample`
+    ("train" only) the member's draw of the training rows (each repeated as drawn).
 
     Build one dataset per epoch with that epoch's seed (see `loop.build`'s `dataset_for_epoch`) rather than
     relying on reshuffle_each_iteration: tf.distribute rebuilds the dataset graph and loses
@@ -477,9 +493,9 @@ def pairs_dataset(
     n = {"train": scan.n_train, "val": scan.n_val, "all": scan.n_rows}[side]
     if labels:
         n = scan.rows_with_labels(side, out_vocab)  # rows with a label the model has
-    resample = bootstrap is not None and side == "train"
-    if resample:
-        n = resampled_rows(scan, bootstrap, out_vocab if labels else None)
+    draw = resample if side == "train" else None
+    if draw is not None:
+        n = resampled_rows(scan, draw, out_vocab if labels else None)
     # Line 0 does not exist; it keeps the table non-empty (TF refuses empty tables).
     excluded = tf.constant(np.concatenate([[0], np.frombuffer(scan.excluded, dtype=np.int64)]))
     skip = tf.lookup.StaticHashTable(
@@ -506,8 +522,8 @@ def pairs_dataset(
             label = tf.strings.regex_replace(chunk, "^[^\t]*\t", "")  # (C,) the output column
             keep = tf.logical_and(keep, out_table.lookup(label) >= 0)
         chunk = tf.boolean_mask(chunk, keep)  # (kept,)
-        if resample:
-            chunk = tf.repeat(chunk, bootstrap_counts(chunk, bootstrap))  # (drawn,): each row as often as drawn
+        if draw is not None:
+            chunk = tf.repeat(chunk, draw_counts(chunk, draw))  # (drawn,): each row as often as drawn
         return chunk
 
     def split(lines):

@@ -54,8 +54,8 @@ def start_messages(info: dict) -> list[tuple[str, bool]]:
         f" {info['parameters']:,} parameters)",
         False,
     )]
-    if info.get("bootstrap_rows") is not None:
-        lines.append((f"bootstrap resample: {info['bootstrap_rows']} rows an epoch, drawn from the"
+    if info.get("resampled"):
+        lines.append((f"{info['resampled']}: {info['resampled_rows']} rows an epoch, drawn from the"
                       f" {info['n_train']} training pairs", False))
     if info.get("unseen_input_chars"):
         chars = info["unseen_input_chars"]
