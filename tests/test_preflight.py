@@ -168,6 +168,10 @@ MISTAKES = {
     "--hidden 0": lambda s: ([s.ok, "-m", s.root / "m", "--hidden", 0], ["--hidden must be at least 1"]),
     "--dropout 1": lambda s: ([s.ok, "-m", s.root / "m", "--dropout", 1], ["--dropout must be in [0, 1)"]),
     "--epochs 0": lambda s: ([s.ok, "-m", s.root / "m", "--epochs", 0], ["--epochs must be at least 1"]),
+    "--subsample 0": lambda s: ([s.ok, "-m", s.root / "m", "--subsample", 0], ["--subsample must be in (0, 1]"]),
+    "--subsample above 1": lambda s: ([s.ok, "-m", s.root / "m", "--subsample", 1.5], ["--subsample must be in (0, 1]"]),
+    "--bootstrap with --subsample": lambda s: ([s.ok, "-m", s.root / "m", "--bootstrap", "--subsample", 0.5],
+                                               ["--bootstrap and --subsample", "give one"]),
 }
 # What permission bits forbid: root is not bound by them, so these run only as another user.
 CHMOD_MISTAKES = {
@@ -319,3 +323,15 @@ def test_importing_the_preflight_imports_no_tensorflow():
     code = "import sys, transducer.training.preflight, transducer.api; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_as_its_default():
+    """A run interrupted before --bootstrap and --subsample existed trained as their
+    defaults do: its identity lacks them, and it may be resumed without them, not with them."""
+    from transducer.training.preflight import run_differences
+
+    now = {"model": {"hidden": 8}, "train": {"seed": 1, "bootstrap": False, "subsample": 1.0}}
+    before = {"model": {"hidden": 8}, "train": {"seed": 1}}
+    assert run_differences(before, now) == []
+    bagged = {**now, "train": {**now["train"], "bootstrap": True}}
+    assert run_differences(before, bagged) == ["bootstrap was False, now True"]

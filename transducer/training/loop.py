@@ -215,6 +215,11 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
     aligner_from: an edit model's aligner comes from this model directory (see edit_data)."""
     cfg, init_seed = prep.cfg, train_cfg.seed + train_cfg.member  # an ensemble member's own weights and order
     resample = member_resample(train_cfg)
+    rows = epoch_rows(prep, resample)
+    if not rows:  # only a draw can leave an epoch empty (prepare refuses data without training pairs)
+        larger = " or a larger --subsample" if resample.keep else ""
+        raise TransducerError(f"{prep.data.name}: {resample.name} drew none of the {prep.n_train} training"
+                              f" pair(s); train on more pairs{larger}")
     keras.utils.set_random_seed(init_seed)
     tf.config.experimental.enable_op_determinism()
     # Non-chief workers write (and checkpoint) into a temp dir that is discarded at the end.
@@ -275,7 +280,7 @@ def build(prep: Prepared, train_cfg: TrainConfig, plan, model_dir: Path, resume:
             trainer = teaching.trainer(model)
             compile_model(trainer, train_cfg.learning_rate, cfg.masked, train_cfg.label_smoothing, spe, like=model)
     distribute.patch_for_strategy(plan, trainer, dataset_for_epoch(0).element_spec)
-    steps = math.ceil(epoch_rows(prep, resample) / plan.global_batch)
+    steps = math.ceil(rows / plan.global_batch)
     monitor = "val_loss" if val_ds is not None else "loss"
     keeper = _BestKeeper(train_cfg, monitor, reporter, train_cfg.epochs, steps)
     return Run(prep, train_cfg, plan, model, trainer, keeper, written, staging, identity, ckpt, dataset_for_epoch,

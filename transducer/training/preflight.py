@@ -33,7 +33,7 @@ import math
 import os
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from transducer.core import artifacts, normalization
@@ -209,12 +209,19 @@ def check_resumable(staging: Path, model_cfg: ModelConfig, train_cfg: TrainConfi
         raise TransducerError("cannot --resume: the checkpoint is from a different run (" + "; ".join(diffs) + ")")
 
 
+# A training option a checkpoint does not record did not exist when it was written: that
+# run trained as the option's default does (e.g. --bootstrap off), so it may be resumed.
+TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
 def run_differences(saved: dict, now: dict, ignore=frozenset()) -> list[str]:
     """What differs between a checkpoint's run identity and this run's, section by section
     (model, train): ["hidden was 8, now 4", ...], keys in `ignore` left out."""
     diffs = []
     for section in ("model", "train"):
         before, current = saved.get(section, {}), now.get(section, {})
+        if section == "train" and before:
+            before = {**{k: TRAIN_DEFAULTS[k] for k in current if k in TRAIN_DEFAULTS}, **before}
         for key in sorted((set(before) | set(current)) - set(ignore)):
             if before.get(key) != current.get(key):
                 diffs.append(f"{key} was {before.get(key)!r}, now {current.get(key)!r}")
